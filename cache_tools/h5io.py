@@ -87,10 +87,14 @@ def read_rows(dset: h5py.Dataset | np.ndarray, idx: np.ndarray, max_gap: int | N
     out = np.empty((uniq.size, *dset.shape[1:]), dtype=dset.dtype)
     pos = 0
     for start, stop in runs(uniq, max_gap):
-        block = dset[start:stop]
         take = uniq[pos:][: np.searchsorted(uniq[pos:], stop)]
-        out[pos : pos + take.size] = block[take - start]
+        if take.size == stop - start:  # dense run: read straight into the output
+            dset.read_direct(out, np.s_[start:stop], np.s_[pos : pos + take.size])
+        else:
+            out[pos : pos + take.size] = dset[start:stop][take - start]
         pos += take.size
+    if uniq.size == idx.size and np.array_equal(uniq, idx):
+        return out
     return out[inverse]
 
 

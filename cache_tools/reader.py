@@ -32,22 +32,24 @@ _PAYLOAD = {
 }
 
 
-def chunk_shuffle(n: int, block: int, seed: int, window: int = 4) -> np.ndarray:
-    """A permutation of ``range(n)`` that is shuffled at the level of blocks of rows.
+def chunk_shuffle(n: int, block: int, seed: int, span: int | None = None) -> np.ndarray:
+    """A permutation of ``range(n)`` shuffled at the level of blocks of rows.
 
-    Blocks of ``block`` consecutive rows are put in random order; then rows are shuffled within
-    each run of ``window`` consecutive (shuffled) blocks. A batch of about ``window * block``
-    rows taken from the permutation therefore reads about ``window`` contiguous slices.
+    Blocks of ``block`` consecutive rows (use :attr:`Cache.block_rows`, the HDF5 chunk) are put
+    in random order, then rows are shuffled within each run of ``span`` consecutive positions.
+    With ``span`` = the batch size, every batch is the union of about ``span / block`` whole
+    blocks in random order: it reads as a few dense slices (close to sequential speed) while
+    its members still come from random places of the file. A new ``seed`` each epoch.
 
     Returns:
         int64 array [n].
     """
     rng = np.random.default_rng(seed)
     block = max(1, int(block))
+    span = max(1, int(span or 4 * block))
     starts = np.arange(0, n, block)
     rng.shuffle(starts)
     order = np.concatenate([np.arange(s, min(s + block, n)) for s in starts]) if n else np.empty(0, np.int64)
-    span = block * max(1, window)
     for i in range(0, n, span):
         seg = order[i : i + span]
         rng.shuffle(seg)

@@ -218,13 +218,17 @@ def test_other_format_version_is_a_clear_error(tmp_path):
 
 
 def test_chunk_shuffle_is_a_blockwise_permutation():
-    perm = chunk_shuffle(1000, block=50, seed=3, window=2)
+    perm = chunk_shuffle(1000, block=50, seed=3, span=100)
     assert sorted(perm.tolist()) == list(range(1000))
     assert not np.array_equal(perm, np.arange(1000))
-    np.testing.assert_array_equal(perm, chunk_shuffle(1000, block=50, seed=3, window=2))
-    # a batch of window*block rows touches at most `window` blocks
+    np.testing.assert_array_equal(perm, chunk_shuffle(1000, block=50, seed=3, span=100))
+    assert not np.array_equal(perm, chunk_shuffle(1000, block=50, seed=4, span=100))
+    # a batch of `span` rows is made of whole blocks: 2 blocks of 50 rows each
     for i in range(0, 1000, 100):
-        assert len(set((perm[i : i + 100] // 50).tolist())) <= 2
+        blocks = perm[i : i + 100] // 50
+        assert len(set(blocks.tolist())) == 2 and np.all(np.bincount(blocks)[np.unique(blocks)] == 50)
+    # uneven block / span sizes still give a permutation
+    assert sorted(chunk_shuffle(997, block=27, seed=0, span=256).tolist()) == list(range(997))
 
 
 def test_load_into_memory_gives_the_same_rows(tmp_path):
