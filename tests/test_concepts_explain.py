@@ -1,0 +1,168 @@
+"""Explain: a hand-written table of caption / negative pairs with their operator labels."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from tflocal.concepts import explain, make_negatives
+
+S, R, A, N = "swap", "replace", "add", "none"
+ATT, OBJ, REL = "attribute", "object", "relation"
+
+TABLE = [
+    # --- SWAP attribute: same words, attributes bound to other objects
+    ("White towels in a blue bathroom.", "Blue towels in a white bathroom.", S, ATT),
+    ("A red car parked next to a black truck.", "A black car parked next to a red truck.", S, ATT),
+    ("A small dog sitting on a large couch.", "A large dog sitting on a small couch.", S, ATT),
+    ("A wooden table with a glass vase.", "A glass table with a wooden vase.", S, ATT),
+    ("An old man holding a young child.", "A young man holding an old child.", S, ATT),
+    ("A striped cat on a plain rug.", "A plain cat on a striped rug.", S, ATT),
+    (
+        "The towels are white and the bathroom is blue.",
+        "The towels are blue and the bathroom is white.",
+        S,
+        ATT,
+    ),
+    (
+        "a small red circle left of a large blue square",
+        "a small blue circle left of a large red square",
+        S,
+        ATT,
+    ),
+    (
+        "a small red circle left of a large blue square",
+        "a large red circle left of a small blue square",
+        S,
+        ATT,
+    ),
+    ("A yellow bus and a green car on a road.", "A green bus and a yellow car on a road.", S, ATT),
+    # --- SWAP object: head nouns exchanged, attributes stay
+    ("A red cube left of a blue ball.", "A red ball left of a blue cube.", S, OBJ),
+    ("A brown dog next to a white cat.", "A brown cat next to a white dog.", S, OBJ),
+    ("A large plate next to a small bowl.", "A large bowl next to a small plate.", S, OBJ),
+    ("A black laptop on a wooden desk.", "A black desk on a wooden laptop.", S, OBJ),
+    ("A striped shirt and a blue hat.", "A striped hat and a blue shirt.", S, OBJ),
+    ("An orange cat sitting on a green chair.", "An orange chair sitting on a green cat.", S, OBJ),
+    ("Two dogs and a cat playing on the grass.", "Two cats and a dog playing on the grass.", S, OBJ),
+    ("A man with a dog and a woman with a cat.", "A man with a cat and a woman with a dog.", S, OBJ),
+    # --- SWAP relation: subject and object of a relation exchanged
+    ("A dog chasing a cat.", "A cat chasing a dog.", S, REL),
+    ("A man riding a horse.", "A horse riding a man.", S, REL),
+    ("A cat sitting on a laptop.", "A laptop sitting on a cat.", S, REL),
+    ("A red cube left of a blue ball.", "A blue ball left of a red cube.", S, REL),
+    ("A woman feeding a giraffe.", "A giraffe feeding a woman.", S, REL),
+    ("A small bird on a large elephant.", "A large elephant on a small bird.", S, REL),
+    ("A boy holding a puppy in a park.", "A puppy holding a boy in a park.", S, REL),
+    ("A man riding a horse and holding a rope.", "A man holding a horse and riding a rope.", S, REL),
+    # --- REPLACE attribute
+    ("A red car on the street.", "A blue car on the street.", R, ATT),
+    ("A small dog on a bed.", "A large dog on a bed.", R, ATT),
+    ("A wooden bench in a park.", "A metal bench in a park.", R, ATT),
+    ("An empty glass on a table.", "A full glass on a table.", R, ATT),
+    ("An old man on a bench.", "A young man on a bench.", R, ATT),
+    ("A man in a red shirt riding a brown horse.", "A man in a green shirt riding a brown horse.", R, ATT),
+    ("Two dogs playing in the snow.", "Three dogs playing in the snow.", R, ATT),
+    ("A striped umbrella on a beach.", "A dotted umbrella on a beach.", R, ATT),
+    ("A light blue bus on a road.", "A yellow bus on a road.", R, ATT),
+    ("A white plate with a sandwich.", "A black plate with a sandwich.", R, ATT),
+    # --- REPLACE object
+    ("A cat sitting on a table.", "A dog sitting on a table.", R, OBJ),
+    ("A man riding a horse.", "A man riding a bicycle.", R, OBJ),
+    ("Two dogs playing with a frisbee.", "Two cats playing with a frisbee.", R, OBJ),
+    ("A pizza on a plate.", "A sandwich on a plate.", R, OBJ),
+    ("A woman holding an umbrella.", "A woman holding a kite.", R, OBJ),
+    ("A bus parked on the street.", "A truck parked on the street.", R, OBJ),
+    ("A fire hydrant next to a tree.", "A stop sign next to a tree.", R, OBJ),
+    ("An apple on a wooden table.", "An orange on a wooden table.", R, OBJ),
+    ("A man in a red shirt riding a brown horse.", "A man in a red jacket riding a brown horse.", R, OBJ),
+    # --- REPLACE relation
+    ("A cat on a table.", "A cat under a table.", R, REL),
+    ("A lamp above a bed.", "A lamp below a bed.", R, REL),
+    ("A dog sitting on a couch.", "A dog standing on a couch.", R, REL),
+    ("A man riding a horse.", "A man feeding a horse.", R, REL),
+    ("A car in front of a building.", "A car behind a building.", R, REL),
+    ("A red circle to the left of a blue square.", "A red circle to the right of a blue square.", R, REL),
+    ("A boy holding a kite.", "A boy throwing a kite.", R, REL),
+    ("A bird inside a cage.", "A bird outside a cage.", R, REL),
+    ("A cat sitting on a laptop.", "A cat sitting next to a laptop.", R, REL),
+    # --- ADD attribute
+    ("A dog on a couch.", "A brown dog on a couch.", A, ATT),
+    ("An apple on a table.", "A red apple on a table.", A, ATT),
+    ("A man riding a horse.", "A man riding a white horse.", A, ATT),
+    ("Two cats on a bed.", "Two striped cats on a bed.", A, ATT),
+    ("A bench in a park.", "A wooden bench in a park.", A, ATT),
+    ("A small dog on the grass.", "A small black dog on the grass.", A, ATT),
+    ("A car parked on the street.", "A car parked on the wet street.", A, ATT),
+    ("a red circle left of a blue square", "a red circle left of a large blue square", A, ATT),
+    # --- ADD object
+    ("A man riding a horse.", "A man riding a horse next to a dog.", A, OBJ),
+    ("A cat on a table.", "A cat on a table with a cup.", A, OBJ),
+    ("A dog on the beach.", "A dog and a ball on the beach.", A, OBJ),
+    ("A man riding a horse.", "A man riding a horse and holding a rope.", A, OBJ),
+    ("A pizza on a plate.", "A pizza on a plate next to a glass of wine.", A, OBJ),
+    ("a red circle left of a blue square", "a red circle left of a blue square above a green star", A, OBJ),
+    ("A woman holding an umbrella.", "A woman holding an umbrella and a bag.", A, OBJ),
+    # --- none: not one operator
+    ("A dog on a couch.", "A dog on a couch.", N, None),
+    ("A dog on a couch.", "A dog on a couch", N, None),
+    ("A brown dog on a couch.", "A dog on a couch.", N, None),
+    ("A red car on a street.", "A blue truck on a road.", N, None),
+    ("A man riding a horse.", "Two women eating pizza in a kitchen.", N, None),
+    ("A cat on a table.", "A big cat under a table.", N, None),
+]
+
+
+def test_table_is_large_and_covers_every_operator_and_kind():
+    assert len(TABLE) >= 60
+    labels = {(op, kind) for _, _, op, kind in TABLE}
+    for op in (S, R):
+        for kind in (ATT, OBJ, REL):
+            assert (op, kind) in labels
+    assert (A, ATT) in labels and (A, OBJ) in labels and (N, None) in labels
+
+
+def explain_accuracy() -> dict[tuple[str, str | None], tuple[int, int]]:
+    stats: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0])
+    for cap, neg, op, kind in TABLE:
+        got = explain(cap, neg)
+        stats[(op, kind)][1] += 1
+        stats[(op, kind)][0] += int((got["op"], got["kind"]) == (op, kind))
+    return {k: (v[0], v[1]) for k, v in stats.items()}
+
+
+def test_explain_accuracy_per_operator_and_kind():
+    acc = explain_accuracy()
+    wrong = [
+        (c, n, op, k, explain(c, n))
+        for c, n, op, k in TABLE
+        if (explain(c, n)["op"], explain(c, n)["kind"]) != (op, k)
+    ]
+    total = sum(v[0] for v in acc.values()) / sum(v[1] for v in acc.values())
+    assert total >= 0.95, wrong
+    for key, (ok, n) in acc.items():  # no operator/kind falls apart
+        assert ok / n >= 0.8, (key, wrong)
+
+
+@pytest.mark.parametrize("cap,neg,op,kind", [row for row in TABLE if row[2] == R][:3])
+def test_replace_reports_the_changed_words(cap, neg, op, kind):
+    got = explain(cap, neg)
+    assert got["removed"] and got["added"] and got["removed"] != got["added"]
+
+
+def test_explain_recovers_the_generators_own_labels():
+    caps = [
+        "A man in a red shirt riding a brown horse next to a white fence.",
+        "White towels in a blue bathroom.",
+        "A brown dog chasing a white cat in a park.",
+        "a small red cube left of a large blue ball",
+    ]
+    n = 0
+    for cap in caps:
+        for seed in range(3):
+            for neg in make_negatives(cap, depth=1, n=6, seed=seed):
+                got = explain(cap, neg.text)
+                assert (got["op"], got["kind"]) == (neg.op, neg.kind), (cap, neg)
+                n += 1
+    assert n >= 40

@@ -1,0 +1,184 @@
+"""ShapesWorld: negatives false for their scene, held-out combinations, determinism, rendering."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tflocal.shapesworld import (
+    HELD_OUT_COLOR_SHAPE,
+    HELD_OUT_RELATIONS,
+    caption_true_for_scene,
+    from_text,
+    generate,
+    mentions_held_out,
+    relation_holds,
+)
+from tflocal.shapesworld.vocab import COLORS
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes")
+    meta = generate(out, 120, 20, 28, seed=5, workers=1, progress=False)
+    rows = {
+        s: [json.loads(x) for x in (out / f"{s}.jsonl").read_text().splitlines()]
+        for s in ("train", "test_id", "test_ood")
+    }
+    return out, meta, rows
+
+
+def _scene(*objs):
+    return {"image_size": 224, "grid": 3, "objects": [dict(o) for o in objs], "relations": []}
+
+
+RED_CIRCLE = {
+    "shape": "circle",
+    "color": "red",
+    "size": "small",
+    "texture": "plain",
+    "x": 37.0,
+    "y": 37.0,
+    "r": 15,
+}
+BLUE_SQUARE = {
+    "shape": "square",
+    "color": "blue",
+    "size": "large",
+    "texture": "striped",
+    "x": 187.0,
+    "y": 37.0,
+    "r": 28,
+}
+
+
+@pytest.mark.parametrize(
+    "text,truth",
+    [
+        ("a red circle left of a blue square", True),
+        ("a small red circle to the left of a large striped blue square", True),
+        ("a blue square right of a red circle", True),
+        ("a blue square left of a red circle", False),  # swap relation
+        ("a blue circle left of a red square", False),  # swap attribute
+        ("a large red circle left of a blue square", False),  # replace attribute
+        ("a red circle above a blue square", False),  # replace relation (same row)
+        ("a red circle and a red circle", False),  # two mentions need two objects
+        ("a red circle and a green star", False),  # add object
+        ("a dotted blue square", False),  # add attribute
+    ],
+)
+def test_truth_function_by_hand(text, truth):
+    struct = from_text(text)
+    assert struct is not None
+    assert caption_true_for_scene(struct, _scene(RED_CIRCLE, BLUE_SQUARE)) is truth
+
+
+def test_every_negative_is_false_and_every_caption_true(data):
+    _, _, rows = data
+    n = 0
+    for split_rows in rows.values():
+        for row in split_rows:
+            scene = row["scene"]
+            for cap, struct in zip(row["captions"], row["structured_captions"]):
+                assert from_text(cap) == struct  # text says exactly the structured caption
+                assert caption_true_for_scene(struct, scene)
+            for neg in row["negatives"]:
+                st = from_text(neg["text"])
+                assert st is not None, neg
+                assert not caption_true_for_scene(st, scene), (row["captions"], neg)
+                n += 1
+    assert n > 500
+
+
+def test_operators_depths_and_swap_attribute_coverage(data):
+    _, meta, rows = data
+    negs = [n for r in rows["train"] for n in r["negatives"]]
+    for d in (1, 2, 3):
+        assert sum(1 for n in negs if n["op"] == "swap" and n["kind"] == "attribute" and n["depth"] == d) >= 5
+    labels = {(n["op"], n["kind"]) for n in negs if n["depth"] == 1}
+    for key in [
+        ("swap", "attribute"),
+        ("swap", "relation"),
+        ("swap", "object"),
+        ("replace", "attribute"),
+        ("replace", "object"),
+        ("replace", "relation"),
+        ("add", "attribute"),
+        ("add", "object"),
+    ]:
+        assert key in labels
+    assert meta["counts"]["train"]["negatives"] == len(negs)
+
+
+def test_no_held_out_combination_in_train(data):
+    _, meta, rows = data
+    pairs = {tuple(p) for p in meta["config"]["held_out_color_shape"]}
+    facts = [tuple(f) for f in meta["config"]["held_out_relations"]]
+    assert pairs == set(HELD_OUT_COLOR_SHAPE) and facts == HELD_OUT_RELATIONS
+    for row in rows["train"] + rows["test_id"]:
+        objs, cell = row["scene"]["objects"], 224 / 3
+        assert not any((o["color"], o["shape"]) in pairs for o in objs)
+        for a, rel, b in facts:
+            assert not any(
+                x["shape"] == a and y["shape"] == b and relation_holds(x, y, rel, cell)
+                for x in objs
+                for y in objs
+                if x is not y
+            )
+    for row in rows["train"]:
+        for text in row["captions"] + [n["text"] for n in row["negatives"]]:
+            assert not mentions_held_out(from_text(text), pairs, facts), text
+
+
+def test_ood_images_hold_a_held_out_combination_named_by_the_first_caption(data):
+    _, meta, rows = data
+    pairs = [tuple(p) for p in meta["config"]["held_out_color_shape"]]
+    facts = [tuple(f) for f in meta["config"]["held_out_relations"]]
+    kinds = set()
+    for row in rows["test_ood"]:
+        assert mentions_held_out(row["structured_captions"][0], pairs, facts)
+        kinds.add("pair" if "pair" in row["held_out"] else "fact")
+    assert kinds == {"pair", "fact"}
+
+
+def test_layout_meta_and_pixels(data):
+    out, meta, rows = data
+    assert meta["counts"]["test_ood"]["images"] == 28 and json.loads((out / "meta.json").read_text()) == meta
+    for row in rows["test_id"][:10]:
+        assert row["image"] == f"images/test_id/{row['id'].split('/')[1]}.png"
+        img = Image.open(out / row["image"])
+        assert img.size == (224, 224) and img.mode == "RGB"
+        for o in row["scene"]["objects"]:
+            if o["texture"] == "plain":
+                assert img.getpixel((round(o["x"]), round(o["y"]))) == COLORS[o["color"]]
+
+
+def _digest(d: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(d)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_same_files_any_worker_count(tmp_path):
+    generate(tmp_path / "a", 12, 3, 3, seed=1, workers=1, progress=False)
+    generate(tmp_path / "b", 12, 3, 3, seed=1, workers=2, progress=False)
+    generate(tmp_path / "c", 12, 3, 3, seed=2, workers=1, progress=False)
+    a, b, c = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
+    assert len(a) == 18 + 4 and a == b
+    assert a["train.jsonl"] != c["train.jsonl"]
+
+
+def test_shapes_cli(tmp_path):
+    from tflocal.cli import main
+    from tflocal.commands.shapes import split_counts
+
+    assert split_counts(10000, None, None) == (8000, 1000, 1000)
+    assert split_counts(100, 50, 5) == (50, 5, 5)
+    assert main(["shapes", "--out", str(tmp_path), "--n", "10", "--seed", "3", "--workers", "1"]) == 0
+    assert len((tmp_path / "train.jsonl").read_text().splitlines()) == 8

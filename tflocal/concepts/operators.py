@@ -1,0 +1,295 @@
+"""The SWAP / REPLACE / ADD operators over a parsed caption's atomic concepts.
+
+Each generator takes a :class:`Caption` and a :class:`Vocabulary` and lists every
+single-step edit it can make as a :class:`Candidate` (not yet rendered). The registry
+:data:`OPERATORS` maps ``(op, kind)`` to its generator; :mod:`tflocal.concepts.negatives`
+picks among candidates, renders them and composes them.
+
+Kinds: ``attribute`` (an attribute word), ``object`` (a head noun / a whole new object),
+``relation`` (a relation's predicate, or the exchange of its subject and object).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tflocal.concepts.render import Edit, token_texts
+from tflocal.concepts.structure import Caption
+from tflocal.concepts.vocab import Vocabulary
+
+_SING_COPULA = {"are": "is", "were": "was"}
+_PLUR_COPULA = {"is": "are", "was": "were"}
+
+
+@dataclass
+class Candidate:
+    """One possible edit: ``touched`` names the concepts involved (old and new words),
+    ``new_words`` the words it brings into the caption (for the no-undo rule)."""
+
+    op: str
+    kind: str
+    edit: Edit
+    touched: tuple[str, ...]
+    new_words: tuple[str, ...] = ()
+
+
+def _words(cap: Caption, span: tuple[int, int], texts: list[str]) -> list[str]:
+    return texts[span[0] : span[1]]
+
+
+def _related(cap: Caption, i: int, j: int) -> bool:
+    return any({r.subject, r.object} == {i, j} for r in cap.relations)
+
+
+def _attr_words(cap: Caption, i: int) -> set[str]:
+    return {a.word for a in cap.object_attributes(i)}
+
+
+# ------------------------------------------------------------------------------ SWAP
+def swap_attribute(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Exchange two attributes between two objects ("white towels in a blue bathroom" ->
+    "blue towels in a white bathroom"); when no pair exists, move one attribute to an object
+    that has none of its category."""
+    texts = token_texts(cap, v)
+    out: list[Candidate] = []
+    n = len(cap.objects)
+    for i in range(n):
+        for j in range(i + 1, n):
+            wi, wj = _attr_words(cap, i), _attr_words(cap, j)
+            for a in cap.object_attributes(i):
+                for b in cap.object_attributes(j):
+                    if a.word == b.word or a.word in wj or b.word in wi:
+                        continue
+                    if _category_clash(cap, i, a, b) or _category_clash(cap, j, b, a):
+                        continue
+                    if a.category != b.category and (len(wi) > 1 or len(wj) > 1):
+                        continue  # keeps adjective order: cross-category only between lone attributes
+                    edit = [(a.span, _words(cap, b.span, texts)), (b.span, _words(cap, a.span, texts))]
+                    out.append(Candidate("swap", "attribute", edit, (a.word, b.word)))
+    if out:
+        return out
+    for i in range(n):
+        for j in range(n):
+            if i == j or cap.objects[i].lemma == cap.objects[j].lemma:
+                continue
+            cats_j = {b.category for b in cap.object_attributes(j)}
+            for a in cap.object_attributes(i):
+                if a.predicative or a.category in cats_j or a.category == "other":
+                    continue
+                pos = _attribute_slot(cap, j, a.category, v)
+                edit = [(a.span, []), ((pos, pos), _words(cap, a.span, texts))]
+                out.append(Candidate("swap", "attribute", edit, (a.word, cap.objects[j].lemma)))
+    return out
+
+
+def _category_clash(cap: Caption, i: int, leaving, arriving) -> bool:
+    """Would object i end up with two attributes of one category (e.g. two colors)?"""
+    if arriving.category == "other":
+        return False
+    return any(x is not leaving and x.category == arriving.category for x in cap.object_attributes(i))
+
+
+def _same_signature(cap: Caption, i: int, j: int) -> bool:
+    involved = any(i in (r.subject, r.object) or j in (r.subject, r.object) for r in cap.relations)
+    return _attr_words(cap, i) == _attr_words(cap, j) and not involved
+
+
+def swap_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Exchange two head nouns, attributes staying in place ("a red cube left of a blue
+    ball" -> "a red ball left of a blue cube"). When both objects carry the same attributes
+    and are linked by a relation, this is a subject/object exchange: kind ``relation``."""
+    out = []
+    n = len(cap.objects)
+    for i in range(n):
+        for j in range(i + 1, n):
+            oi, oj = cap.objects[i], cap.objects[j]
+            if oi.lemma == oj.lemma or _same_signature(cap, i, j):
+                continue
+            if (oi.plural and oj.lemma in v.mass_nouns) or (oj.plural and oi.lemma in v.mass_nouns):
+                continue
+            edit = [
+                (oi.span, v.inflect(oj.lemma, oi.plural).split()),
+                (oj.span, v.inflect(oi.lemma, oj.plural).split()),
+            ]
+            same_attrs = _attr_words(cap, i) == _attr_words(cap, j)
+            kind = "relation" if same_attrs and _related(cap, i, j) else "object"
+            out.append(Candidate("swap", kind, edit, (oi.lemma, oj.lemma)))
+    return out
+
+
+def swap_relation(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Exchange the subject and object phrases of a relation ("a dog chasing a cat" -> "a
+    cat chasing a dog"), fixing is/are agreement before the predicate."""
+    texts = token_texts(cap, v)
+    out = []
+    for r in cap.relations:
+        s, o = cap.objects[r.subject], cap.objects[r.object]
+        if s.lemma == o.lemma and _attr_words(cap, r.subject) == _attr_words(cap, r.object):
+            continue
+        if not (s.phrase[1] <= o.phrase[0]):
+            continue
+        edit: Edit = [(s.phrase, _words(cap, o.phrase, texts)), (o.phrase, _words(cap, s.phrase, texts))]
+        if s.plural != o.plural:
+            table = _PLUR_COPULA if o.plural else _SING_COPULA
+            for q in range(s.phrase[1], r.span[0]):
+                if cap.tokens[q].lower in table:
+                    edit.append(((q, q + 1), [table[cap.tokens[q].lower]]))
+        out.append(Candidate("swap", "relation", edit, (s.lemma, r.canonical, o.lemma)))
+    return out
+
+
+# ------------------------------------------------------------------------------ REPLACE
+def replace_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Replace a head noun by another noun of its category that the caption lacks."""
+    present = {o.lemma for o in cap.objects} | set(cap.words())
+    out = []
+    for o in cap.objects:
+        for new in v.nouns_in(o.category):
+            if new in present or new.split()[-1] in present or v.noun_category.get(new) != o.category:
+                continue
+            if o.plural and new in v.mass_nouns:
+                continue
+            out.append(
+                Candidate(
+                    "replace", "object", [(o.span, v.inflect(new, o.plural).split())], (o.lemma, new), (new,)
+                )
+            )
+    return out
+
+
+def replace_attribute(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Replace an attribute by another of its category (antonym for size/age/state)."""
+    present = {a.word for a in cap.attributes} | set(cap.words())
+    out = []
+    for a in cap.attributes:
+        for new in v.attribute_replacements(a.word):
+            if new in present:
+                continue
+            out.append(Candidate("replace", "attribute", [(a.span, [new])], (a.word, new), (new,)))
+    return out
+
+
+def replace_relation(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Replace a relation's preposition (its opposite first: "on" -> "under") or its verb
+    (another verb of the same group: "sitting on" -> "standing on")."""
+    words = set(cap.words())
+    out = []
+    for r in cap.relations:
+        obj_cat = cap.objects[r.object].category
+        if r.prep_span is not None and not (obj_cat == "clothing" and r.prep in ("in", "with")):
+            canon = v.canonical_relation(r.prep)
+            opp = v.opposites.get(canon) or v.opposites.get(r.prep)
+            options = [opp] if opp else [p for p in v.spatial_replacements if p != canon and not r.verb]
+            for new in options:
+                if not new or set(new.split()) <= words and new in cap.text.lower():
+                    continue
+                surface = r.prep.replace(canon, new) if canon in r.prep and canon != r.prep else new
+                out.append(
+                    Candidate(
+                        "replace", "relation", [(r.prep_span, surface.split())], (r.prep, surface), (new,)
+                    )
+                )
+        if r.verb_span is not None:
+            for new in v.verb_alternatives(r.verb):
+                if new in words:
+                    continue
+                out.append(Candidate("replace", "relation", [(r.verb_span, [new])], (r.verb, new), (new,)))
+    return out
+
+
+# ------------------------------------------------------------------------------ ADD
+def _attribute_slot(cap: Caption, i: int, category: str, v: Vocabulary) -> int:
+    """Token index before which a new attribute of ``category`` goes (adjective order)."""
+    o = cap.objects[i]
+    rank = v.order_rank.get(category, len(v.order_rank))
+    pre = sorted((a for a in cap.object_attributes(i) if not a.predicative), key=lambda a: a.span[0])
+    for a in pre:
+        if v.order_rank.get(a.category, len(v.order_rank)) > rank:
+            return a.span[0]
+    return pre[-1].span[1] if pre else o.det[1]
+
+
+def add_attribute(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Add an attribute of a category the object does not have yet ("a dog" -> "a brown dog")."""
+    present = set(cap.words())
+    out = []
+    for i, o in enumerate(cap.objects):
+        cats = {a.category for a in cap.object_attributes(i)}
+        if len(cats) >= 3:
+            continue
+        for cat in v.add_categories:
+            if cat in cats or cat not in v.attributes:
+                continue
+            pos = _attribute_slot(cap, i, cat, v)
+            for new in v.attributes[cat]:
+                if new in present or new in v.no_replace:
+                    continue
+                out.append(Candidate("add", "attribute", [((pos, pos), [new])], (new, o.lemma), (new,)))
+    return out
+
+
+def add_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Add an object that is not in the caption, with a relation, after the last word
+    ("... a white fence." -> "... a white fence next to a dog.")."""
+    if not cap.objects:
+        return []
+    present = {o.lemma for o in cap.objects} | set(cap.words())
+    words = [q for q, t in enumerate(cap.tokens) if t.is_word]
+    end = words[-1] + 1
+    ends_with_object = cap.objects[-1].span[1] == end
+    rels = v.add_relations if ends_with_object else [r for r in v.add_relations if r == "and"]
+    colors = [c for c in v.attributes.get("color", []) if c not in v.no_replace]
+    out = []
+    for cat in v.add_object_categories:
+        for noun in v.nouns_in(cat):
+            if noun in present or noun.split()[-1] in present or v.noun_category.get(noun) != cat:
+                continue
+            for rel in rels:
+                out.append(
+                    Candidate(
+                        "add",
+                        "object",
+                        [((end, end), [*rel.split(), "a", *noun.split()])],
+                        (rel, noun),
+                        (noun,),
+                    )
+                )
+                for c in colors if v.add_object_with_color else []:
+                    if c in present:
+                        continue
+                    edit = [((end, end), [*rel.split(), "a", c, *noun.split()])]
+                    out.append(Candidate("add", "object", edit, (rel, c, noun), (c, noun)))
+    return out
+
+
+Generator = Callable[[Caption, Vocabulary], list[Candidate]]
+
+OPERATORS: dict[str, dict[str, list[Generator]]] = {
+    "swap": {
+        "attribute": [swap_attribute],
+        "object": [swap_object],
+        "relation": [swap_relation, swap_object],
+    },
+    "replace": {"attribute": [replace_attribute], "object": [replace_object], "relation": [replace_relation]},
+    "add": {"attribute": [add_attribute], "object": [add_object]},
+}
+"""op -> kind -> generators whose candidates may carry that (op, kind) label."""
+
+
+def candidates(cap: Caption, v: Vocabulary, op: str, kind: str | None = None) -> list[Candidate]:
+    """All single-step candidates of ``op`` (and ``kind`` when given), in a stable order."""
+    if op not in OPERATORS:
+        from tflocal.errors import UserError
+
+        raise UserError(f"unknown operator {op!r}; choose from {sorted(OPERATORS)}")
+    kinds = [kind] if kind else list(OPERATORS[op])
+    seen: set[Generator] = set()
+    out: list[Candidate] = []
+    for k in kinds:
+        for gen in OPERATORS[op].get(k, []):
+            if gen in seen:
+                continue
+            seen.add(gen)
+            out.extend(c for c in gen(cap, v) if kind is None or c.kind == kind)
+    return out

@@ -1,0 +1,211 @@
+"""Generate the ShapesWorld dataset: PNGs, one JSONL manifest per split, ``meta.json``.
+
+Every image is made from its own random stream seeded by ``(seed, split, index)``, so the
+output is identical for a seed whatever the number of worker processes.
+
+Per image: 2 captions (a relation caption whenever the scene has 2+ objects, and a second of
+another form) and hard negatives made by the SWAP / REPLACE / ADD operators of
+:mod:`tflocal.concepts` at depths 1-3; SWAP-attribute (same words, different binding) is
+planned at every depth. Each negative is parsed back to a structured caption and kept only
+if :func:`~tflocal.shapesworld.truth.caption_true_for_scene` says it is false for the scene
+(and, in ``train``, if it names no held-out combination).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tflocal.shapesworld.vocab import HELD_OUT_COLOR_SHAPE, HELD_OUT_RELATIONS
+
+SPLITS = ("train", "test_id", "test_ood")
+
+PLAN_RELATION: list[list[tuple[str, str | None]]] = [
+    [("swap", "attribute")],
+    [("swap", "attribute")] * 2,
+    [("swap", "attribute")] * 3,
+    [("swap", "relation")],
+    [("swap", "object")],
+    [("replace", None)],
+    [("add", None)],
+    [("replace", None), ("swap", "attribute")],
+    [("swap", None), ("replace", None), ("add", None)],
+]
+"""Negatives planned for a caption with a relation (steps per negative)."""
+
+PLAN_OTHER: list[list[tuple[str, str | None]]] = [
+    [("replace", None)],
+    [("add", None)],
+    [("swap", None)],
+    [("replace", None), ("add", None)],
+]
+
+
+@dataclass
+class ShapesConfig:
+    """Generator settings (recorded in ``meta.json``)."""
+
+    seed: int = 0
+    image_size: int = 224
+    held_out_color_shape: list = field(default_factory=lambda: [list(p) for p in HELD_OUT_COLOR_SHAPE])
+    held_out_relations: list = field(default_factory=lambda: [list(f) for f in HELD_OUT_RELATIONS])
+
+
+def _captions(scene: dict, rng: random.Random, force: dict | None) -> list[dict]:
+    """Structured captions for a scene (mention indices refer to ``objs`` order chosen here)."""
+    from tflocal.shapesworld.captions import describe
+
+    objs = scene["objects"]
+    n = len(objs)
+    structs = []
+    order = list(range(n))
+    rng.shuffle(order)
+    if force:
+        order.remove(0)
+        order.insert(0, 0)
+        if "fact" in force:
+            order.remove(1)
+            order.insert(1, 1)
+    if n >= 2:
+        a, b = order[0], order[1]
+        if force and "fact" in force:
+            rel = force["fact"][1]
+        else:
+            rel = rng.choice([r for i, r, j in scene["relations"] if i == a and j == b])
+        mentions = [
+            describe(objs[a], rng, must_color=bool(force and "pair" in force)),
+            describe(objs[b], rng),
+        ]
+        rels = [[0, rel, 1]]
+        if n >= 3 and rng.random() < 0.5:
+            mentions.append(describe(objs[order[2]], rng))
+            if n == 4 and rng.random() < 0.5:
+                c, d = order[2], order[3]
+                mentions.append(describe(objs[d], rng))
+                rels.append([2, rng.choice([r for i, r, j in scene["relations"] if i == c and j == d]), 3])
+        structs.append({"objects": mentions, "relations": rels})
+        rest = order[:]
+        rng.shuffle(rest)
+        if force:
+            rest = [0] + [k for k in rest if k != 0]
+        k = rng.randint(1, n)
+        structs.append(
+            {
+                "objects": [
+                    describe(objs[i], rng, must_color=bool(force and "pair" in force) and i == 0)
+                    for i in rest[:k]
+                ],
+                "relations": [],
+            }
+        )
+    else:
+        structs.append({"objects": [describe(objs[0], rng, must_color=bool(force))], "relations": []})
+    return structs
+
+
+def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
+    """Sample, render and write one image; return its manifest line (as a dict)."""
+    from tflocal.concepts.negatives import compose
+    from tflocal.shapesworld.captions import from_text, mentions_held_out, to_text
+    from tflocal.shapesworld.draw import draw_scene
+    from tflocal.shapesworld.scene import sample_scene
+    from tflocal.shapesworld.truth import caption_true_for_scene
+    from tflocal.shapesworld.vocab import shapes_vocabulary
+
+    cfg, split, index, out_dir = task
+    rng = random.Random(f"{cfg['seed']}-{split}-{index}")
+    pairs = [tuple(p) for p in cfg["held_out_color_shape"]]
+    facts = [tuple(f) for f in cfg["held_out_relations"]]
+    force = None
+    if split == "test_ood":
+        items = [{"pair": p} for p in pairs] + [{"fact": f} for f in facts]
+        force = items[index % len(items)]
+    scene = sample_scene(rng, cfg["image_size"], [] if force else pairs, [] if force else facts, force)
+    structs = _captions(scene, rng, force)
+    captions = [to_text(s, rng) for s in structs]
+    train = split == "train"
+
+    def accept(text: str) -> bool:
+        st = from_text(text)
+        if st is None or caption_true_for_scene(st, scene):
+            return False
+        return not (train and mentions_held_out(st, pairs, facts))
+
+    vocab = shapes_vocabulary()
+    negatives = []
+    for ci, (struct, cap) in enumerate(zip(structs, captions)):
+        plan = PLAN_RELATION if struct["relations"] else PLAN_OTHER
+        seen = {cap.lower()}
+        for pi, steps in enumerate(plan):
+            neg = compose(
+                cap, steps, random.Random(f"{cfg['seed']}-{split}-{index}-{ci}-{pi}"), vocab, accept
+            )
+            if neg is None or neg.text.lower() in seen:
+                continue
+            seen.add(neg.text.lower())
+            negatives.append(neg.to_json(positive=ci))
+    rel = f"images/{split}/{index:06d}.png"
+    draw_scene(scene).save(Path(out_dir) / rel, compress_level=1)
+    return {
+        "id": f"{split}/{index:06d}",
+        "image": rel,
+        "captions": captions,
+        "negatives": negatives,
+        "split": split,
+        "scene": scene,
+        "structured_captions": structs,
+        "held_out": force,
+    }
+
+
+def generate(
+    out_dir: str | Path,
+    n_train: int,
+    n_test_id: int,
+    n_test_ood: int,
+    seed: int = 0,
+    image_size: int = 224,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write ShapesWorld under ``out_dir``: ``images/<split>/NNNNNN.png``, ``<split>.jsonl``
+    and ``meta.json``. Returns the summary also stored in ``meta.json``."""
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    from tflocal.errors import UserError
+
+    if min(n_train, n_test_id, n_test_ood) < 0 or image_size < 48:
+        raise UserError("shapes: image counts must be >= 0 and --image-size >= 48")
+    out = Path(out_dir)
+    cfg = asdict(ShapesConfig(seed=seed, image_size=image_size))
+    counts = {"train": n_train, "test_id": n_test_id, "test_ood": n_test_ood}
+    stats: dict[str, dict[str, int]] = {}
+    pool = get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        for split in SPLITS:
+            (out / "images" / split).mkdir(parents=True, exist_ok=True)
+            tasks = [(cfg, split, i, str(out)) for i in range(counts[split])]
+            it = pool.imap(make_item, tasks, chunksize=32) if pool else map(make_item, tasks)
+            st: dict[str, int] = {"images": 0, "captions": 0, "negatives": 0}
+            with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                for item in tqdm(it, total=len(tasks), desc=f"shapes {split}", disable=not progress):
+                    f.write(json.dumps(item) + "\n")
+                    st["images"] += 1
+                    st["captions"] += len(item["captions"])
+                    st["negatives"] += len(item["negatives"])
+                    for neg in item["negatives"]:
+                        key = f"{neg['op']}/{neg['kind']}/depth{neg['depth']}"
+                        st[key] = st.get(key, 0) + 1
+            stats[split] = st
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    meta = {"generator": "tflocal.shapesworld", "config": cfg, "counts": stats}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return meta
