@@ -1,0 +1,153 @@
+"""Scorers backed by a head module: global cosine, MaxSim, or a trained checkpoint.
+
+A head is an ``nn.Module`` mapping a :class:`tflocal.models.PairBatch` to ``[B]`` scores, with
+a ``needs`` tuple naming the PairBatch fields it reads (see :mod:`tflocal.models`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tflocal.errors import UserError
+from tflocal.models.batch import PAIR_FIELDS
+from tflocal.scorers.base import Scorer
+from tflocal.scorers.features import Pairs, from_cache
+
+
+class HeadScorer(Scorer):
+    """Scores pairs with ``head(PairBatch) -> [B]`` (eval mode, no gradients)."""
+
+    def __init__(
+        self,
+        head: torch.nn.Module,
+        name: str,
+        cache: Any = None,
+        encoder: Any = None,
+        batch_size: int = 256,
+        device: str = "cpu",
+        checkpoint: str = "",
+        progress: bool = True,
+    ):
+        super().__init__(cache, encoder, batch_size, device, progress)
+        self.head = head.to(self.device).eval()
+        self.name = name
+        self.needs = tuple(getattr(head, "needs", PAIR_FIELDS))
+        self.checkpoint = checkpoint
+
+    def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
+        """Pairs of B -> [B] float32."""
+        out = self.head(pairs.batch.to(self.device))
+        if out.shape != (len(pairs.batch),):
+            raise RuntimeError(
+                f"head {self.name!r} returned shape {tuple(out.shape)}, expected ({len(pairs.batch)},)"
+            )
+        return out.float().cpu()
+
+    def word_region_attention(self, image_idx: Sequence[int], text_idx: Sequence[int]) -> list[np.ndarray]:
+        """For B pairs, how much each caption token attends to each patch: B arrays [T_b, P].
+
+        Uses the head's own ``word_region_attention(PairBatch) -> [B, T, P]`` when it has one;
+        otherwise the softmax over patches of token-patch cosine similarity (joint-space caches
+        only), which is what a parameter-free MaxSim looks at.
+        """
+        cache = self._require_cache()
+        pairs = from_cache(
+            cache,
+            np.asarray(image_idx),
+            np.asarray(text_idx),
+            ("patches", "patch_mask", "tokens", "token_mask"),
+        )
+        b = pairs.batch
+        with torch.inference_mode():
+            if hasattr(self.head, "word_region_attention"):
+                att = self.head.word_region_attention(b.to(self.device)).float().cpu()
+            else:
+                att = token_patch_attention(b.tokens, b.patches, cache.attrs)
+        lengths = b.token_mask.sum(1).tolist()
+        return [att[i, : lengths[i]].numpy() for i in range(att.shape[0])]
+
+
+def token_patch_attention(
+    tokens: torch.Tensor, patches: torch.Tensor, attrs: dict[str, Any], temperature: float = 0.05
+) -> torch.Tensor:
+    """tokens [B, T, D], patches [B, P, D] in one joint space -> [B, T, P], rows sum to 1:
+    softmax over patches of cosine / temperature."""
+    if attrs.get("space") != "joint" or tokens.shape[-1] != patches.shape[-1]:
+        raise UserError(
+            f"alignment maps from token-patch similarity need a joint-space cache; encoder {attrs.get('encoder')!r} "
+            f"has space={attrs.get('space')!r}: use a trained checkpoint whose head provides word_region_attention"
+        )
+    sim = torch.einsum(
+        "btd,bpd->btp", F.normalize(tokens.float(), dim=-1), F.normalize(patches.float(), dim=-1)
+    )
+    return torch.softmax(sim / temperature, dim=-1)
+
+
+class CosineScorer(HeadScorer):
+    """The frozen model's own global cosine; ``score_matrix`` is one normalized matrix product."""
+
+    def __init__(
+        self,
+        cache: Any = None,
+        encoder: Any = None,
+        batch_size: int = 256,
+        device: str = "cpu",
+        progress: bool = True,
+    ):
+        from tflocal.models.cosine import CosineHead
+
+        attrs = cache.attrs if cache is not None else (encoder.metadata() if encoder is not None else None)
+        super().__init__(
+            CosineHead(None, attrs), "cosine", cache, encoder, batch_size, device, progress=progress
+        )
+
+    def score_matrix(
+        self, image_idx: Sequence[int] | np.ndarray, text_idx: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """image_idx [I], text_idx [J] -> [I, J] cosine of the global embeddings."""
+        cache = self._require_cache()
+        a = F.normalize(torch.from_numpy(cache.image_global(np.asarray(image_idx, dtype=np.int64))), dim=-1)
+        b = F.normalize(torch.from_numpy(cache.text_global(np.asarray(text_idx, dtype=np.int64))), dim=-1)
+        return (a @ b.T).numpy()
+
+
+def maxsim_scorer(
+    cache: Any = None, encoder: Any = None, batch_size: int = 256, device: str = "cpu", progress: bool = True
+) -> HeadScorer:
+    """Parameter-free late interaction over joint-space patch and caption tokens."""
+    from tflocal.models.maxsim import MaxSimHead
+
+    attrs = cache.attrs if cache is not None else (encoder.metadata() if encoder is not None else None)
+    return HeadScorer(
+        MaxSimHead(None, attrs), "maxsim", cache, encoder, batch_size, device, progress=progress
+    )
+
+
+GENERIC_STEMS = ("last", "best", "final", "checkpoint", "model")
+"""Checkpoint file names that say nothing: the scorer is then named ``<run folder>/<stem>``."""
+
+
+def checkpoint_scorer(
+    path: str,
+    cache: Any = None,
+    encoder: Any = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+    progress: bool = True,
+) -> HeadScorer:
+    """A trained head from ``tflocal train``; refuses a cache from another embedding space."""
+    from pathlib import Path
+
+    from tflocal.checkpoint import load_head
+
+    model, _info = load_head(path, cache=cache, device=device)
+    p = Path(path)
+    name = f"{p.parent.name}/{p.stem}" if p.stem in GENERIC_STEMS and p.parent.name else p.stem
+    return HeadScorer(
+        model, str(name), cache, encoder, batch_size, device, checkpoint=str(path), progress=progress
+    )
