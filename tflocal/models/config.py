@@ -1,0 +1,46 @@
+"""Size and shape of the trainable heads (the ``model:`` section of a training config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tflocal.errors import UserError
+
+POSITIONS = ("learned", "sinusoidal")
+
+
+@dataclass
+class ModelConfig:
+    width: int = 512
+    """Hidden width d of the head (TFLocal: transformer width; global head: residual MLP width)."""
+    depth: int = 4
+    """TFLocal: transformer layers; global head: residual MLP blocks."""
+    heads: int = 8
+    """Attention heads of TFLocal (width must be divisible by it)."""
+    mlp_ratio: float = 4.0
+    """TFLocal feed-forward width as a multiple of ``width``."""
+    global_mlp_ratio: float = 6.0
+    """Global head block hidden width as a multiple of ``width``. 6 gives 12·d² weights per block,
+    the same as one transformer layer with mlp_ratio 4, so both heads have about the same budget."""
+    dropout: float = 0.0
+    """Dropout in attention, feed-forward and projections."""
+    pos: str = "learned"
+    """2-D patch and 1-D caption positions: 'learned' (row + column tables) or 'sinusoidal' (fixed)."""
+    max_text_tokens: int | None = None
+    """Longest caption (tokens) the text position table holds; None = the cache's context_length."""
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.depth <= 0 or self.heads <= 0:
+            raise UserError(
+                f"model: width, depth and heads must be positive (got {self.width}, {self.depth}, {self.heads})"
+            )
+        if self.width % self.heads:
+            raise UserError(
+                f"model.width={self.width} is not divisible by model.heads={self.heads}: pick heads dividing width"
+            )
+        if self.pos not in POSITIONS:
+            raise UserError(f"model.pos={self.pos!r} unknown; choices: {', '.join(POSITIONS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.mlp_ratio <= 0 or self.global_mlp_ratio <= 0:
+            raise UserError("model.mlp_ratio and model.global_mlp_ratio must be positive")

@@ -1,0 +1,102 @@
+"""Building blocks of the TFLocal head: a pre-norm transformer block with key-padding masks and
+position tables (learned or sinusoidal; 2-D for patches, 1-D for caption tokens)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)).
+
+    x [B, S, d], key_mask [B, S] bool (True = real key) -> [B, S, d]. Masked keys get exactly
+    zero attention weight, so padding never changes the outputs at real positions.
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.ln1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.ln2 = nn.LayerNorm(width)
+        hidden = int(round(width * mlp_ratio))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, width),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        B, S, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, S, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )  # [B, h, S, d/h]
+        x = x + F.dropout(self.proj(attn.transpose(1, 2).reshape(B, S, d)), self.dropout, self.training)
+        return x + self.mlp(self.ln2(x))
+
+
+def sinusoid_table(n: int, width: int) -> torch.Tensor:
+    """[n, width] fixed sin/cos position table (Vaswani et al.)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    half = width // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / max(half, 1))
+    table = torch.zeros(n, width)
+    table[:, 0 : 2 * half : 2] = torch.sin(pos * freq)
+    table[:, 1 : 2 * half : 2] = torch.cos(pos * freq)
+    return table
+
+
+class PositionTable(nn.Module):
+    """Positions 0..n-1 -> [n, width] vectors, learned (small random init) or sinusoidal (fixed)."""
+
+    def __init__(self, n: int, width: int, kind: str = "learned"):
+        super().__init__()
+        self.n = n
+        if kind == "learned":
+            self.table = nn.Parameter(torch.randn(n, width) * 0.02)
+        else:
+            self.register_buffer("table", sinusoid_table(n, width), persistent=False)
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        """index: long tensor of any shape, values in [0, n) -> [..., width]."""
+        return self.table[index]
+
+
+class GridPositions(nn.Module):
+    """2-D patch positions over a [grid_h, grid_w] grid, patches row-major. ``forward(P)`` ->
+    [P, width]; patches past grid_h*grid_w (padding) get zeros.
+
+    learned: row table + column table (each [n, width]); sinusoidal: the MAE 2-D sin-cos layout,
+    a row code in the first half of the channels and a column code in the second half (a sum of
+    two equal 1-D tables would give (r, c) and (c, r) the same vector)."""
+
+    def __init__(self, grid: tuple[int, int], width: int, kind: str = "learned"):
+        super().__init__()
+        self.grid_h, self.grid_w = int(grid[0]), int(grid[1])
+        if kind == "learned":
+            self.rows = PositionTable(self.grid_h, width, kind)
+            self.cols = PositionTable(self.grid_w, width, kind)
+        else:
+            half = width // 2
+            rows = torch.cat([sinusoid_table(self.grid_h, half), torch.zeros(self.grid_h, width - half)], 1)
+            cols = torch.cat([torch.zeros(self.grid_w, half), sinusoid_table(self.grid_w, width - half)], 1)
+            self.rows = PositionTable(self.grid_h, width, kind)
+            self.cols = PositionTable(self.grid_w, width, kind)
+            self.rows.table, self.cols.table = rows, cols  # fixed buffers
+
+    def forward(self, n_patches: int) -> torch.Tensor:
+        n_grid = self.grid_h * self.grid_w
+        idx = torch.arange(min(n_patches, n_grid), device=self.rows.table.device)
+        pos = self.rows(idx // self.grid_w) + self.cols(idx % self.grid_w)
+        if n_patches > n_grid:
+            pos = torch.cat([pos, pos.new_zeros(n_patches - n_grid, pos.shape[1])])
+        return pos

@@ -1,0 +1,68 @@
+"""TFLocal: a small cross-encoder transformer over one (image, caption) pair at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tflocal.models.batch import PairBatch
+from tflocal.models.config import ModelConfig
+from tflocal.models.layers import Block, GridPositions, PositionTable
+
+
+class TFLocalHead(nn.Module):
+    """Sequence ``[summary, patches (+2-D position), caption tokens (+position)]``, each part with a
+    modality embedding, through ``depth`` pre-norm blocks with key-padding masks; the score is a
+    linear read-out of the summary token.
+
+    Inputs: patches [B, P, D_img], patch_mask [B, P], tokens [B, T, D_txt], token_mask [B, T] -> [B].
+    D_img and D_txt may differ: each modality has its own LayerNorm + Linear projection to ``width``.
+    """
+
+    needs = ("patches", "patch_mask", "tokens", "token_mask")
+
+    def __init__(self, cfg: ModelConfig, cache_attrs: dict[str, Any]):
+        super().__init__()
+        d = cfg.width
+        grid = cache_attrs["grid"]
+        self.max_text = int(cfg.max_text_tokens or cache_attrs.get("context_length") or 77)
+        self.patch_in = nn.Sequential(
+            nn.LayerNorm(int(cache_attrs["image_dim"])), nn.Linear(int(cache_attrs["image_dim"]), d)
+        )
+        self.token_in = nn.Sequential(
+            nn.LayerNorm(int(cache_attrs["text_dim"])), nn.Linear(int(cache_attrs["text_dim"]), d)
+        )
+        self.patch_pos = GridPositions((grid[0], grid[1]), d, cfg.pos)
+        self.token_pos = PositionTable(self.max_text, d, cfg.pos)
+        self.modality = nn.Parameter(torch.randn(2, d) * 0.02)  # 0: image, 1: text
+        self.summary = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(d)
+        self.score = nn.Linear(d, 1)
+
+    def forward(self, batch: PairBatch) -> torch.Tensor:
+        patches, pmask, tokens, tmask = batch.patches, batch.patch_mask, batch.tokens, batch.token_mask
+        B, P, _ = patches.shape
+        T = tokens.shape[1]
+        assert pmask.shape == (B, P) and tmask.shape == (B, T) and tokens.shape[0] == B, (
+            "PairBatch shapes disagree"
+        )
+        if T > self.max_text:
+            if bool(tmask[:, self.max_text :].any()):
+                raise ValueError(
+                    f"caption with more than {self.max_text} real tokens: raise model.max_text_tokens and retrain"
+                )
+            tokens, tmask, T = tokens[:, : self.max_text], tmask[:, : self.max_text], self.max_text
+        w = self.patch_in[1].weight
+        x_img = self.patch_in(patches.to(w.dtype)) + self.patch_pos(P) + self.modality[0]
+        t_idx = torch.arange(T, device=tokens.device)
+        x_txt = self.token_in(tokens.to(w.dtype)) + self.token_pos(t_idx) + self.modality[1]
+        x = torch.cat([self.summary.expand(B, 1, -1).to(x_img.dtype), x_img, x_txt], dim=1)
+        key_mask = torch.cat([pmask.new_ones(B, 1), pmask, tmask], dim=1)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, key_mask)
+        return self.score(self.norm(x[:, 0])).squeeze(-1).float()
