@@ -67,3 +67,10 @@ def test_unknown_encoder_and_format_stop_before_work():
     cfg = CacheConfig(encoder="openclip:ViT-B-32@openai", data="parquet:x", out="o.h5")
     with pytest.raises(UserError, match=r"unknown data format.*jsonl:PATH"):
         cfg.validate()
+
+
+def test_yaml_bare_no_stays_a_string_for_string_fields():
+    from tflocal.train import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["mixed_precision=no"], cache="c.h5")
+    assert cfg.mixed_precision == "no"

@@ -245,3 +245,19 @@ def test_cli_train_in_memory_workers_bf16(bind_path, tmp_path):
     val = read_log(out, "val")
     assert len(val) == 1 and 0 <= val[0]["val_pair_acc"] <= 1 and val[0]["val_pairs"] == 2  # 5% of 48 images
     assert main(["train", "--cache", str(tmp_path / "nope.h5"), "--out-dir", str(out)]) == 2
+
+
+def test_checkpoint_records_the_resolved_text_length(tmp_path):
+    """A head whose text position table was sized from the cache (max_text_tokens unset) reloads."""
+    from tflocal.checkpoint import load_head, save_checkpoint
+    from tflocal.models import build_head
+    from tflocal.models.config import ModelConfig
+
+    attrs = {"encoder": "x", "space": "joint", "global_space": "joint", "image_dim": 8, "text_dim": 8,
+             "global_image_dim": 8, "global_text_dim": 8, "grid": [2, 2], "context_length": 9}
+    cfg = ModelConfig(width=16, depth=1, heads=2)
+    model = build_head("tflocal", cfg, attrs)
+    sig = {k: attrs[k] for k in ("encoder", "space", "global_space", "image_dim", "text_dim", "global_image_dim", "global_text_dim", "grid")}
+    save_checkpoint(tmp_path / "h.pt", model, "tflocal", cfg, None, sig, step=1)
+    again, info = load_head(tmp_path / "h.pt")
+    assert info["model_cfg"]["max_text_tokens"] == 9 and again.max_text == 9

@@ -49,11 +49,16 @@ def save_checkpoint(
     half-written file in place of a good one. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    model_cfg = _plain(model_cfg)
+    if isinstance(model_cfg, dict) and model_cfg.get("max_text_tokens") is None and hasattr(model, "max_text"):
+        # the text position table's size was resolved from the cache: record it, so the head
+        # rebuilds with the same shapes whatever cache it is later loaded against
+        model_cfg["max_text_tokens"] = int(model.max_text)
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "head": head_name,
-        "model_cfg": _plain(model_cfg),
+        "model_cfg": model_cfg,
         "train_cfg": _plain(train_cfg) if train_cfg is not None else None,
         "cache_signature": _plain(cache_signature),
         "step": int(step),

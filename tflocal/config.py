@@ -73,6 +73,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except (ValueError, TypeError) as err:
             raise UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}") from err
     if tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes/off/on as a boolean
+            return "yes" if value else "no"
         return str(value)
     return value
 
