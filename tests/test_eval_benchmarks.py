@@ -218,6 +218,28 @@ def test_shapesworld(tmp_path):
     assert v[("test_ood/swap/attribute", "accuracy")] == (0.5, 2)
     assert v[("test_ood/depth1", "accuracy")] == (0.0, 1) and v[("test_ood/depth3", "accuracy")] == (1.0, 1)
     assert v[("test_id/replace/object", "accuracy")] == (0.0, 1)
+    assert ("test_id/ordinary", "accuracy") not in v  # one test_id image: no other image to compare with
+
+
+def test_shapesworld_ordinary_pairs(tmp_path):
+    """Each caption against the caption of another image of the same split."""
+    from tflocal.evaluate.shapesworld import ordinary_pairs
+
+    splits = ["test_id", "test_id", "test_id", "test_ood", "test_ood", "train"]
+    images = [{"id": f"i{k}", "meta": {"split": s}} for k, s in enumerate(splits)]
+    texts = [{"image": k} for k in range(6)] + [{"image": 0}]  # image 0 has two captions
+    cache = make_cache(tmp_path / "o.h5", images, texts)
+    img, pos, other, sp = ordinary_pairs(cache, {i: s for i, s in enumerate(splits) if s != "train"})
+    assert sorted(pos.tolist()) == [0, 1, 2, 3, 4, 6]
+    for i, p, o, s in zip(img, pos, other, sp):
+        j = cache.image_index[o]
+        assert cache.image_index[p] == i and j != i and splits[j] == s and cache.positive_index[o] == -1
+    # a scorer that prefers the own caption gets 100%; scores from a table: own 1, others 0
+    t = np.zeros((6, 7))
+    for k in range(7):
+        t[cache.image_index[k], k] = 1
+    v = values(evaluate("shapesworld", cache, TableScorer(t)))
+    assert v[("test_id/ordinary", "accuracy")] == (1.0, 4) and v[("test_ood/ordinary", "accuracy")] == (1.0, 2)
 
 
 def test_retrieval_equals_brute_force(tmp_path):

@@ -2,7 +2,9 @@
 and composition depth.
 
 Subsets are named ``<split>/all``, ``<split>/<op>``, ``<split>/<op>/<kind>`` and
-``<split>/depth<d>`` (e.g. ``test_ood/swap/attribute``, ``test_ood/depth2``, ``test_id/all``);
+``<split>/depth<d>`` (e.g. ``test_ood/swap/attribute``, ``test_ood/depth2``, ``test_id/all``),
+plus ``<split>/ordinary``: a caption against the caption of another image of the same split
+(the ordinary pairs a global-cosine model already gets right);
 the split is the image meta ``split`` (``test_id`` / ``test_ood``; other splits are ignored when
 those exist), the depth the negative's text meta ``depth`` (number of operators applied).
 """
@@ -61,6 +63,32 @@ def shapes_metric(
     return out
 
 
+def ordinary_pairs(
+    cache: Any, splits_of_image: dict[int, str], seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each positive caption of an image in ``splits_of_image``, the first positive caption of
+    another image of the same split (a seeded derangement). Returns (image, pos, other, split) [N]."""
+    rng = np.random.default_rng(seed)
+    pos = np.flatnonzero((cache.positive_index < 0) & (cache.image_index >= 0))
+    pos = pos[np.isin(cache.image_index[pos], list(splits_of_image))]
+    out = [], [], [], []
+    for sp in sorted(set(splits_of_image.values())):
+        t = pos[[splits_of_image[int(i)] == sp for i in cache.image_index[pos]]]
+        imgs = np.unique(cache.image_index[t])
+        if len(imgs) < 2:
+            continue
+        first = {int(i): int(t[cache.image_index[t] == i][0]) for i in imgs}
+        shift = rng.permutation(len(imgs))
+        other_img = {int(a): int(imgs[shift[(k + 1) % len(imgs)]]) for k, a in enumerate(imgs[shift])}
+        for tt in t:
+            i = int(cache.image_index[tt])
+            out[0].append(i)
+            out[1].append(int(tt))
+            out[2].append(first[other_img[i]])
+            out[3].append(sp)
+    return tuple(np.asarray(x) for x in out)  # type: ignore[return-value]
+
+
 def evaluate_shapesworld(cache: Any, scorer: Any, benchmark: str = "shapesworld") -> list[Row]:
     ctx = context(benchmark, cache, scorer)
     image, pos, neg = negative_pairs(cache)
@@ -73,4 +101,14 @@ def evaluate_shapesworld(cache: Any, scorer: Any, benchmark: str = "shapesworld"
     res = shapes_metric(
         s_pos, s_neg, list(splits), [str(o) for o in cache.op[neg]], [str(k) for k in cache.kind[neg]], depths
     )
+    all_splits = [str(sp or "") for sp in image_meta_column(cache, np.arange(cache.n_images), "split", "")]
+    use = set(TEST_SPLITS) if any(sp in TEST_SPLITS for sp in all_splits) else set(all_splits)
+    wanted = {i: sp for i, sp in enumerate(all_splits) if sp in use}
+    o_img, o_pos, o_other, o_split = ordinary_pairs(cache, wanted)
+    if len(o_img):
+        o_s_pos, o_s_other = score_pairs_of(scorer, o_img, o_pos, o_other)
+        correct = pair_correct(o_s_pos, o_s_other)
+        for sp in sorted(set(o_split.tolist())):
+            m = o_split == sp
+            res[f"{sp}/ordinary"] = (mean(correct[m]), int(m.sum()))
     return [ctx.row(k, "accuracy", *v) for k, v in res.items()]
