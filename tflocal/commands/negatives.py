@@ -10,7 +10,11 @@ HELP = "Add SWAP/REPLACE/ADD hard negatives to a JSONL manifest, or explain capt
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument(
-        "--in", dest="inp", metavar="MANIFEST.jsonl", help="manifest whose captions get negatives"
+        "--in",
+        dest="inp",
+        metavar="MANIFEST.jsonl",
+        help="manifest whose captions get negatives, or any data source FORMAT:PATH[?opt=value] "
+        "(e.g. karpathy:data/coco/dataset_coco.json?split=train,restval) to turn into a manifest",
     )
     src.add_argument(
         "--explain", metavar="PAIRS.jsonl", help='lines {"caption": ..., "negative": ...} to label'

@@ -11,7 +11,33 @@ from pathlib import Path
 from tflocal.errors import UserError
 
 
-def _read_jsonl(path: str | Path) -> list[dict]:
+def _rows_from_source(spec: str, out_dir: Path) -> list[dict]:
+    """Manifest rows from any data source ``FORMAT:PATH`` (e.g. a Karpathy split JSON): one row
+    per image with its positive captions; image paths relative to ``out_dir``."""
+    import os
+
+    from cache_tools.sources import open_source
+
+    fmt, _, rest = spec.partition(":")
+    path, _, opts = rest.partition("?")
+    options = dict(o.split("=", 1) for o in opts.split("&") if "=" in o)
+    rows = []
+    for rec in open_source(f"{fmt}:{path}", **options):
+        if not isinstance(rec.image, (str, Path)):
+            continue
+        caps = [t.text for t in rec.texts if t.positive < 0]
+        if caps:
+            image = os.path.relpath(os.path.abspath(rec.image), os.path.abspath(out_dir))
+            rows.append({"id": rec.id, "image": image, "captions": caps, **({"meta": rec.meta} if rec.meta else {})})
+    return rows
+
+
+def _read_jsonl(path: str | Path, out_dir: Path | None = None) -> list[dict]:
+    from cache_tools.sources import SOURCES
+
+    fmt = str(path).split(":", 1)[0]
+    if ":" in str(path) and fmt in SOURCES and not Path(path).is_file():
+        return _rows_from_source(str(path), out_dir or Path("."))
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such file; give a JSONL manifest (one JSON object per line)")
@@ -42,7 +68,7 @@ def add_negatives(
 
     from tflocal.concepts.negatives import make_negatives
 
-    rows = _read_jsonl(in_path)
+    rows = _read_jsonl(in_path, Path(out_path).parent)
     counts: Counter = Counter()
     for ln, row in enumerate(tqdm(rows, desc="negatives", disable=len(rows) < 1000), start=1):
         caps = row.get("captions")
