@@ -211,3 +211,31 @@ def test_grid_positions_distinct_and_padding_zero(kind):
     d = torch.cdist(pos[:9], pos[:9])
     assert (d + torch.eye(9) * 1e3).min() > 1e-3  # every cell, incl. (r, c) vs (c, r), differs
     assert pos[9:].abs().sum() == 0
+
+
+def test_word_region_attention_matches_the_blocks_own_attention():
+    """TFLocal's word->region map: rows over real patches sum to 1, padding gets 0, and the
+    weights are those the last block's scaled_dot_product_attention uses (same output)."""
+    import torch
+
+    from tflocal.models import PairBatch, build_head
+    from tflocal.models.config import ModelConfig
+
+    torch.manual_seed(0)
+    attrs = {"grid": [2, 3], "image_dim": 10, "text_dim": 7, "context_length": 8}
+    head = build_head("tflocal", ModelConfig(width=16, depth=2, heads=4), attrs).eval()
+    tmask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    b = PairBatch(patches=torch.randn(2, 6, 10), patch_mask=torch.ones(2, 6, dtype=torch.bool),
+                  tokens=torch.randn(2, 4, 7), token_mask=tmask)
+    with torch.no_grad():
+        att = head.word_region_attention(b)
+        assert att.shape == (2, 4, 6)
+        torch.testing.assert_close(att.sum(-1), tmask.float())
+        x, key_mask, _ = head._encode(b, upto=1)
+        block = head.blocks[-1]
+        w = block.attention_weights(x, key_mask)  # [B, h, S, S]
+        B, S, d = x.shape
+        v = block.qkv(block.ln1(x)).view(B, S, 3, block.heads, d // block.heads).permute(2, 0, 3, 1, 4)[2]
+        manual = x + block.proj((w @ v).transpose(1, 2).reshape(B, S, d))
+        manual = manual + block.mlp(block.ln2(manual))
+        torch.testing.assert_close(manual, block(x, key_mask), atol=1e-5, rtol=1e-5)

@@ -34,6 +34,15 @@ class Block(nn.Module):
             nn.Dropout(dropout),
         )
 
+    def attention_weights(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """The attention probabilities of this block's forward: x [B, S, d] -> [B, heads, S, S]
+        (masked keys get 0)."""
+        B, S, d = x.shape
+        q, k, _ = self.qkv(self.ln1(x)).view(B, S, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        logits = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.heads)
+        logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return torch.softmax(logits, dim=-1)
+
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         B, S, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, S, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)

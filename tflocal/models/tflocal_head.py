@@ -44,6 +44,21 @@ class TFLocalHead(nn.Module):
         self.score = nn.Linear(d, 1)
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
+        x, _, _ = self._encode(batch, upto=len(self.blocks))
+        return self.score(self.norm(x[:, 0])).squeeze(-1).float()
+
+    def word_region_attention(self, batch: PairBatch) -> torch.Tensor:
+        """Which patch each caption token attends to in the last block: [B, T, P], the attention
+        of text-token queries over patch keys averaged over heads and renormalized over patches
+        (rows of padded tokens are 0)."""
+        x, key_mask, (P, T) = self._encode(batch, upto=len(self.blocks) - 1)
+        att = self.blocks[-1].attention_weights(x, key_mask).mean(1)  # [B, S, S]
+        tp = att[:, 1 + P : 1 + P + T, 1 : 1 + P]
+        tp = tp / tp.sum(-1, keepdim=True).clamp_min(1e-12)
+        return tp * key_mask[:, 1 + P : 1 + P + T, None]
+
+    def _encode(self, batch: PairBatch, upto: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Embed the pair sequence and run the first ``upto`` blocks: (x [B, S, d], key_mask [B, S], (P, T))."""
         patches, pmask, tokens, tmask = batch.patches, batch.patch_mask, batch.tokens, batch.token_mask
         B, P, _ = patches.shape
         T = tokens.shape[1]
@@ -63,6 +78,6 @@ class TFLocalHead(nn.Module):
         x = torch.cat([self.summary.expand(B, 1, -1).to(x_img.dtype), x_img, x_txt], dim=1)
         key_mask = torch.cat([pmask.new_ones(B, 1), pmask, tmask], dim=1)
         x = self.drop(x)
-        for block in self.blocks:
+        for block in self.blocks[:upto]:
             x = block(x, key_mask)
-        return self.score(self.norm(x[:, 0])).squeeze(-1).float()
+        return x, key_mask, (P, T)
