@@ -77,3 +77,53 @@ def test_text_matches_sentence_transformers(towers):
     assert [t.shape for t in out.tokens] == [(10, 384), (5, 384)]
     assert out.truncated == [False, False]
     assert towers.encode_texts(["word " * 300]).truncated == [True]
+
+
+def test_fused_image_path_matches_unfused_reference(towers):
+    """BN folding, conv padding, channels_last and CPU sub-batches change only float rounding."""
+    from cache_tools.encoders.towers import _effnet_lite0, reference_encode_images
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([towers.preprocess(_grace_hopper())[None], torch.rand(10, 3, 224, 224, generator=g) * 2 - 1])
+    ref = reference_encode_images(_effnet_lite0(), x)
+    out = towers.encode_images(x)  # 11 images: sub-batches of 8 + 3 on CPU
+    assert out.patches.shape == ref.patches.shape == (11, 49, 1280)
+    assert torch.allclose(out.patches, ref.patches, rtol=1e-3, atol=1e-3 * ref.patches.abs().max().item())
+    assert torch.allclose(out.global_, ref.global_, rtol=1e-3, atol=1e-3 * ref.global_.abs().max().item())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in towers.image_model.modules())
+    # a batch's rows do not depend on what else is in it
+    one = towers.encode_images(x[3:4])
+    assert torch.allclose(one.patches[0], out.patches[3], atol=1e-5)
+
+
+def test_text_independent_of_batch_composition_and_order(towers):
+    from cache_tools.encoders.towers import reference_encode_texts
+
+    texts = [
+        "a red cube left of a blue ball",
+        "Two dogs.",
+        "three people sitting on a wooden table near the window holding an umbrella",
+        "cat",
+        "a small striped metal cylinder behind the large rubber cone on the left side",
+        "word " * 300,  # truncated: 256 pieces, [SEP] last
+    ]
+    out = towers.encode_texts(texts)
+    ref = reference_encode_texts(towers.text_model, towers.tokenizer, texts)
+    assert out.token_strings == ref.token_strings and out.truncated == ref.truncated
+    assert out.truncated[-1] and out.tokens[-1].shape == (256, 384) and out.token_strings[-1][-1] == "[SEP]"
+    for a, b in zip(out.tokens, ref.tokens):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(out.global_, ref.global_, atol=1e-5)
+
+    perm = [4, 0, 5, 2, 1, 3]
+    shuffled = towers.encode_texts([texts[i] for i in perm])
+    for j, i in enumerate(perm):
+        assert shuffled.token_strings[j] == out.token_strings[i]
+        assert torch.allclose(shuffled.tokens[j], out.tokens[i], atol=1e-5)
+        assert torch.allclose(shuffled.global_[j], out.global_[i], atol=1e-5)
+    for i, t in enumerate(texts):
+        alone = towers.encode_texts([t])
+        assert torch.allclose(alone.tokens[0], out.tokens[i], atol=1e-5)
+        assert torch.allclose(alone.global_[0], out.global_[i], atol=1e-5)
+    empty = towers.encode_texts([])
+    assert empty.tokens == [] and empty.global_.shape == (0, 384)
