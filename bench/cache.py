@@ -42,11 +42,20 @@ def make_images(root: Path, n: int, size: int = 256) -> list[ImageRecord]:
         d = ImageDraw.Draw(img)
         for _ in range(3):
             x, y = rng.integers(0, size - 60, 2)
-            d.ellipse((int(x), int(y), int(x) + 50, int(y) + 50), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+            d.ellipse(
+                (int(x), int(y), int(x) + 50, int(y) + 50),
+                fill=tuple(int(v) for v in rng.integers(0, 255, 3)),
+            )
         p = root / f"{i:06d}.jpg"
         img.save(p, quality=90)
         caps = [" ".join(rng.choice(WORDS, size=int(rng.integers(6, 14)))) for _ in range(2)]
-        recs.append(ImageRecord(id=p.name, image=str(p), texts=[TextRecord(caps[0]), TextRecord(caps[1], positive=0, op="swap")]))
+        recs.append(
+            ImageRecord(
+                id=p.name,
+                image=str(p),
+                texts=[TextRecord(caps[0]), TextRecord(caps[1], positive=0, op="swap")],
+            )
+        )
     return recs
 
 
@@ -98,11 +107,15 @@ def bench_caching(encoder_name: str, n: int, batch_size: int, device: str, tmp: 
     c = open_cache(out)
     payload = c.payload_bytes()
     size = out.stat().st_size
-    print(f"encoder {encoder_name} on {enc.device}, {n} images, {len(texts)} unique texts, batch {batch_size}")
+    print(
+        f"encoder {encoder_name} on {enc.device}, {n} images, {len(texts)} unique texts, batch {batch_size}"
+    )
     print(f"  encoder forward only      {fwd:8.2f} s   {n / fwd:8.1f} img/s")
     print(f"  write_cache (end to end)  {cache_t:8.2f} s   {n / cache_t:8.1f} img/s")
     print(f"  caching / forward         {cache_t / fwd:8.3f}   (target <= 1.15)")
-    print(f"  file size / raw payload   {size / payload:8.3f}   ({size / 2**20:.1f} MiB / {payload / 2**20:.1f} MiB; target <= 1.05)")
+    print(
+        f"  file size / raw payload   {size / payload:8.3f}   ({size / 2**20:.1f} MiB / {payload / 2**20:.1f} MiB; target <= 1.05)"
+    )
 
 
 def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -> None:
@@ -110,10 +123,16 @@ def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -
     path = tmp / "reads.h5"
     patches = rng.standard_normal((n, p, d), dtype=np.float32).astype(np.float16)
     write_arrays(
-        path, {"encoder": "synthetic", "grid": [7, 7]}, [str(i) for i in range(n)], patches,
-        rng.standard_normal((n, 512), dtype=np.float32), ["t"] * n,
+        path,
+        {"encoder": "synthetic", "grid": [7, 7]},
+        [str(i) for i in range(n)],
+        patches,
+        rng.standard_normal((n, 512), dtype=np.float32),
+        ["t"] * n,
         [rng.standard_normal((12, 512), dtype=np.float32).astype(np.float16) for _ in range(n)],
-        rng.standard_normal((n, 512), dtype=np.float32), np.arange(n), np.full(n, -1),
+        rng.standard_normal((n, 512), dtype=np.float32),
+        np.arange(n),
+        np.full(n, -1),
     )
     del patches
     if hasattr(os, "posix_fadvise"):  # drop the page cache of the file where allowed
@@ -133,7 +152,7 @@ def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -
     dset = c.file["images/patches"]
     fancy_perm = np.random.default_rng(1).permutation(n)[: max(batch_size * 4, n // 8)]
     results = {}
-    for rep in range(2):  # interleaved, best of two
+    for _ in range(2):  # interleaved, best of two
         results.setdefault("sequential", []).append(run(seq, c.patches))
         results.setdefault("chunk-shuffled", []).append(run(shuf, c.patches))
     t0 = time.perf_counter()
@@ -141,11 +160,15 @@ def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -
         dset[np.sort(fancy_perm[i : i + batch_size])]
     fancy = len(fancy_perm) / (time.perf_counter() - t0)
     s, sh = max(results["sequential"]), max(results["chunk-shuffled"])
-    print(f"reads: {n} images x {p} x {d} fp16 ({n * p * d * 2 / 2**20:.0f} MiB), batch {batch_size}, "
-          f"HDF5 chunk {block} rows, rows shuffled within each batch of whole chunks")
+    print(
+        f"reads: {n} images x {p} x {d} fp16 ({n * p * d * 2 / 2**20:.0f} MiB), batch {batch_size}, "
+        f"HDF5 chunk {block} rows, rows shuffled within each batch of whole chunks"
+    )
     print(f"  sequential                {s:10.0f} img/s")
     print(f"  chunk-shuffled batches    {sh:10.0f} img/s   ratio {sh / s:.2f} (target >= 0.5)")
-    print(f"  per-sample fancy indexing {fancy:10.0f} img/s   ratio {fancy / s:.2f} (what chunk shuffling avoids)")
+    print(
+        f"  per-sample fancy indexing {fancy:10.0f} img/s   ratio {fancy / s:.2f} (what chunk shuffling avoids)"
+    )
 
 
 def main() -> None:

@@ -83,12 +83,16 @@ def main() -> None:
         img_batches = [pixels[i : i + bs] for i in range(0, len(pixels), bs)]
         txt_batches = [texts[i : i + bs] for i in range(0, len(texts), bs)]
         img = {
-            "reference": lambda: [reference_encode_images(ref_image, x) for x in img_batches],
-            "optimized": lambda: [enc.encode_images(x) for x in img_batches],
+            "reference": lambda img_batches=img_batches: [
+                reference_encode_images(ref_image, x) for x in img_batches
+            ],
+            "optimized": lambda img_batches=img_batches: [enc.encode_images(x) for x in img_batches],
         }
         txt = {
-            "reference": lambda: [reference_encode_texts(enc.text_model, enc.tokenizer, t) for t in txt_batches],
-            "optimized": lambda: [enc.encode_texts(t) for t in txt_batches],
+            "reference": lambda txt_batches=txt_batches: [
+                reference_encode_texts(enc.text_model, enc.tokenizer, t) for t in txt_batches
+            ],
+            "optimized": lambda txt_batches=txt_batches: [enc.encode_texts(t) for t in txt_batches],
         }
         for fns in (img, txt):  # warm-up (mkldnn primitives, allocator)
             for fn in fns.values():

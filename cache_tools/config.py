@@ -60,4 +60,6 @@ class CacheConfig:
             )
         fmt = self.data.split(":", 1)[0]
         if ":" not in self.data or fmt not in SOURCES:
-            raise UserError(f"unknown data format in {self.data!r}; choices: {', '.join(f'{k}:PATH' for k in SOURCES)}")
+            raise UserError(
+                f"unknown data format in {self.data!r}; choices: {', '.join(f'{k}:PATH' for k in SOURCES)}"
+            )

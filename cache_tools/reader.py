@@ -75,7 +75,9 @@ class Cache:
             raise CacheFormatError(f"{self.path} is not readable as HDF5: {err}") from err
         check_version(self.attrs, str(self.path))
         if not self.attrs.get("complete", False):
-            raise CacheFormatError(f"{self.path} is incomplete: run the same `tflocal cache` command again to finish it")
+            raise CacheFormatError(
+                f"{self.path} is incomplete: run the same `tflocal cache` command again to finish it"
+            )
         self.image_ids = read_str(f["images/ids"])
         self.image_group = read_str(f["images/group"])
         self.strings = read_str(f["texts/strings"])
@@ -205,7 +207,11 @@ class Cache:
         """B float16 arrays [T_t, D_txt]: the real tokens of texts ``idx``."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         starts, stops = self.offsets[idx], self.offsets[idx + 1]
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)]) if idx.size else np.empty(0, np.int64)
+        rows = (
+            np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
+            if idx.size
+            else np.empty(0, np.int64)
+        )
         flat = read_rows(self._dset("tokens"), rows)
         out, pos = [], 0
         for n in (stops - starts).tolist():
@@ -213,7 +219,9 @@ class Cache:
             pos += n
         return out
 
-    def padded_tokens(self, idx: Sequence[int] | np.ndarray, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def padded_tokens(
+        self, idx: Sequence[int] | np.ndarray, max_len: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Tokens of texts ``idx`` right-padded: (float16 [B, T, D_txt], bool mask [B, T], True = real).
 
         ``T`` is the longest text in the batch, or ``max_len`` (longer texts are cut).
@@ -251,7 +259,9 @@ class Cache:
         if max_bytes is not None and need > max_bytes:
             from tflocal.errors import UserError
 
-            raise UserError(f"cache {self.path} needs {need / 2**30:.1f} GiB in RAM, more than the {max_bytes / 2**30:.1f} GiB allowed")
+            raise UserError(
+                f"cache {self.path} needs {need / 2**30:.1f} GiB in RAM, more than the {max_bytes / 2**30:.1f} GiB allowed"
+            )
         f = self.file
         for key, name in _PAYLOAD.items():
             if name in f and key not in self._mem:

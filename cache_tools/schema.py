@@ -66,7 +66,16 @@ ROOT_ATTRS = (
     "complete",  # bool: False while a run is in progress
 )
 
-ENCODER_KEYS = ("encoder", "space", "global_space", "image_dim", "text_dim", "global_image_dim", "global_text_dim", "grid")
+ENCODER_KEYS = (
+    "encoder",
+    "space",
+    "global_space",
+    "image_dim",
+    "text_dim",
+    "global_image_dim",
+    "global_text_dim",
+    "grid",
+)
 """The attributes that identify the embedding space: checkpoints record them and refuse others."""
 
 

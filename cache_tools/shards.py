@@ -68,7 +68,10 @@ def _copy(out: h5py.File, name: str, files: list[h5py.File]) -> None:
     dtype = STR if is_str else src[0].dtype
     row_bytes = int(np.prod(tail, dtype=np.int64)) * (16 if is_str else src[0].dtype.itemsize)
     dset = out.create_dataset(
-        name, shape=(total, *tail), dtype=dtype, chunks=(chunk_rows(row_bytes, total), *tail) if total else True,
+        name,
+        shape=(total, *tail),
+        dtype=dtype,
+        chunks=(chunk_rows(row_bytes, total), *tail) if total else True,
         maxshape=(None, *tail),
     )
     pos = 0
@@ -149,7 +152,9 @@ def concat_caches(
                 complete=True,
             )
             if virtual:
-                merged["shards"] = [os.path.relpath(os.path.abspath(p), os.path.abspath(out.parent)) for p in paths]
+                merged["shards"] = [
+                    os.path.relpath(os.path.abspath(p), os.path.abspath(out.parent)) for p in paths
+                ]
             for k, v in merged.items():
                 o.attrs[k] = encode_attr(v)
     finally:

@@ -187,7 +187,11 @@ def write_arrays(
         create(img, "global", image_global)
         create(img, "group", list(image_group) if image_group is not None else [""] * n_img, STR)
         create(img, "meta", _meta(image_meta, n_img), STR)
-        box = np.full((n_img, 4), np.nan, np.float32) if image_box is None else np.asarray(image_box, np.float32)
+        box = (
+            np.full((n_img, 4), np.nan, np.float32)
+            if image_box is None
+            else np.asarray(image_box, np.float32)
+        )
         create(img, "box", box.reshape(n_img, 4))
         if crops_global is not None:
             crops = img.create_group("crops")
@@ -230,7 +234,9 @@ class _Loader:
         self.encoder, self.crops = encoder, crops
         self.boxes = crop_boxes() if crops else None
 
-    def __call__(self, record: ImageRecord) -> tuple[ImageRecord, torch.Tensor | None, torch.Tensor | None, str]:
+    def __call__(
+        self, record: ImageRecord
+    ) -> tuple[ImageRecord, torch.Tensor | None, torch.Tensor | None, str]:
         if record.image is None:
             return record, None, None, ""
         try:
@@ -240,7 +246,10 @@ class _Loader:
             if self.boxes is not None:
                 w, h = img.size
                 crop_pixels = torch.stack(
-                    [self.encoder.preprocess(img.crop((x0 * w, y0 * h, x1 * w, y1 * h))) for x0, y0, x1, y1 in self.boxes]
+                    [
+                        self.encoder.preprocess(img.crop((x0 * w, y0 * h, x1 * w, y1 * h)))
+                        for x0, y0, x1, y1 in self.boxes
+                    ]
                 )
             return record, pixels, crop_pixels, ""
         except Exception as err:  # noqa: BLE001 - any unreadable image is skipped and recorded
@@ -255,15 +264,24 @@ def _check_texts(record: ImageRecord, part: _Part) -> list[int]:
             part.skipped.append((f"{record.id}#text{j}", "empty caption"))
             continue
         if t.positive >= 0 and (t.positive >= len(record.texts) or t.positive not in keep):
-            part.skipped.append((f"{record.id}#text{j}", f"negative of caption {t.positive}, which was skipped or is missing"))
+            part.skipped.append(
+                (f"{record.id}#text{j}", f"negative of caption {t.positive}, which was skipped or is missing")
+            )
             continue
         keep.append(j)
     return keep
 
 
 @torch.inference_mode()
-def _encode_part(records: list[ImageRecord], encoder: Encoder, batch_size: int, loader: _Loader,
-                 pool: ThreadPoolExecutor, bar: tqdm, warn: Callable[[str], None]) -> _Part:
+def _encode_part(
+    records: list[ImageRecord],
+    encoder: Encoder,
+    batch_size: int,
+    loader: _Loader,
+    pool: ThreadPoolExecutor,
+    bar: tqdm,
+    warn: Callable[[str], None],
+) -> _Part:
     part = _Part()
     batch: list[tuple[ImageRecord, torch.Tensor, torch.Tensor | None]] = []
     text_jobs: list[tuple[int, int, ImageRecord, list[int]]] = []  # (record image row or -1, ...)
@@ -276,7 +294,12 @@ def _encode_part(records: list[ImageRecord], encoder: Encoder, batch_size: int, 
         part.image_global.extend(out.global_.float().cpu().numpy())
         if loader.crops:
             crops = torch.cat([b[2] for b in batch])
-            g = torch.cat([encoder.encode_images(crops[i : i + batch_size]).global_ for i in range(0, len(crops), batch_size)])
+            g = torch.cat(
+                [
+                    encoder.encode_images(crops[i : i + batch_size]).global_
+                    for i in range(0, len(crops), batch_size)
+                ]
+            )
             part.crops_global.extend(g.float().cpu().numpy().reshape(len(batch), -1, g.shape[-1]))
         bar.update(len(batch))
         batch.clear()
@@ -359,7 +382,11 @@ def _write_part(path: Path, part: _Part, encoder: Encoder, crops: bool) -> None:
         token_strings=part.token_strings,
         truncated=part.truncated,
         image_box=np.asarray(part.image_box, np.float32).reshape(n_img, 4),
-        crops_global=(np.stack(part.crops_global) if n_img else np.zeros((0, len(crop_boxes()), encoder.global_image_dim)))
+        crops_global=(
+            np.stack(part.crops_global)
+            if n_img
+            else np.zeros((0, len(crop_boxes()), encoder.global_image_dim))
+        )
         if crops
         else None,
         skipped=part.skipped,
@@ -391,7 +418,8 @@ class WriteSummary:
         return (
             f"{self.path}: {self.n_images} images, {self.n_texts} texts ({self.n_tokens} tokens), "
             f"{self.n_skipped} skipped, {self.n_truncated} truncated, {self.bytes / 2**20:.1f} MiB, "
-            f"{self.seconds:.1f}s" + (f" (resumed: {self.resumed_parts} parts were already done)" if self.resumed_parts else "")
+            f"{self.seconds:.1f}s"
+            + (f" (resumed: {self.resumed_parts} parts were already done)" if self.resumed_parts else "")
         )
 
 
@@ -438,14 +466,30 @@ def write_cache(
         lo, hi = total * index // count, total * (index + 1) // count
     part_size = part_records or _part_records(encoder, batch_size, crops)
     signature = encoder_signature(encoder.metadata())
-    plan = {"signature": signature, "source": source, "batch_size": batch_size, "part_records": part_size,
-            "crops": crops, "range": [lo, hi], "format_version": FORMAT_VERSION}
+    plan = {
+        "signature": signature,
+        "source": source,
+        "batch_size": batch_size,
+        "part_records": part_size,
+        "crops": crops,
+        "range": [lo, hi],
+        "format_version": FORMAT_VERSION,
+    }
     parts_dir = target.with_name(target.name + ".parts")
     if target.exists():
         with h5py.File(target, "r") as f:
             if f.attrs.get("complete") and json.loads(f.attrs.get("plan", "{}")) == plan:
-                n = WriteSummary(target, int(f.attrs["n_images"]), int(f.attrs["n_texts"]), int(f.attrs["n_tokens"]),
-                                 int(f.attrs["n_skipped"]), int(f.attrs["n_truncated"]), target.stat().st_size, 0.0, -1)
+                n = WriteSummary(
+                    target,
+                    int(f.attrs["n_images"]),
+                    int(f.attrs["n_texts"]),
+                    int(f.attrs["n_tokens"]),
+                    int(f.attrs["n_skipped"]),
+                    int(f.attrs["n_truncated"]),
+                    target.stat().st_size,
+                    0.0,
+                    -1,
+                )
                 return n
         from tflocal.errors import UserError
 
@@ -475,7 +519,10 @@ def write_cache(
         if warned[0] <= 10:
             tqdm.write(f"tflocal cache: {msg}", file=sys.stderr)
         elif warned[0] == 11:
-            tqdm.write("tflocal cache: more warnings hidden; see the summary and the 'skipped' datasets", file=sys.stderr)
+            tqdm.write(
+                "tflocal cache: more warnings hidden; see the summary and the 'skipped' datasets",
+                file=sys.stderr,
+            )
 
     n_range = None if hi is None else hi - lo
     n_parts_done = 0
@@ -523,11 +570,22 @@ def write_cache(
     shutil.rmtree(parts_dir, ignore_errors=True)
     with h5py.File(target, "r") as f:
         a = f.attrs
-        return WriteSummary(target, int(a["n_images"]), int(a["n_texts"]), int(a["n_tokens"]), int(a["n_skipped"]),
-                            int(a["n_truncated"]), target.stat().st_size, time.perf_counter() - t0, n_parts_done)
+        return WriteSummary(
+            target,
+            int(a["n_images"]),
+            int(a["n_texts"]),
+            int(a["n_tokens"]),
+            int(a["n_skipped"]),
+            int(a["n_truncated"]),
+            target.stat().st_size,
+            time.perf_counter() - t0,
+            n_parts_done,
+        )
 
 
-def assemble(parts: Sequence[Path], out: Path, attrs: dict[str, Any], extra_skipped: Sequence[tuple[str, str]] = ()) -> Path:
+def assemble(
+    parts: Sequence[Path], out: Path, attrs: dict[str, Any], extra_skipped: Sequence[tuple[str, str]] = ()
+) -> Path:
     """Concatenate part caches into one cache at ``out`` (indices rebased), atomically."""
     from cache_tools.shards import concat_caches
 

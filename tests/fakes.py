@@ -51,7 +51,9 @@ class FakeEncoder(Encoder):
         for t in texts:
             words = ["<bos>", *t.lower().split(), "<eos>"]
             trunc.append(len(words) > self.context_length)
-            words = words[: self.context_length - 1] + ["<eos>"] if len(words) > self.context_length else words
+            words = (
+                words[: self.context_length - 1] + ["<eos>"] if len(words) > self.context_length else words
+            )
             emb = torch.stack([self._word(w) for w in words])
             toks.append(emb)
             strs.append(words)

@@ -51,10 +51,14 @@ def _own_scores_openclip(name: str, images: list[Path], texts: list[str]) -> np.
     model.load_state_dict(load_file(str(model_dir / "open_clip_model.safetensors")))
     model.eval()
     pp = cfg["preprocess_cfg"]
-    tf = open_clip.image_transform(pp["size"], is_train=False, mean=pp["mean"], std=pp["std"], interpolation=pp["interpolation"])
+    tf = open_clip.image_transform(
+        pp["size"], is_train=False, mean=pp["mean"], std=pp["std"], interpolation=pp["interpolation"]
+    )
     tok = open_clip.get_tokenizer("ViT-B-32", context_length=cfg["model_cfg"]["text_cfg"]["context_length"])
     with torch.no_grad():
-        im = model.encode_image(torch.stack([tf(Image.open(p).convert("RGB")) for p in images]), normalize=True)
+        im = model.encode_image(
+            torch.stack([tf(Image.open(p).convert("RGB")) for p in images]), normalize=True
+        )
         tx = model.encode_text(tok(texts), normalize=True)
     return (im @ tx.T).numpy()
 
@@ -79,7 +83,21 @@ def _own_scores_hf(name: str, images: list[Path], texts: list[str]) -> np.ndarra
 def test_cache_cosine_equals_model_own_score(model, manifest, tmp_path, request, capsys):
     name = request.getfixturevalue(model)
     out = tmp_path / "c.h5"
-    rc = main(["cache", "--encoder", name, "--data", f"jsonl:{manifest}", "--out", str(out), "--crops", "--batch-size", "3", "--quiet"])
+    rc = main(
+        [
+            "cache",
+            "--encoder",
+            name,
+            "--data",
+            f"jsonl:{manifest}",
+            "--out",
+            str(out),
+            "--crops",
+            "--batch-size",
+            "3",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr()
     assert "4 images" in printed.out and "1 skipped" in printed.out and "missing.png" in printed.err
@@ -88,9 +106,13 @@ def test_cache_cosine_equals_model_own_score(model, manifest, tmp_path, request,
     assert c.crops_global([0]).shape == (1, 13, c.attrs["global_image_dim"])
     gi = c.image_global(np.arange(c.n_images))
     gt = c.text_global(np.arange(c.n_texts))
-    cached = (gi / np.linalg.norm(gi, axis=1, keepdims=True)) @ (gt / np.linalg.norm(gt, axis=1, keepdims=True)).T
+    cached = (gi / np.linalg.norm(gi, axis=1, keepdims=True)) @ (
+        gt / np.linalg.norm(gt, axis=1, keepdims=True)
+    ).T
     images = [manifest.parent / "img" / f"{i}.png" for i in range(4)]
-    own = (_own_scores_openclip if model == "tiny_openclip" else _own_scores_hf)(name, images, list(c.strings))
+    own = (_own_scores_openclip if model == "tiny_openclip" else _own_scores_hf)(
+        name, images, list(c.strings)
+    )
     np.testing.assert_allclose(cached, own, atol=1e-5)
     # joint space: the projected EOT/EOS token equals the global text embedding (up to fp16)
     last = np.stack([t[-1].astype(np.float32) for t in c.tokens(np.arange(c.n_texts))])
@@ -100,10 +122,17 @@ def test_cache_cosine_equals_model_own_score(model, manifest, tmp_path, request,
 
 def test_unknown_names_stop_before_any_work(manifest, tmp_path, capsys):
     out = tmp_path / "c.h5"
-    assert main(["cache", "--encoder", "clip:ViT-B-32", "--data", f"jsonl:{manifest}", "--out", str(out)]) == 2
+    assert (
+        main(["cache", "--encoder", "clip:ViT-B-32", "--data", f"jsonl:{manifest}", "--out", str(out)]) == 2
+    )
     err = capsys.readouterr().err
     assert "unknown encoder" in err and "openclip:" in err and "towers:" in err
-    assert main(["cache", "--encoder", "openclip:ViT-B-32@openai", "--data", f"csv:{manifest}", "--out", str(out)]) == 2
+    assert (
+        main(
+            ["cache", "--encoder", "openclip:ViT-B-32@openai", "--data", f"csv:{manifest}", "--out", str(out)]
+        )
+        == 2
+    )
     assert "unknown data format" in capsys.readouterr().err
     assert not out.exists()
 
@@ -115,11 +144,44 @@ def test_two_processes_write_two_shards_that_open_as_one_cache(tiny_openclip, ma
     if shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("torchrun not installed")
     ref = tmp_path / "ref.h5"
-    assert main(["cache", "--encoder", tiny_openclip, "--data", f"jsonl:{manifest}", "--out", str(ref), "--quiet", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "cache",
+                "--encoder",
+                tiny_openclip,
+                "--data",
+                f"jsonl:{manifest}",
+                "--out",
+                str(ref),
+                "--quiet",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "multi" / "c.h5"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
-    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "tflocal.cli", "cache", "--encoder", tiny_openclip,
-           "--data", f"jsonl:{manifest}", "--out", str(out), "--quiet", "--batch-size", "2", "--device", "cpu"]
+    cmd = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "tflocal.cli",
+        "cache",
+        "--encoder",
+        tiny_openclip,
+        "--data",
+        f"jsonl:{manifest}",
+        "--out",
+        str(out),
+        "--quiet",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     shards = sorted(out.parent.glob("c.shard*.h5"))

@@ -32,19 +32,32 @@ def make_records(root: Path, n: int = 12) -> list[ImageRecord]:
         p = root / f"img{i}.png"
         rng = np.random.default_rng(i)
         Image.fromarray((rng.random((36 + i, 40, 3)) * 255).astype("uint8")).save(p)
-        texts = [TextRecord(f"a red cube number {i}"), TextRecord(f"a blue ball number {i} on the left", positive=0, op="replace", kind="attribute", meta={"depth": 1})]
+        texts = [
+            TextRecord(f"a red cube number {i}"),
+            TextRecord(
+                f"a blue ball number {i} on the left",
+                positive=0,
+                op="replace",
+                kind="attribute",
+                meta={"depth": 1},
+            ),
+        ]
         if i % 3 == 0:
             texts.append(TextRecord(f"another caption of image {i}"))
-        recs.append(ImageRecord(id=f"img{i}", image=str(p), texts=texts, group=f"g{i // 2}", meta={"split": "train"}))
+        recs.append(
+            ImageRecord(id=f"img{i}", image=str(p), texts=texts, group=f"g{i // 2}", meta={"split": "train"})
+        )
     return recs
 
 
 def arrays(path: Path) -> dict[str, np.ndarray]:
     out = {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 out[name] = obj[()]
+
         f.visititems(visit)
     return out
 
@@ -144,7 +157,14 @@ print("DONE")
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     ref_dir = tmp_path / "ref"
     ref_dir.mkdir()
-    write_cache(make_records(tmp_path, 30), FakeEncoder(), ref_dir / "ref.h5", batch_size=3, part_records=6, progress=False)
+    write_cache(
+        make_records(tmp_path, 30),
+        FakeEncoder(),
+        ref_dir / "ref.h5",
+        batch_size=3,
+        part_records=6,
+        progress=False,
+    )
     out = tmp_path / "run" / "c.h5"
     out.parent.mkdir()
     script = RESUME_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path), out=str(out))
@@ -152,7 +172,9 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     kills = 0
     # kill -9 at growing delays: mid-part, between parts, during assembly; then let it finish
     for delay in (0.6, 0.9, 1.2, 1.5, 1.8):
-        proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -162,7 +184,9 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
             break
     parts = out.with_name(out.name + ".parts")
     assert kills >= 1
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert "DONE" in done.stdout, done.stderr
     assert not parts.exists()
     assert_same_cache(ref_dir / "ref.h5", out)

@@ -84,7 +84,9 @@ def test_fused_image_path_matches_unfused_reference(towers):
     from cache_tools.encoders.towers import _effnet_lite0, reference_encode_images
 
     g = torch.Generator().manual_seed(0)
-    x = torch.cat([towers.preprocess(_grace_hopper())[None], torch.rand(10, 3, 224, 224, generator=g) * 2 - 1])
+    x = torch.cat(
+        [towers.preprocess(_grace_hopper())[None], torch.rand(10, 3, 224, 224, generator=g) * 2 - 1]
+    )
     ref = reference_encode_images(_effnet_lite0(), x)
     out = towers.encode_images(x)  # 11 images: sub-batches of 8 + 3 on CPU
     assert out.patches.shape == ref.patches.shape == (11, 49, 1280)

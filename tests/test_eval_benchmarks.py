@@ -239,7 +239,10 @@ def test_shapesworld_ordinary_pairs(tmp_path):
     for k in range(7):
         t[cache.image_index[k], k] = 1
     v = values(evaluate("shapesworld", cache, TableScorer(t)))
-    assert v[("test_id/ordinary", "accuracy")] == (1.0, 4) and v[("test_ood/ordinary", "accuracy")] == (1.0, 2)
+    assert v[("test_id/ordinary", "accuracy")] == (1.0, 4) and v[("test_ood/ordinary", "accuracy")] == (
+        1.0,
+        2,
+    )
 
 
 def test_retrieval_equals_brute_force(tmp_path):

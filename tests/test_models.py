@@ -225,8 +225,12 @@ def test_word_region_attention_matches_the_blocks_own_attention():
     attrs = {"grid": [2, 3], "image_dim": 10, "text_dim": 7, "context_length": 8}
     head = build_head("tflocal", ModelConfig(width=16, depth=2, heads=4), attrs).eval()
     tmask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
-    b = PairBatch(patches=torch.randn(2, 6, 10), patch_mask=torch.ones(2, 6, dtype=torch.bool),
-                  tokens=torch.randn(2, 4, 7), token_mask=tmask)
+    b = PairBatch(
+        patches=torch.randn(2, 6, 10),
+        patch_mask=torch.ones(2, 6, dtype=torch.bool),
+        tokens=torch.randn(2, 4, 7),
+        token_mask=tmask,
+    )
     with torch.no_grad():
         att = head.word_region_attention(b)
         assert att.shape == (2, 4, 6)

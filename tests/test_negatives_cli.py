@@ -121,15 +121,34 @@ def test_negatives_from_a_karpathy_source(tmp_path):
 
     (tmp_path / "val2014").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "val2014" / "a.jpg")
-    data = {"images": [{"filepath": "val2014", "filename": "a.jpg", "split": "train", "cocoid": 1,
-                        "sentences": [{"raw": "A man in a red shirt riding a brown horse."}]},
-                       {"filepath": "val2014", "filename": "b.jpg", "split": "test", "cocoid": 2,
-                        "sentences": [{"raw": "A dog on a couch."}]}]}
+    data = {
+        "images": [
+            {
+                "filepath": "val2014",
+                "filename": "a.jpg",
+                "split": "train",
+                "cocoid": 1,
+                "sentences": [{"raw": "A man in a red shirt riding a brown horse."}],
+            },
+            {
+                "filepath": "val2014",
+                "filename": "b.jpg",
+                "split": "test",
+                "cocoid": 2,
+                "sentences": [{"raw": "A dog on a couch."}],
+            },
+        ]
+    }
     (tmp_path / "dataset_coco.json").write_text(json.dumps(data))
     out = tmp_path / "out" / "train.jsonl"
     out.parent.mkdir()
-    assert main(["negatives", "--in", f"karpathy:{tmp_path}/dataset_coco.json?split=train", "--out", str(out)]) == 0
+    assert (
+        main(["negatives", "--in", f"karpathy:{tmp_path}/dataset_coco.json?split=train", "--out", str(out)])
+        == 0
+    )
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["captions"] == ["A man in a red shirt riding a brown horse."]
     assert (out.parent / rows[0]["image"]).resolve() == (tmp_path / "val2014" / "a.jpg").resolve()
-    assert rows[0]["negatives"] and all(n["positive"] == 0 and n["text"] != rows[0]["captions"][0] for n in rows[0]["negatives"])
+    assert rows[0]["negatives"] and all(
+        n["positive"] == 0 and n["text"] != rows[0]["captions"][0] for n in rows[0]["negatives"]
+    )

@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_quickstart_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--n-train", "24", "--n-test", "6", "--epochs", "1", "--quiet"]) == 0
+    assert (
+        main(
+            ["quickstart", "--out", str(out), "--n-train", "24", "--n-test", "6", "--epochs", "1", "--quiet"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| global head | TFLocal |" in printed and "test_ood/all" in printed
     report = out / "report"
@@ -36,10 +41,21 @@ def test_quickstart_tiny_end_to_end(tmp_path, capsys):
     assert heat and all(p.read_bytes()[:4] == b"\x89PNG" for p in heat)
     summary = json.loads((report / "quickstart.json").read_text())
     assert summary["timings"]["total"] > 0 and summary["config"]["n_train"] == 24
-    for part in ("shapes/meta.json", "caches/train.h5", "caches/test.h5", "runs/global/best.pt", "runs/tflocal/best.pt"):
+    for part in (
+        "shapes/meta.json",
+        "caches/train.h5",
+        "caches/test.h5",
+        "runs/global/best.pt",
+        "runs/tflocal/best.pt",
+    ):
         assert (out / part).exists(), part
     # a second run finds every stage done and only re-evaluates
-    assert main(["quickstart", "--out", str(out), "--n-train", "24", "--n-test", "6", "--epochs", "1", "--quiet"]) == 0
+    assert (
+        main(
+            ["quickstart", "--out", str(out), "--n-train", "24", "--n-test", "6", "--epochs", "1", "--quiet"]
+        )
+        == 0
+    )
 
 
 @pytest.mark.slow
@@ -47,11 +63,18 @@ def test_notebook_runs(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
-    env = {"TFLOCAL_NB_TRAIN": "24", "TFLOCAL_NB_TEST": "6", "TFLOCAL_NB_EPOCHS": "1", "TFLOCAL_NB_OUT": str(tmp_path / "nb")}
+    env = {
+        "TFLOCAL_NB_TRAIN": "24",
+        "TFLOCAL_NB_TEST": "6",
+        "TFLOCAL_NB_EPOCHS": "1",
+        "TFLOCAL_NB_OUT": str(tmp_path / "nb"),
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+        client = nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        )
         client.execute()
     finally:
         for k, v in old.items():

@@ -253,11 +253,32 @@ def test_checkpoint_records_the_resolved_text_length(tmp_path):
     from tflocal.models import build_head
     from tflocal.models.config import ModelConfig
 
-    attrs = {"encoder": "x", "space": "joint", "global_space": "joint", "image_dim": 8, "text_dim": 8,
-             "global_image_dim": 8, "global_text_dim": 8, "grid": [2, 2], "context_length": 9}
+    attrs = {
+        "encoder": "x",
+        "space": "joint",
+        "global_space": "joint",
+        "image_dim": 8,
+        "text_dim": 8,
+        "global_image_dim": 8,
+        "global_text_dim": 8,
+        "grid": [2, 2],
+        "context_length": 9,
+    }
     cfg = ModelConfig(width=16, depth=1, heads=2)
     model = build_head("tflocal", cfg, attrs)
-    sig = {k: attrs[k] for k in ("encoder", "space", "global_space", "image_dim", "text_dim", "global_image_dim", "global_text_dim", "grid")}
+    sig = {
+        k: attrs[k]
+        for k in (
+            "encoder",
+            "space",
+            "global_space",
+            "image_dim",
+            "text_dim",
+            "global_image_dim",
+            "global_text_dim",
+            "grid",
+        )
+    }
     save_checkpoint(tmp_path / "h.pt", model, "tflocal", cfg, None, sig, step=1)
     again, info = load_head(tmp_path / "h.pt")
     assert info["model_cfg"]["max_text_tokens"] == 9 and again.max_text == 9

@@ -50,7 +50,11 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model_cfg = _plain(model_cfg)
-    if isinstance(model_cfg, dict) and model_cfg.get("max_text_tokens") is None and hasattr(model, "max_text"):
+    if (
+        isinstance(model_cfg, dict)
+        and model_cfg.get("max_text_tokens") is None
+        and hasattr(model, "max_text")
+    ):
         # the text position table's size was resolved from the cache: record it, so the head
         # rebuilds with the same shapes whatever cache it is later loaded against
         model_cfg["max_text_tokens"] = int(model.max_text)

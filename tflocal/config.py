@@ -47,7 +47,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         (inner, *_) = typing.get_args(tp) or (Any,)
         if isinstance(value, str):
-            value = [v for v in value.split(",") if v != ""] if not value.startswith("[") else yaml.safe_load(value)
+            value = (
+                [v for v in value.split(",") if v != ""]
+                if not value.startswith("[")
+                else yaml.safe_load(value)
+            )
         out = [_coerce(v, inner, key) if inner is not Any and inner is not Ellipsis else v for v in value]
         return tuple(out) if origin is tuple else out
     if origin is dict or tp is dict:

@@ -80,12 +80,19 @@ def _cache_splits(cfg: QuickstartConfig, shapes: Path, caches: Path) -> dict[str
     todo = [n for n, p in paths.items() if not p.exists()]
     if not todo:
         return paths
-    encoder = load_encoder(cfg.encoder, device="cuda" if cfg.device == "cuda" else ("auto" if cfg.device == "auto" else "cpu"))
+    encoder = load_encoder(
+        cfg.encoder, device="cuda" if cfg.device == "cuda" else ("auto" if cfg.device == "auto" else "cpu")
+    )
     for name in todo:
         source = open_source(f"shapesworld:{shapes}", split=plan[name])
         summary = write_cache(
-            source, encoder, paths[name], batch_size=64, source=f"shapesworld:{shapes}",
-            config={"quickstart": asdict(cfg), "split": plan[name]}, progress=cfg.progress,
+            source,
+            encoder,
+            paths[name],
+            batch_size=64,
+            source=f"shapesworld:{shapes}",
+            config={"quickstart": asdict(cfg), "split": plan[name]},
+            progress=cfg.progress,
             skipped_from_source=lambda s=source: list(s.skipped),
         )
         print(f"   {summary}")
@@ -101,12 +108,31 @@ def _train(cfg: QuickstartConfig, head: str, cache: Path, runs: Path) -> Path:
     if best.exists() and (out / "done.json").exists():
         return best
     overrides = [
-        f"model.width={cfg.width}", f"model.depth={cfg.depth}", f"model.heads={cfg.heads}",
-        f"optim.lr={cfg.lr}", "optim.warmup_steps=50", f"data.batch_size={cfg.batch_size}",
-        "data.in_memory=true", "data.num_workers=0", "data.val_fraction=0.1", "data.n_neg=4", "data.k_inbatch=2",
+        f"model.width={cfg.width}",
+        f"model.depth={cfg.depth}",
+        f"model.heads={cfg.heads}",
+        f"optim.lr={cfg.lr}",
+        "optim.warmup_steps=50",
+        f"data.batch_size={cfg.batch_size}",
+        "data.in_memory=true",
+        "data.num_workers=0",
+        "data.val_fraction=0.1",
+        "data.n_neg=4",
+        "data.k_inbatch=2",
     ]
-    tc = load_config(TrainConfig, None, overrides, cache=str(cache), head=head, out_dir=str(out), epochs=cfg.epochs,
-                     seed=cfg.seed, device=cfg.device, progress=cfg.progress, resume="auto")
+    tc = load_config(
+        TrainConfig,
+        None,
+        overrides,
+        cache=str(cache),
+        head=head,
+        out_dir=str(out),
+        epochs=cfg.epochs,
+        seed=cfg.seed,
+        device=cfg.device,
+        progress=cfg.progress,
+        resume="auto",
+    )
     summary = train(tc)
     (out / "done.json").write_text(json.dumps(summary, default=str, indent=1))
     return Path(summary.get("best_checkpoint") or summary.get("checkpoint") or best)
@@ -130,15 +156,22 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
         if not (shapes / "meta.json").exists():
             from tflocal.shapesworld import generate
 
-            generate(shapes, cfg.n_train, cfg.n_test, cfg.n_test, seed=cfg.seed, image_size=cfg.image_size,
-                     progress=cfg.progress)
+            generate(
+                shapes,
+                cfg.n_train,
+                cfg.n_test,
+                cfg.n_test,
+                seed=cfg.seed,
+                image_size=cfg.image_size,
+                progress=cfg.progress,
+            )
         print(f"   {shapes}: {cfg.n_train} train, {cfg.n_test} test_id, {cfg.n_test} test_ood images")
 
     with _stage("2/5 cache with the frozen encoder", timings):
         paths = _cache_splits(cfg, shapes, caches)
 
     checkpoints = {}
-    for i, head in enumerate(("global", "tflocal")):
+    for head in ("global", "tflocal"):
         with _stage(f"3/5 train the {head} head", timings):
             checkpoints[head] = _train(cfg, head, paths["train"], runs)
 
@@ -151,21 +184,33 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
             names.append("cosine")
         rows, scorers = [], []
         for name in names:
-            scorer = load_scorer(name, test, device="cpu" if cfg.device == "auto" else cfg.device, progress=False)
-            label = {str(checkpoints["global"]): "global head", str(checkpoints["tflocal"]): "TFLocal"}.get(name, name)
+            scorer = load_scorer(
+                name, test, device="cpu" if cfg.device == "auto" else cfg.device, progress=False
+            )
+            label = {str(checkpoints["global"]): "global head", str(checkpoints["tflocal"]): "TFLocal"}.get(
+                name, name
+            )
             scorer.name = label
             scorers.append(scorer)
             rows += evaluate("shapesworld", test, scorer)
 
     with _stage("5/5 report", timings):
-        written = write_report(rows, report, title="tflocal quickstart — ShapesWorld with frozen EfficientNet-Lite0 + MiniLM")
+        written = write_report(
+            rows, report, title="tflocal quickstart — ShapesWorld with frozen EfficientNet-Lite0 + MiniLM"
+        )
         heat = _heatmaps(test, scorers, report, shapes)
         timings["total"] = round(time.perf_counter() - t0, 1)
-        (report / "quickstart.json").write_text(json.dumps({"config": asdict(cfg), "timings": timings,
-                                                             "files": [str(p) for p in [*written, *heat]]}, indent=1))
+        (report / "quickstart.json").write_text(
+            json.dumps(
+                {"config": asdict(cfg), "timings": timings, "files": [str(p) for p in [*written, *heat]]},
+                indent=1,
+            )
+        )
     print("\n" + markdown_table(_headline(rows)))
     print(f"\nreport: {report}/results.md (all rows), {report}/results.json, plots and heatmaps in {report}/")
-    print(f"total {timings['total']:.0f} s  ({', '.join(f'{k}: {v:.0f}s' for k, v in timings.items() if k != 'total')})")
+    print(
+        f"total {timings['total']:.0f} s  ({', '.join(f'{k}: {v:.0f}s' for k, v in timings.items() if k != 'total')})"
+    )
     return rows
 
 
@@ -174,7 +219,9 @@ def _headline(rows: list[Any]) -> list[Any]:
     keep = []
     for r in rows:
         parts = r.subset.split("/")
-        if len(parts) == 2 and (parts[1] in ("all", "swap", "replace", "add") or parts[1].startswith("depth")):
+        if len(parts) == 2 and (
+            parts[1] in ("all", "swap", "replace", "add") or parts[1].startswith("depth")
+        ):
             keep.append(r)
         elif len(parts) == 3 and parts[1] == "swap":
             keep.append(r)
@@ -189,8 +236,11 @@ def _heatmaps(cache: Any, scorers: list[Any], report: Path, shapes: Path, n: int
     from cache_tools.writer import load_image
     from tflocal.evaluate.plots import alignment_plot
 
-    texts = [t for t in np.flatnonzero((cache.image_index >= 0) & (cache.positive_index < 0))
-             if cache.image_meta(int(cache.image_index[t])).get("split") == "test_ood"][:n]
+    texts = [
+        t
+        for t in np.flatnonzero((cache.image_index >= 0) & (cache.positive_index < 0))
+        if cache.image_meta(int(cache.image_index[t])).get("split") == "test_ood"
+    ][:n]
     if not texts:
         return []
     wanted = {str(cache.image_ids[cache.image_index[t]]) for t in texts}
@@ -202,13 +252,23 @@ def _heatmaps(cache: Any, scorers: list[Any], report: Path, shapes: Path, n: int
             break
     paths = []
     for scorer in scorers:
-        if not hasattr(scorer, "word_region_attention") or not hasattr(getattr(scorer, "head", None), "word_region_attention"):
+        if not hasattr(scorer, "word_region_attention") or not hasattr(
+            getattr(scorer, "head", None), "word_region_attention"
+        ):
             continue
         imgs = cache.image_index[texts]
         maps = scorer.word_region_attention(imgs, np.asarray(texts))
         for t, i, att in zip(texts, imgs, maps):
             words = cache.token_strings(int(t))[: att.shape[0]]
             safe = "".join(c if c.isalnum() else "_" for c in scorer.name)
-            paths.append(alignment_plot(att, words, cache.attrs["grid"], report / "heatmaps" / f"{safe}_text{t}.png",
-                                        image=photos.get(str(cache.image_ids[i])), caption=str(cache.strings[t])))
+            paths.append(
+                alignment_plot(
+                    att,
+                    words,
+                    cache.attrs["grid"],
+                    report / "heatmaps" / f"{safe}_text{t}.png",
+                    image=photos.get(str(cache.image_ids[i])),
+                    caption=str(cache.strings[t]),
+                )
+            )
     return paths

@@ -283,7 +283,9 @@ def reference_encode_images(model: torch.nn.Module, pixels: torch.Tensor) -> Ima
     return ImageOutput(patches=fmap.flatten(2).transpose(1, 2).cpu(), global_=fmap.mean(dim=(2, 3)).cpu())
 
 
-def reference_encode_texts(text_model: Any, tokenizer: Any, texts: list[str], max_length: int = MINILM_MAX_LENGTH) -> TextOutput:
+def reference_encode_texts(
+    text_model: Any, tokenizer: Any, texts: list[str], max_length: int = MINILM_MAX_LENGTH
+) -> TextOutput:
     """The plain text path: one batch padded to its longest caption, masked mean (tests, bench)."""
     texts = list(texts)
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")

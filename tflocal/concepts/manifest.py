@@ -28,7 +28,9 @@ def _rows_from_source(spec: str, out_dir: Path) -> list[dict]:
         caps = [t.text for t in rec.texts if t.positive < 0]
         if caps:
             image = os.path.relpath(os.path.abspath(rec.image), os.path.abspath(out_dir))
-            rows.append({"id": rec.id, "image": image, "captions": caps, **({"meta": rec.meta} if rec.meta else {})})
+            rows.append(
+                {"id": rec.id, "image": image, "captions": caps, **({"meta": rec.meta} if rec.meta else {})}
+            )
     return rows
 
 
