@@ -30,9 +30,9 @@ TOWERS = "towers:effnet-lite0+minilm"
 class QuickstartConfig:
     out: str = "runs/quickstart"
     """Folder for everything: shapes/, caches/, runs/, report/."""
-    n_train: int = 4000
+    n_train: int = 2000
     """ShapesWorld training images."""
-    n_test: int = 1000
+    n_test: int = 500
     """Images in each of test_id and test_ood."""
     seed: int = 0
     encoder: str = TOWERS
@@ -40,13 +40,16 @@ class QuickstartConfig:
     image_size: int = 224
     epochs: int = 6
     """Training epochs of each head."""
-    batch_size: int = 64
-    """Training units per step."""
-    width: int = 128
+    batch_size: int = 16
+    """Training units per step (small batches: more steps for the same CPU time)."""
+    n_neg: int = 8
+    """Hard negatives per candidate set (no in-batch negatives: ShapesWorld captions of other
+    images often describe this image too)."""
+    width: int = 64
     """TFLocal width (the quickstart uses a small head to fit a CPU budget)."""
     depth: int = 2
     heads: int = 4
-    lr: float = 1e-3
+    lr: float = 2e-3
     device: str = "auto"
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
@@ -112,13 +115,13 @@ def _train(cfg: QuickstartConfig, head: str, cache: Path, runs: Path) -> Path:
         f"model.depth={cfg.depth}",
         f"model.heads={cfg.heads}",
         f"optim.lr={cfg.lr}",
-        "optim.warmup_steps=50",
+        "optim.warmup_steps=100",
         f"data.batch_size={cfg.batch_size}",
         "data.in_memory=true",
         "data.num_workers=0",
         "data.val_fraction=0.1",
-        "data.n_neg=4",
-        "data.k_inbatch=2",
+        f"data.n_neg={cfg.n_neg}",
+        "data.k_inbatch=0",
     ]
     tc = load_config(
         TrainConfig,

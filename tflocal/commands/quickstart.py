@@ -9,9 +9,9 @@ HELP = "run the whole pipeline offline on ShapesWorld with pretrained towers (CP
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
-    p.add_argument("--n-train", type=int, dest="n_train", help="training images (default 4000)")
+    p.add_argument("--n-train", type=int, dest="n_train", help="training images (default 2000)")
     p.add_argument(
-        "--n-test", type=int, dest="n_test", help="images in each of test_id and test_ood (default 1000)"
+        "--n-test", type=int, dest="n_test", help="images in each of test_id and test_ood (default 500)"
     )
     p.add_argument("--epochs", type=int, help="training epochs per head")
     p.add_argument("--seed", type=int)
