@@ -243,3 +243,31 @@ def test_word_region_attention_matches_the_blocks_own_attention():
         manual = x + block.proj((w @ v).transpose(1, 2).reshape(B, S, d))
         manual = manual + block.mlp(block.ln2(manual))
         torch.testing.assert_close(manual, block(x, key_mask), atol=1e-5, rtol=1e-5)
+
+
+def test_tflocal_scores_the_same_with_images_deduplicated():
+    """PairBatch.pair_image (each image projected once) gives the scores of the per-pair form."""
+    import torch
+
+    from tflocal.models import PairBatch, build_head
+    from tflocal.models.config import ModelConfig
+
+    torch.manual_seed(0)
+    attrs = {"grid": [2, 3], "image_dim": 10, "text_dim": 7, "context_length": 8}
+    head = build_head("tflocal", ModelConfig(width=16, depth=2, heads=4), attrs).eval()
+    patches = torch.randn(3, 6, 10)
+    pair_image = torch.tensor([0, 0, 2, 1, 2])
+    tokens, tmask = torch.randn(5, 4, 7), torch.rand(5, 4) > 0.3
+    tmask[:, 0] = True
+    dedup = PairBatch(
+        patches=patches,
+        patch_mask=torch.ones(3, 6, dtype=torch.bool),
+        tokens=tokens,
+        token_mask=tmask,
+        pair_image=pair_image,
+    )
+    plain = dedup.expanded()
+    assert plain.pair_image is None and plain.patches.shape == (5, 6, 10) and len(dedup) == len(plain) == 5
+    with torch.no_grad():
+        torch.testing.assert_close(head(dedup), head(plain), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(dedup.select(torch.tensor([4, 1])).patches, patches[[2, 0]])

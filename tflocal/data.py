@@ -183,13 +183,17 @@ class CandidateBatch:
             **{k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
         )
 
-    def pairs(self, needs: Sequence[str] | None = None) -> PairBatch:
-        """The N pairs as a PairBatch (patches expanded by indexing, on the batch's device)."""
+    def pairs(self, needs: Sequence[str] | None = None, dedup_images: bool = False) -> PairBatch:
+        """The N pairs as a PairBatch on the batch's device: patches expanded per pair by
+        indexing, or (``dedup_images``) kept per distinct image with ``pair_image`` set."""
         needs = set(needs) if needs is not None else None
         want = lambda f: needs is None or f in needs  # noqa: E731
         out = PairBatch()
         if self.patches is not None and want("patches"):
-            out.patches = self.patches[self.pair_image]
+            if dedup_images:
+                out.patches, out.pair_image = self.patches, self.pair_image
+            else:
+                out.patches = self.patches[self.pair_image]
             out.patch_mask = torch.ones(out.patches.shape[:2], dtype=torch.bool, device=out.patches.device)
         if self.tokens is not None and want("tokens"):
             out.tokens = self.tokens[self.pair_text]

@@ -222,7 +222,9 @@ def validate(
     within the candidate set with k in-batch negatives (the metric when there are no hard negatives)."""
     was_training = model.training
     model.eval()
-    needs = model.needs if hasattr(model, "needs") else accelerator.unwrap_model(model).needs
+    raw = model if hasattr(model, "needs") else accelerator.unwrap_model(model)
+    needs = raw.needs
+    dedup = bool(getattr(raw, "accepts_pair_image", False))
     n_neg = units.negs.shape[1]
     sums = torch.zeros(6, dtype=torch.float64)  # pair ok, pairs, group ok, groups, top1 ok, sets
     bs = cfg.data.val_batch_size
@@ -231,7 +233,7 @@ def validate(
         batch = make_batch(cache, sub, n_neg=n_neg, k_inbatch=cfg.data.k_inbatch, needs=needs, t2i=False,
                            max_text_tokens=cfg.model.max_text_tokens).to(accelerator.device)  # fmt: skip
         with accelerator.autocast():
-            scores = model(batch.pairs(needs))
+            scores = model(batch.pairs(needs, dedup_images=dedup))
         m = batch.score_matrix(scores.float()).cpu()
         hard = m[:, 1 : 1 + n_neg]
         real = torch.isfinite(hard)
@@ -332,6 +334,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     model = build_head(cfg.head, cfg.model, cache.attrs)
     needs = model.needs
+    dedup = bool(getattr(model, "accepts_pair_image", False))  # project each image once per batch
     dataset = BatchDataset(cache, train_units, batch_size=cfg.data.batch_size, n_neg=cfg.data.n_neg,
                            k_inbatch=cfg.data.k_inbatch, needs=needs, seed=cfg.seed, t2i=cfg.data.t2i,
                            shuffle_chunk=cfg.data.shuffle_chunk, world=acc.num_processes, rank=acc.process_index,
@@ -402,7 +405,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             torch.manual_seed(cfg.seed + step * acc.num_processes + acc.process_index)  # dropout, resumable
             batch = batch.to(acc.device)
             with acc.autocast():
-                scores = model(batch.pairs(needs))
+                scores = model(batch.pairs(needs, dedup_images=dedup))
             loss, stats = candidate_loss(scores, batch, cfg.temperature, cfg.data.t2i_weight)
             finite = torch.isfinite(loss.detach())
             if acc.num_processes > 1:  # every process stops together

@@ -14,6 +14,11 @@ class PairBatch:
     patches: [B, P, D_img] patch tokens; patch_mask: [B, P] bool, True = real patch.
     tokens: [B, T, D_txt] caption tokens; token_mask: [B, T] bool, True = real token.
     image_global: [B, D_gi]; text_global: [B, D_gt] (the frozen model's own global embeddings).
+
+    pair_image: optional [B] long. When set, ``patches`` / ``patch_mask`` hold U distinct images
+    ([U, P, D_img] / [U, P]) and pair b uses row ``pair_image[b]``: heads that accept it
+    (``accepts_pair_image = True``) project each image once instead of once per pair.
+    :meth:`expanded` turns it into the plain per-pair form.
     """
 
     patches: torch.Tensor | None = None
@@ -22,6 +27,7 @@ class PairBatch:
     token_mask: torch.Tensor | None = None
     image_global: torch.Tensor | None = None
     text_global: torch.Tensor | None = None
+    pair_image: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PairBatch:
         """A copy with every present tensor on ``device``."""
@@ -34,14 +40,28 @@ class PairBatch:
         )
 
     def __len__(self) -> int:
+        if self.pair_image is not None:
+            return int(self.pair_image.shape[0])
         for f in fields(self):
             v = getattr(self, f.name)
             if v is not None:
                 return int(v.shape[0])
         return 0
 
+    def expanded(self) -> PairBatch:
+        """The same pairs with ``patches`` / ``patch_mask`` per pair (``pair_image`` unset)."""
+        if self.pair_image is None:
+            return self
+        out = PairBatch(**{f.name: getattr(self, f.name) for f in fields(self)})
+        out.patches = None if self.patches is None else self.patches[self.pair_image]
+        out.patch_mask = None if self.patch_mask is None else self.patch_mask[self.pair_image]
+        out.pair_image = None
+        return out
+
     def select(self, index: torch.Tensor) -> PairBatch:
         """Rows ``index`` (a [B'] long tensor) of every present field."""
+        if self.pair_image is not None:
+            return self.expanded().select(index)
         return PairBatch(
             **{
                 f.name: (None if v is None else v[index])
@@ -51,4 +71,4 @@ class PairBatch:
         )
 
 
-PAIR_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PairBatch))
+PAIR_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PairBatch) if f.name != "pair_image")

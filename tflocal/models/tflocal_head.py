@@ -22,6 +22,7 @@ class TFLocalHead(nn.Module):
     """
 
     needs = ("patches", "patch_mask", "tokens", "token_mask")
+    accepts_pair_image = True  # PairBatch.pair_image: patches projected once per distinct image
 
     def __init__(self, cfg: ModelConfig, cache_attrs: dict[str, Any]):
         super().__init__()
@@ -60,9 +61,11 @@ class TFLocalHead(nn.Module):
     def _encode(self, batch: PairBatch, upto: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Embed the pair sequence and run the first ``upto`` blocks: (x [B, S, d], key_mask [B, S], (P, T))."""
         patches, pmask, tokens, tmask = batch.patches, batch.patch_mask, batch.tokens, batch.token_mask
-        B, P, _ = patches.shape
+        pair_image = batch.pair_image
+        B, P = (len(batch), patches.shape[1])
         T = tokens.shape[1]
-        assert pmask.shape == (B, P) and tmask.shape == (B, T) and tokens.shape[0] == B, (
+        rows = patches.shape[0] if pair_image is not None else B
+        assert pmask.shape == (rows, P) and tmask.shape == (B, T) and tokens.shape[0] == B, (
             "PairBatch shapes disagree"
         )
         if T > self.max_text:
@@ -73,6 +76,8 @@ class TFLocalHead(nn.Module):
             tokens, tmask, T = tokens[:, : self.max_text], tmask[:, : self.max_text], self.max_text
         w = self.patch_in[1].weight
         x_img = self.patch_in(patches.to(w.dtype)) + self.patch_pos(P) + self.modality[0]
+        if pair_image is not None:  # [U, P, d] distinct images -> [B, P, d] per pair
+            x_img, pmask = x_img[pair_image], pmask[pair_image]
         t_idx = torch.arange(T, device=tokens.device)
         x_txt = self.token_in(tokens.to(w.dtype)) + self.token_pos(t_idx) + self.modality[1]
         x = torch.cat([self.summary.expand(B, 1, -1).to(x_img.dtype), x_img, x_txt], dim=1)
