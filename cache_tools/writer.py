@@ -344,6 +344,7 @@ def _encode_part(
     encoded: dict[str, tuple[np.ndarray, list[str], np.ndarray, bool]] = {}
     for i in range(0, len(unique), batch_size):
         chunk = unique[i : i + batch_size]
+        bar.set_postfix_str(f"texts {i}/{len(unique)}", refresh=(i // batch_size) % 8 == 0)
         out = encoder.encode_texts(chunk)
         g = out.global_.float().cpu().numpy()
         for s, tok, ts, gl, tr in zip(chunk, out.tokens, out.token_strings, g, out.truncated):
@@ -356,6 +357,7 @@ def _encode_part(
         part.truncated.append(tr)
         if tr:
             warn(f"caption truncated to the encoder's {encoder.context_length} tokens: text {t} {s[:60]!r}")
+    bar.set_postfix_str(f"texts {len(unique)}/{len(unique)}")
     return part
 
 

@@ -271,3 +271,24 @@ def test_tflocal_scores_the_same_with_images_deduplicated():
     with torch.no_grad():
         torch.testing.assert_close(head(dedup), head(plain), atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(dedup.select(torch.tensor([4, 1])).patches, patches[[2, 0]])
+
+
+def test_tflocal_align_readout_padding_invariant_and_matches_naive_alignment():
+    """readout='summary+align' adds scale * mean over real tokens of the best cosine over real
+    patches of the projected last-block states; padding changes nothing."""
+    cfg = ModelConfig(width=32, depth=2, heads=4, readout="summary+align")
+    head = build_head("tflocal", cfg, TOWERS).eval()
+    plain = build_head("tflocal", ModelConfig(width=32, depth=2, heads=4), TOWERS)
+    assert count_parameters(head) == count_parameters(plain) + 2 * 32 * 32 + 1
+    batch = make_batch(TOWERS)
+    with torch.no_grad():
+        s = head(batch)
+        torch.testing.assert_close(head(pad(batch, extra_p=4, extra_t=3)), s, atol=1e-5, rtol=1e-5)
+        x, key_mask, (P, T) = head._encode(batch, upto=cfg.depth)
+        x = head.norm(x)
+        txt, img = head.align["text"](x[:, 1 + P :]), head.align["image"](x[:, 1 : 1 + P])
+        align = naive_maxsim(txt, batch.token_mask, img, batch.patch_mask)
+        expected = head.score(x[:, 0]).squeeze(-1) + head.align_scale * align
+    torch.testing.assert_close(s, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(UserError, match="readout"):
+        ModelConfig(readout="mean")

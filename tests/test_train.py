@@ -65,7 +65,7 @@ def binding_cache(
     return write_arrays(
         path, {**meta, **attrs}, image_ids=[f"i{i}" for i in range(n_images)], patches=patches,
         image_global=patches.mean(1), texts=texts, tokens=tokens, text_global=np.stack(text_global),
-        image_index=image_index, positive_index=positive_index,
+        image_index=image_index, positive_index=positive_index, op=["", "swap"] * n_images,
     )  # fmt: skip
 
 
@@ -244,6 +244,8 @@ def test_cli_train_in_memory_workers_bf16(bind_path, tmp_path):
     assert {p.name for p in out.iterdir()} >= {"config.yaml", "log.jsonl", "last.pt", "best.pt"}
     val = read_log(out, "val")
     assert len(val) == 1 and 0 <= val[0]["val_pair_acc"] <= 1 and val[0]["val_pairs"] == 2  # 5% of 48 images
+    assert val[0]["val_pair_acc/swap"] == val[0]["val_pair_acc"]  # every negative here is a swap
+    assert not [k for k in val[0] if k.startswith("val_pair_acc/") and k != "val_pair_acc/swap"]
     assert main(["train", "--cache", str(tmp_path / "nope.h5"), "--out-dir", str(out)]) == 2
 
 

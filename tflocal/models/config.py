@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tflocal.errors import UserError
 
 POSITIONS = ("learned", "sinusoidal")
+READOUTS = ("summary", "summary+align")
 
 
 @dataclass
@@ -26,6 +27,10 @@ class ModelConfig:
     """Dropout in attention, feed-forward and projections."""
     pos: str = "learned"
     """2-D patch and 1-D caption positions: 'learned' (row + column tables) or 'sinusoidal' (fixed)."""
+    readout: str = "summary"
+    """TFLocal score: 'summary' (linear read-out of the summary token) or 'summary+align' (plus a
+    word-region alignment term over the last block's states: each caption token's best cosine
+    over patches, averaged over the caption's tokens, times a learned scale)."""
     max_text_tokens: int | None = None
     """Longest caption (tokens) the text position table holds; None = the cache's context_length."""
 
@@ -40,6 +45,8 @@ class ModelConfig:
             )
         if self.pos not in POSITIONS:
             raise UserError(f"model.pos={self.pos!r} unknown; choices: {', '.join(POSITIONS)}")
+        if self.readout not in READOUTS:
+            raise UserError(f"model.readout={self.readout!r} unknown; choices: {', '.join(READOUTS)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.mlp_ratio <= 0 or self.global_mlp_ratio <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tflocal.models.batch import PairBatch
@@ -43,10 +44,28 @@ class TFLocalHead(nn.Module):
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d)
         self.score = nn.Linear(d, 1)
+        self.align = None
+        if cfg.readout == "summary+align":
+            self.align = nn.ModuleDict({"text": nn.Linear(d, d, bias=False), "image": nn.Linear(d, d, bias=False)})
+            self.align_scale = nn.Parameter(torch.tensor(10.0))
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
-        x, _, _ = self._encode(batch, upto=len(self.blocks))
-        return self.score(self.norm(x[:, 0])).squeeze(-1).float()
+        x, key_mask, (P, T) = self._encode(batch, upto=len(self.blocks))
+        x = self.norm(x)
+        score = self.score(x[:, 0]).squeeze(-1).float()
+        if self.align is not None:
+            score = score + self.align_scale.float() * self._alignment(x, key_mask, P, T)
+        return score
+
+    def _alignment(self, x: torch.Tensor, key_mask: torch.Tensor, P: int, T: int) -> torch.Tensor:
+        """Word-region alignment of the final states x [B, S, d]: for each real caption token, the
+        best cosine over real patches, averaged over tokens -> [B] in [-1, 1]."""
+        img = F.normalize(self.align["image"](x[:, 1 : 1 + P]).float(), dim=-1)  # [B, P, d]
+        txt = F.normalize(self.align["text"](x[:, 1 + P : 1 + P + T]).float(), dim=-1)  # [B, T, d]
+        pmask, tmask = key_mask[:, 1 : 1 + P], key_mask[:, 1 + P : 1 + P + T].float()
+        sim = torch.einsum("btd,bpd->btp", txt, img).masked_fill(~pmask[:, None, :], -2.0)
+        best = sim.max(dim=-1).values  # [B, T]
+        return (best * tmask).sum(-1) / tmask.sum(-1).clamp_min(1.0)
 
     def word_region_attention(self, batch: PairBatch) -> torch.Tensor:
         """Which patch each caption token attends to in the last block: [B, T, P], the attention
