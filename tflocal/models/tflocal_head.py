@@ -46,7 +46,9 @@ class TFLocalHead(nn.Module):
         self.score = nn.Linear(d, 1)
         self.align = None
         if cfg.readout == "summary+align":
-            self.align = nn.ModuleDict({"text": nn.Linear(d, d, bias=False), "image": nn.Linear(d, d, bias=False)})
+            self.align = nn.ModuleDict(
+                {"text": nn.Linear(d, d, bias=False), "image": nn.Linear(d, d, bias=False)}
+            )
             self.align_scale = nn.Parameter(torch.tensor(10.0))
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
