@@ -30,7 +30,7 @@ TOWERS = "towers:effnet-lite0+minilm"
 class QuickstartConfig:
     out: str = "runs/quickstart"
     """Folder for everything: shapes/, caches/, runs/, report/."""
-    n_train: int = 2000
+    n_train: int = 3000
     """ShapesWorld training images."""
     n_test: int = 500
     """Images in each of test_id and test_ood."""
@@ -38,7 +38,7 @@ class QuickstartConfig:
     encoder: str = TOWERS
     """Encoder for the cache (any registry name; the default needs no download)."""
     image_size: int = 224
-    epochs: int = 6
+    epochs: int = 5
     """Training epochs of each head."""
     batch_size: int = 16
     """Training units per step (small batches: more steps for the same CPU time)."""
@@ -50,6 +50,8 @@ class QuickstartConfig:
     depth: int = 2
     heads: int = 4
     lr: float = 2e-3
+    readout: str = "summary+align"
+    """TFLocal read-out (model.readout): the alignment term learns SWAP faster from little data."""
     device: str = "auto"
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
@@ -114,6 +116,7 @@ def _train(cfg: QuickstartConfig, head: str, cache: Path, runs: Path) -> Path:
         f"model.width={cfg.width}",
         f"model.depth={cfg.depth}",
         f"model.heads={cfg.heads}",
+        f"model.readout={cfg.readout}",
         f"optim.lr={cfg.lr}",
         "optim.warmup_steps=100",
         f"data.batch_size={cfg.batch_size}",

@@ -9,11 +9,14 @@ HELP = "run the whole pipeline offline on ShapesWorld with pretrained towers (CP
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
-    p.add_argument("--n-train", type=int, dest="n_train", help="training images (default 2000)")
+    p.add_argument("--n-train", type=int, dest="n_train", help="training images (default 3000)")
     p.add_argument(
         "--n-test", type=int, dest="n_test", help="images in each of test_id and test_ood (default 500)"
     )
     p.add_argument("--epochs", type=int, help="training epochs per head")
+    p.add_argument(
+        "--readout", choices=("summary", "summary+align"), help="TFLocal read-out (default summary+align)"
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument(
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from tflocal.quickstart import QuickstartConfig, run_quickstart
 
     fields = {
-        k: getattr(args, k) for k in ("out", "n_train", "n_test", "epochs", "seed", "device", "encoder")
+        k: getattr(args, k) for k in ("out", "n_train", "n_test", "epochs", "readout", "seed", "device", "encoder")
     }
     cfg = QuickstartConfig(**{k: v for k, v in fields.items() if v is not None}, progress=not args.quiet)
     run_quickstart(cfg)
