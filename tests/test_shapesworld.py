@@ -182,3 +182,63 @@ def test_shapes_cli(tmp_path):
     assert split_counts(100, 50, 5) == (50, 5, 5)
     assert main(["shapes", "--out", str(tmp_path), "--n", "10", "--seed", "3", "--workers", "1"]) == 0
     assert len((tmp_path / "train.jsonl").read_text().splitlines()) == 8
+
+
+def test_counterfactual_twins_are_verified_minimal_pairs(tmp_path):
+    """--counterfactual: each twin differs from its image by one attribute swapped between two
+    objects; its caption (a SWAP negative of the image) is true for it, every caption of the
+    original is false for it, no held-out combination appears, and the pair shares a group so
+    training uses each image as the other's negative image."""
+    from cache_tools.sources import open_source
+    from tflocal.data import build_units
+
+    meta = generate(tmp_path, 60, 4, 4, seed=3, workers=1, progress=False, counterfactual=True)
+    rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r for r in rows}
+    twins = [r for r in rows if "counterfactual_of" in r]
+    assert meta["config"]["counterfactual"] and meta["counts"]["train"]["counterfactual_images"] == len(twins)
+    assert 0.3 * 60 < len(twins) <= 60  # most images with 2+ objects get one
+    pairs = {tuple(p) for p in meta["config"]["held_out_color_shape"]}
+    for twin in twins:
+        orig = by_id[twin["counterfactual_of"]]
+        assert twin["group"] == orig["group"] == orig["id"] and twin["id"] == orig["id"] + "cf"
+        a, b = orig["scene"]["objects"], twin["scene"]["objects"]
+        diffs = [
+            (i, k) for i in range(len(a)) for k in ("shape", "color", "size", "texture") if a[i][k] != b[i][k]
+        ]
+        assert len(diffs) == 2 and diffs[0][1] == diffs[1][1]  # one attribute, two objects
+        (i, k), (j, _) = diffs
+        assert (a[i][k], a[j][k]) == (b[j][k], b[i][k]) and all(
+            (a[m]["x"], a[m]["y"]) == (b[m]["x"], b[m]["y"]) for m in range(len(a))
+        )
+        assert twin["captions"][0] in [n["text"] for n in orig["negatives"] if n["op"] == "swap"]
+        assert caption_true_for_scene(from_text(twin["captions"][0]), twin["scene"])
+        assert not any(caption_true_for_scene(from_text(c), twin["scene"]) for c in orig["captions"])
+        assert twin["negatives"][0]["text"] in orig["captions"] and twin["negatives"][0]["op"] == "swap"
+        assert not any((o["color"], o["shape"]) in pairs for o in b)
+        assert Image.open(tmp_path / twin["image"]).size == (224, 224)
+    # the JSONL source keeps the group, so the training units pair each image with its twin
+    src = open_source(f"shapesworld:{tmp_path}", split="train")
+    records = list(src)
+    group = {r.id: r.group for r in records}
+    assert all(group[t["id"]] == group[t["counterfactual_of"]] == t["counterfactual_of"] for t in twins)
+
+    class _Cache:  # the fields build_units reads, from the records in cache order
+        def __init__(self, recs):
+            self.image_group = [r.group for r in recs]
+            self.n_images = len(recs)
+            img, pos = [], []
+            for k, r in enumerate(recs):
+                base = len(img)
+                for t in r.texts:
+                    img.append(k)
+                    pos.append(-1 if t.positive < 0 else base + t.positive)
+            self.image_index, self.positive_index, self.n_texts = img, pos, len(img)
+
+    units = build_units(_Cache(records))
+    ids = [r.id for r in records]
+    for u in range(len(units)):
+        me = ids[units.image[u]]
+        mates = [ids[m] for m in units.neg_images[u] if m >= 0]
+        twin_id = me + "cf" if me + "cf" in group else by_id[me].get("counterfactual_of")
+        assert mates == ([twin_id] if twin_id else [])

@@ -50,6 +50,9 @@ class QuickstartConfig:
     depth: int = 2
     heads: int = 4
     lr: float = 2e-3
+    counterfactual: bool = True
+    """Render a counterfactual twin per training image (``tflocal shapes --counterfactual``): a
+    minimal pair that makes one SWAP negative true, seen by both heads in both directions."""
     readout: str = "summary+align"
     """TFLocal read-out (model.readout): the alignment term learns SWAP faster from little data."""
     device: str = "auto"
@@ -170,6 +173,7 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
                 seed=cfg.seed,
                 image_size=cfg.image_size,
                 progress=cfg.progress,
+                counterfactual=cfg.counterfactual,
             )
         print(f"   {shapes}: {cfg.n_train} train, {cfg.n_test} test_id, {cfg.n_test} test_ood images")
 

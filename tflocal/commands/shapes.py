@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-train", type=int, default=None, help="train images (overrides the split of --n)")
     parser.add_argument("--n-test", type=int, default=None, help="images in each of test_id and test_ood")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--counterfactual",
+        action="store_true",
+        help="also render a counterfactual twin per train image (one SWAP negative made true)",
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument(
         "--workers", type=int, default=2, help="processes (output is identical for any number)"
@@ -35,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
     counts = split_counts(args.n, args.n_train, args.n_test)
     if min(counts) < 0 or args.workers < 1:
         raise UserError(f"shapes: split sizes {counts} and --workers must not be negative")
-    meta = generate(args.out, *counts, seed=args.seed, image_size=args.image_size, workers=args.workers)
+    meta = generate(
+        args.out,
+        *counts,
+        seed=args.seed,
+        image_size=args.image_size,
+        workers=args.workers,
+        counterfactual=args.counterfactual,
+    )
     for split, st in meta["counts"].items():
         print(f"{split}: {st['images']} images, {st['captions']} captions, {st['negatives']} negatives")
     return 0

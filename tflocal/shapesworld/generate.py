@@ -9,6 +9,13 @@ another form) and hard negatives made by the SWAP / REPLACE / ADD operators of
 planned at every depth. Each negative is parsed back to a structured caption and kept only
 if :func:`~tflocal.shapesworld.truth.caption_true_for_scene` says it is false for the scene
 (and, in ``train``, if it names no held-out combination).
+
+With ``counterfactual=True`` each ``train`` image also gets, where one exists, a *counterfactual
+twin*: the same scene with one attribute (colour, size, texture or shape) swapped between two
+objects so that one of the image's SWAP negatives becomes true and its caption false. The twin is
+written as its own manifest line (id ``<id>cf``, caption = that negative, negative = the original
+caption) in the same ``group`` as the original, so training sees a minimal pair in both
+directions: caption -> {its image, the twin} and image -> {its caption, the swap}.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ class ShapesConfig:
     image_size: int = 224
     held_out_color_shape: list = field(default_factory=lambda: [list(p) for p in HELD_OUT_COLOR_SHAPE])
     held_out_relations: list = field(default_factory=lambda: [list(f) for f in HELD_OUT_RELATIONS])
+    counterfactual: bool = False
+    """Add a counterfactual twin per ``train`` image (see the module docstring)."""
 
 
 def _captions(scene: dict, rng: random.Random, force: dict | None) -> list[dict]:
@@ -106,6 +115,52 @@ def _captions(scene: dict, rng: random.Random, force: dict | None) -> list[dict]
     return structs
 
 
+CF_KEYS = ("color", "size", "texture", "shape")
+
+
+def counterfactual_scene(
+    scene: dict,
+    true_structs: list[dict],
+    false_struct: dict,
+    rng: random.Random,
+    banned_pairs: list,
+    banned_facts: list,
+) -> dict | None:
+    """The scene with one attribute swapped between two of its objects such that ``false_struct``
+    becomes true and every one of ``true_structs`` (the image's captions) false — so the twin is
+    a valid negative image for all of them — avoiding held-out combinations; None when no single
+    swap does it. Positions are kept (a size swap rescales the radius)."""
+    from tflocal.shapesworld.scene import RADIUS, has_color_shape, has_relation_fact
+    from tflocal.shapesworld.truth import caption_true_for_scene
+
+    objs = scene["objects"]
+    cell = scene["image_size"] / scene["grid"]
+    options = [
+        (i, j, k)
+        for i in range(len(objs))
+        for j in range(i + 1, len(objs))
+        for k in CF_KEYS
+        if objs[i][k] != objs[j][k]
+    ]
+    rng.shuffle(options)
+    for i, j, k in options:
+        new = [dict(o) for o in objs]
+        new[i][k], new[j][k] = objs[j][k], objs[i][k]
+        for o in (new[i], new[j]):
+            o["r"] = round(RADIUS[o["size"]] * cell, 2)
+        twin = {**scene, "objects": new}
+        if has_color_shape(new, banned_pairs) or has_relation_fact(new, banned_facts, cell):
+            continue
+        if caption_true_for_scene(false_struct, twin) and not any(
+            caption_true_for_scene(t, twin) for t in true_structs
+        ):
+            from tflocal.shapesworld.scene import scene_relations
+
+            twin["relations"] = scene_relations(new, cell)
+            return twin
+    return None
+
+
 def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
     """Sample, render and write one image; return its manifest line (as a dict)."""
     from tflocal.concepts.negatives import compose
@@ -149,8 +204,26 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
             negatives.append(neg.to_json(positive=ci))
     rel = f"images/{split}/{index:06d}.png"
     draw_scene(scene).save(Path(out_dir) / rel, compress_level=1)
-    return {
-        "id": f"{split}/{index:06d}",
+    item_id = f"{split}/{index:06d}"
+    twin = None
+    if train and cfg.get("counterfactual"):
+        crng = random.Random(f"{cfg['seed']}-{split}-{index}-cf")
+        swaps = [n for n in negatives if n["op"] == "swap" and n["depth"] == 1]
+        crng.shuffle(swaps)
+        for neg in swaps:
+            st = from_text(neg["text"])
+            ci = neg["positive"]
+            cf = st and counterfactual_scene(scene, structs, st, crng, pairs, facts)
+            if cf:
+                cf_rel = f"images/{split}/{index:06d}cf.png"
+                draw_scene(cf).save(Path(out_dir) / cf_rel, compress_level=1)
+                back = {"text": captions[ci], "op": "swap", "kind": neg["kind"], "depth": 1, "positive": 0}
+                twin = {"id": f"{item_id}cf", "image": cf_rel, "captions": [neg["text"]], "negatives": [back],
+                        "split": split, "scene": cf, "structured_captions": [st], "held_out": None,
+                        "group": item_id, "counterfactual_of": item_id}  # fmt: skip
+                break
+    out = {
+        "id": item_id,
         "image": rel,
         "captions": captions,
         "negatives": negatives,
@@ -159,6 +232,10 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
         "structured_captions": structs,
         "held_out": force,
     }
+    if twin is not None:
+        out["group"] = item_id
+        out["counterfactual"] = twin
+    return out
 
 
 def generate(
@@ -170,6 +247,7 @@ def generate(
     image_size: int = 224,
     workers: int = 2,
     progress: bool = True,
+    counterfactual: bool = False,
 ) -> dict[str, Any]:
     """Write ShapesWorld under ``out_dir``: ``images/<split>/NNNNNN.png``, ``<split>.jsonl``
     and ``meta.json``. Returns the summary also stored in ``meta.json``."""
@@ -182,7 +260,7 @@ def generate(
     if min(n_train, n_test_id, n_test_ood) < 0 or image_size < 48:
         raise UserError("shapes: image counts must be >= 0 and --image-size >= 48")
     out = Path(out_dir)
-    cfg = asdict(ShapesConfig(seed=seed, image_size=image_size))
+    cfg = asdict(ShapesConfig(seed=seed, image_size=image_size, counterfactual=counterfactual))
     counts = {"train": n_train, "test_id": n_test_id, "test_ood": n_test_ood}
     stats: dict[str, dict[str, int]] = {}
     pool = get_context("fork").Pool(workers) if workers > 1 else None
@@ -194,7 +272,11 @@ def generate(
             st: dict[str, int] = {"images": 0, "captions": 0, "negatives": 0}
             with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
                 for item in tqdm(it, total=len(tasks), desc=f"shapes {split}", disable=not progress):
+                    twin = item.pop("counterfactual", None)
                     f.write(json.dumps(item) + "\n")
+                    if twin is not None:
+                        f.write(json.dumps(twin) + "\n")
+                        st["counterfactual_images"] = st.get("counterfactual_images", 0) + 1
                     st["images"] += 1
                     st["captions"] += len(item["captions"])
                     st["negatives"] += len(item["negatives"])
