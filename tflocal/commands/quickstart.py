@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from tflocal.quickstart import QuickstartConfig, run_quickstart
 
     fields = {
-        k: getattr(args, k) for k in ("out", "n_train", "n_test", "epochs", "readout", "seed", "device", "encoder")
+        k: getattr(args, k)
+        for k in ("out", "n_train", "n_test", "epochs", "readout", "seed", "device", "encoder")
     }
     cfg = QuickstartConfig(**{k: v for k, v in fields.items() if v is not None}, progress=not args.quiet)
     run_quickstart(cfg)
