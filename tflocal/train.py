@@ -227,10 +227,9 @@ def validate(
     dedup = bool(getattr(raw, "accepts_pair_image", False))
     n_neg = units.negs.shape[1]
     sums = torch.zeros(6, dtype=torch.float64)  # pair ok, pairs, group ok, groups, top1 ok, sets
-    op_names = sorted({o for o in getattr(cache, "op", ()) if o})
-    op_code = {o: i for i, o in enumerate(op_names)}
-    text_op = np.array([op_code.get(o, -1) for o in getattr(cache, "op", ())], dtype=np.int64)
-    by_op = torch.zeros(2, max(1, len(op_names)), dtype=torch.float64)  # pair ok, pairs per operator
+    op_names, text_op = np.unique(np.asarray(getattr(cache, "op", []), dtype=str), return_inverse=True)
+    text_op = np.where(op_names[text_op] == "", -1, text_op).astype(np.int64)  # "" = a positive
+    by_op = torch.zeros(2, len(op_names), dtype=torch.float64)  # pair ok, pairs per operator
     bs = cfg.data.val_batch_size
     for b in range(accelerator.process_index, -(-len(units) // bs), accelerator.num_processes):
         sub = units.subset(np.arange(b * bs, min((b + 1) * bs, len(units))))
@@ -243,7 +242,7 @@ def validate(
         real = torch.isfinite(hard)
         beat = (m[:, :1] > hard) & real
         has = real.any(dim=1)
-        if op_names:
+        if len(op_names):
             ops = torch.from_numpy(np.where(sub.negs >= 0, text_op[np.maximum(sub.negs, 0)], -1))
             known = real & (ops >= 0)
             by_op[0].index_add_(0, ops[known], beat[known].double())
@@ -260,7 +259,7 @@ def validate(
     out["val_top1"] = float(sums[4] / sums[5]) if sums[5] else float("nan")
     out["val_metric"] = out["val_pair_acc"] if sums[1] else out["val_top1"]
     for i, name in enumerate(op_names):  # pair accuracy by the operator that made the negative
-        if by_op[1, i] > 0:
+        if name and by_op[1, i] > 0:
             out[f"val_pair_acc/{name}"] = float(by_op[0, i] / by_op[1, i])
     return out
 

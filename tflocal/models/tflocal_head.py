@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
 from tflocal.models.layers import Block, GridPositions, PositionTable
+from tflocal.models.maxsim import maxsim_score
 
 
 class TFLocalHead(nn.Module):
@@ -60,14 +60,10 @@ class TFLocalHead(nn.Module):
         return score
 
     def _alignment(self, x: torch.Tensor, key_mask: torch.Tensor, P: int, T: int) -> torch.Tensor:
-        """Word-region alignment of the final states x [B, S, d]: for each real caption token, the
-        best cosine over real patches, averaged over tokens -> [B] in [-1, 1]."""
-        img = F.normalize(self.align["image"](x[:, 1 : 1 + P]).float(), dim=-1)  # [B, P, d]
-        txt = F.normalize(self.align["text"](x[:, 1 + P : 1 + P + T]).float(), dim=-1)  # [B, T, d]
-        pmask, tmask = key_mask[:, 1 : 1 + P], key_mask[:, 1 + P : 1 + P + T].float()
-        sim = torch.einsum("btd,bpd->btp", txt, img).masked_fill(~pmask[:, None, :], -2.0)
-        best = sim.max(dim=-1).values  # [B, T]
-        return (best * tmask).sum(-1) / tmask.sum(-1).clamp_min(1.0)
+        """Word-region alignment of the final states x [B, S, d]: MaxSim (each real caption
+        token's best cosine over real patches, averaged over tokens) of the projected states -> [B]."""
+        img, txt = self.align["image"](x[:, 1 : 1 + P]), self.align["text"](x[:, 1 + P : 1 + P + T])
+        return maxsim_score(txt, key_mask[:, 1 + P : 1 + P + T], img, key_mask[:, 1 : 1 + P])
 
     def word_region_attention(self, batch: PairBatch) -> torch.Tensor:
         """Which patch each caption token attends to in the last block: [B, T, P], the attention

@@ -130,7 +130,7 @@ def counterfactual_scene(
     becomes true and every one of ``true_structs`` (the image's captions) false — so the twin is
     a valid negative image for all of them — avoiding held-out combinations; None when no single
     swap does it. Positions are kept (a size swap rescales the radius)."""
-    from tflocal.shapesworld.scene import RADIUS, has_color_shape, has_relation_fact
+    from tflocal.shapesworld.scene import RADIUS, has_color_shape, has_relation_fact, scene_relations
     from tflocal.shapesworld.truth import caption_true_for_scene
 
     objs = scene["objects"]
@@ -154,8 +154,6 @@ def counterfactual_scene(
         if caption_true_for_scene(false_struct, twin) and not any(
             caption_true_for_scene(t, twin) for t in true_structs
         ):
-            from tflocal.shapesworld.scene import scene_relations
-
             twin["relations"] = scene_relations(new, cell)
             return twin
     return None
