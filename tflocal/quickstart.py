@@ -247,7 +247,7 @@ def _heatmaps(cache: Any, scorers: list[Any], report: Path, shapes: Path, n: int
 
     from cache_tools.sources import open_source
     from cache_tools.writer import load_image
-    from tflocal.evaluate.plots import alignment_plot
+    from tflocal.evaluate.run import plot_word_maps
 
     texts = [
         t
@@ -271,17 +271,5 @@ def _heatmaps(cache: Any, scorers: list[Any], report: Path, shapes: Path, n: int
             continue
         imgs = cache.image_index[texts]
         maps = scorer.word_region_attention(imgs, np.asarray(texts))
-        for t, i, att in zip(texts, imgs, maps):
-            words = cache.token_strings(int(t))[: att.shape[0]]
-            safe = "".join(c if c.isalnum() else "_" for c in scorer.name)
-            paths.append(
-                alignment_plot(
-                    att,
-                    words,
-                    cache.attrs["grid"],
-                    report / "heatmaps" / f"{safe}_text{t}.png",
-                    image=photos.get(str(cache.image_ids[i])),
-                    caption=str(cache.strings[t]),
-                )
-            )
+        paths += plot_word_maps(cache, scorer.name, texts, imgs, maps, photos, report / "heatmaps")
     return paths

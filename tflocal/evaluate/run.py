@@ -116,11 +116,31 @@ def _images_of(cfg: EvalConfig, ids: set[str]) -> dict[str, Any]:
         return {}
 
 
+def plot_word_maps(
+    cache: Any, label: str, texts: Any, imgs: Any, maps: Any, photos: dict[str, Any], out_dir: Path
+) -> list[Path]:
+    """One word-to-region heatmap per caption, ``out_dir/<label>_text<t>.png``: texts [N] caption
+    rows, imgs [N] their image rows, maps [N] arrays [T, P] (a caption token's weights over the
+    patches), photos: image id -> PIL image drawn underneath when present."""
+    from tflocal.evaluate.plots import alignment_plot
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    return [
+        alignment_plot(
+            att,
+            cache.token_strings(int(t))[: att.shape[0]],
+            cache.attrs["grid"],
+            out_dir / f"{safe}_text{t}.png",
+            image=photos.get(str(cache.image_ids[i])),
+            caption=str(cache.strings[t]),
+        )
+        for t, i, att in zip(texts, imgs, maps)
+    ]
+
+
 def draw_heatmaps(cfg: EvalConfig, cache: Any, scorers: list[Any], out: Path) -> list[Path]:
     """Alignment heatmaps for the first captions of the first images, per scorer that has them."""
     import numpy as np
-
-    from tflocal.evaluate.plots import alignment_plot
 
     texts = np.flatnonzero(cache.image_index >= 0)[: cfg.heatmaps]
     if not len(texts):
@@ -140,19 +160,7 @@ def draw_heatmaps(cfg: EvalConfig, cache: Any, scorers: list[Any], out: Path) ->
         except UserError as err:
             print(f"tflocal eval: no heatmaps for {label}: {err}")
             continue
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-        for t, i, att in zip(texts, imgs, maps):
-            words = cache.token_strings(int(t))[: att.shape[0]]
-            paths.append(
-                alignment_plot(
-                    att,
-                    words,
-                    cache.attrs["grid"],
-                    out / "heatmaps" / f"{safe}_text{t}.png",
-                    image=photos.get(str(cache.image_ids[i])),
-                    caption=str(cache.strings[t]),
-                )
-            )
+        paths += plot_word_maps(cache, label, texts, imgs, maps, photos, out / "heatmaps")
     return paths
 
 
