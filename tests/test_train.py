@@ -12,6 +12,7 @@ import torch
 
 import tflocal.train as train_mod
 from cache_tools.reader import open_cache
+from cache_tools.schema import ENCODER_KEYS
 from cache_tools.writer import write_arrays
 from tflocal.checkpoint import load_head, save_checkpoint
 from tflocal.config import load_config
@@ -268,19 +269,7 @@ def test_checkpoint_records_the_resolved_text_length(tmp_path):
     }
     cfg = ModelConfig(width=16, depth=1, heads=2)
     model = build_head("tflocal", cfg, attrs)
-    sig = {
-        k: attrs[k]
-        for k in (
-            "encoder",
-            "space",
-            "global_space",
-            "image_dim",
-            "text_dim",
-            "global_image_dim",
-            "global_text_dim",
-            "grid",
-        )
-    }
+    sig = {k: attrs[k] for k in ENCODER_KEYS}
     save_checkpoint(tmp_path / "h.pt", model, "tflocal", cfg, None, sig, step=1)
     again, info = load_head(tmp_path / "h.pt")
     assert info["model_cfg"]["max_text_tokens"] == 9 and again.max_text == 9

@@ -25,6 +25,16 @@ def _plt() -> Any:
     return plt
 
 
+def _save(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out, write (making the folder) and close a matplotlib figure; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+    return path
+
+
 def _scorers(rows: Sequence[Row]) -> list[str]:
     return list(dict.fromkeys(r.scorer for r in rows))
 
@@ -53,12 +63,7 @@ def subset_bars(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or (rows[0].benchmark if rows else ""))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def depth_curves(rows: Sequence[Row]) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
@@ -96,12 +101,7 @@ def depth_plot(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def alignment_plot(
@@ -148,9 +148,4 @@ def alignment_plot(
         ax.set_title(words[t].replace("</w>", ""), fontsize=10)
     if caption:
         fig.suptitle(caption, fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
