@@ -158,6 +158,20 @@ class Cache:
     def token_strings(self, t: int) -> list[str]:
         return json.loads(self.file["texts/token_strings"][t])
 
+    def token_strings_batch(self, idx: Sequence[int] | np.ndarray) -> list[list[str]]:
+        """The token strings of texts ``idx`` (B lists). Caches in RAM keep the whole column."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if self.in_memory:
+            if "token_strings" not in self._mem:
+                self._mem["token_strings"] = read_str(self.file["texts/token_strings"])
+            raw = self._mem["token_strings"][idx]
+        elif idx.size:
+            u, inv = np.unique(idx, return_inverse=True)
+            raw = self.file["texts/token_strings"].asstr()[u][inv.reshape(-1)]
+        else:
+            raw = []
+        return [json.loads(s) for s in raw]
+
     @cached_property
     def image_box(self) -> np.ndarray:
         """[N_img, 4] crop boxes applied before encoding (NaN where none)."""

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tflocal.concepts.layout import LAYOUT_FIELDS, layout_from_cache
 from tflocal.errors import UserError
 from tflocal.models.batch import PairBatch
 
@@ -147,6 +148,8 @@ class CandidateBatch:
     pair_image, pair_text: long [N] indices into those; rows, cols: long [N] place of each pair
     in the score matrix [n_sets, width] (column 0 = the positive). Sets 0..n_i2t-1 are
     image→text, the rest text→image. hard_cols: the columns holding hard negatives (1..n_neg).
+    segments [NT, K, T], relation_tokens [NT, R, T], relations [NT, R, 2]: the parsed layout of
+    each text (:mod:`tflocal.concepts.layout`), when the head needs it.
     """
 
     patches: torch.Tensor | None
@@ -162,6 +165,9 @@ class CandidateBatch:
     width: int
     n_i2t: int
     n_neg: int
+    segments: torch.Tensor | None = None
+    relation_tokens: torch.Tensor | None = None
+    relations: torch.Tensor | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -200,6 +206,10 @@ class CandidateBatch:
             out.token_mask = self.token_mask[self.pair_text]
         if self.image_global is not None and want("image_global"):
             out.image_global = self.image_global[self.pair_image]
+        for name in LAYOUT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and want(name):
+                setattr(out, name, value[self.pair_text])
         if self.text_global is not None and want("text_global"):
             out.text_global = self.text_global[self.pair_text]
         return out
@@ -289,6 +299,10 @@ def make_batch(cache: Any, units: Units, *, n_neg: int, k_inbatch: int, needs: S
         if max_text_tokens is not None and tok.shape[1] > max_text_tokens:
             tok, mask = tok[:, :max_text_tokens], mask[:, :max_text_tokens]
         tokens, token_mask = torch.from_numpy(tok), torch.from_numpy(mask)
+    layout: dict[str, torch.Tensor] = {}
+    if "segments" in needs:
+        n_tok = tokens.shape[1] if tokens is not None else int(cache.lengths[texts].max(initial=0))
+        layout = layout_from_cache(cache, texts, n_tok)
     return CandidateBatch(
         patches=patches,
         image_global=torch.from_numpy(cache.image_global(images)) if "image_global" in needs else None,
@@ -303,6 +317,7 @@ def make_batch(cache: Any, units: Units, *, n_neg: int, k_inbatch: int, needs: S
         width=width,
         n_i2t=B,
         n_neg=n_neg,
+        **layout,
     )
 
 

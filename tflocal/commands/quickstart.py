@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--epochs", type=int, help="training epochs per head")
     p.add_argument(
-        "--readout", choices=("summary", "summary+align"), help="TFLocal read-out (default summary+align)"
+        "--readout",
+        choices=("segments", "summary", "summary+align"),
+        help="TFLocal read-out (default segments)",
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))

@@ -17,6 +17,7 @@ from tflocal.models.config import ModelConfig
 from tflocal.models.cosine import CosineHead, cosine_score
 from tflocal.models.global_head import GlobalHead
 from tflocal.models.maxsim import MaxSimHead, maxsim_score
+from tflocal.models.segment_head import SegmentHead
 from tflocal.models.tflocal_head import TFLocalHead
 
 HEADS: dict[str, type[nn.Module]] = {
@@ -37,6 +38,8 @@ def build_head(name: str, cfg: ModelConfig | dict[str, Any] | None, cache_attrs:
         cfg = ModelConfig()
     elif isinstance(cfg, dict):
         cfg = from_dict(ModelConfig, cfg, prefix="model.")
+    if name == "tflocal" and cfg.readout == "segments":
+        return SegmentHead(cfg, cache_attrs)
     return HEADS[name](cfg, cache_attrs)
 
 
@@ -54,6 +57,7 @@ __all__ = [
     "MaxSimHead",
     "ModelConfig",
     "PairBatch",
+    "SegmentHead",
     "TFLocalHead",
     "build_head",
     "cosine_score",

@@ -14,6 +14,10 @@ class PairBatch:
     patches: [B, P, D_img] patch tokens; patch_mask: [B, P] bool, True = real patch.
     tokens: [B, T, D_txt] caption tokens; token_mask: [B, T] bool, True = real token.
     image_global: [B, D_gi]; text_global: [B, D_gt] (the frozen model's own global embeddings).
+    segments: [B, K, T] bool, the caption tokens of each parsed object phrase; relation_tokens:
+    [B, R, T] bool, the predicate tokens of each parsed relation; relations: [B, R, 2] long, its
+    (subject, object) indices into the K objects, -1 = no relation (see
+    :mod:`tflocal.concepts.layout`; read by TFLocal's ``segments`` read-out).
 
     pair_image: optional [B] long. When set, ``patches`` / ``patch_mask`` hold U distinct images
     ([U, P, D_img] / [U, P]) and pair b uses row ``pair_image[b]``: heads that accept it
@@ -27,6 +31,9 @@ class PairBatch:
     token_mask: torch.Tensor | None = None
     image_global: torch.Tensor | None = None
     text_global: torch.Tensor | None = None
+    segments: torch.Tensor | None = None
+    relation_tokens: torch.Tensor | None = None
+    relations: torch.Tensor | None = None
     pair_image: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PairBatch:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from tflocal.errors import UserError
 
 POSITIONS = ("learned", "sinusoidal")
-READOUTS = ("summary", "summary+align")
+READOUTS = ("summary", "summary+align", "segments")
 
 
 @dataclass
@@ -15,7 +15,8 @@ class ModelConfig:
     width: int = 512
     """Hidden width d of the head (TFLocal: transformer width; global head: residual MLP width)."""
     depth: int = 4
-    """TFLocal: transformer layers; global head: residual MLP blocks."""
+    """TFLocal: transformer layers (with ``readout: segments``: layers per modality, 0 allowed);
+    global head: residual MLP blocks."""
     heads: int = 8
     """Attention heads of TFLocal (width must be divisible by it)."""
     mlp_ratio: float = 4.0
@@ -28,16 +29,20 @@ class ModelConfig:
     pos: str = "learned"
     """2-D patch and 1-D caption positions: 'learned' (row + column tables) or 'sinusoidal' (fixed)."""
     readout: str = "summary"
-    """TFLocal score: 'summary' (linear read-out of the summary token) or 'summary+align' (plus a
-    word-region alignment term over the last block's states: each caption token's best cosine
-    over patches, averaged over the caption's tokens, times a learned scale)."""
+    """TFLocal score: 'summary' (linear read-out of the summary token of a joint image+caption
+    transformer), 'summary+align' (plus a word-region alignment term over the last block's states:
+    each caption token's best cosine over patches, averaged over the caption's tokens, times a
+    learned scale) or 'segments' (late interaction: ``depth`` blocks per modality, then each
+    parsed object phrase is matched to its best region and each relation is scored from where
+    its two objects were found; see :mod:`tflocal.models.segment_head`)."""
     max_text_tokens: int | None = None
     """Longest caption (tokens) the text position table holds; None = the cache's context_length."""
 
     def __post_init__(self) -> None:
-        if self.width <= 0 or self.depth <= 0 or self.heads <= 0:
+        if self.width <= 0 or self.depth < (0 if self.readout == "segments" else 1) or self.heads <= 0:
             raise UserError(
-                f"model: width, depth and heads must be positive (got {self.width}, {self.depth}, {self.heads})"
+                f"model: width and heads must be positive and depth at least 1 (0 allowed with readout "
+                f"'segments'); got width={self.width}, depth={self.depth}, heads={self.heads}"
             )
         if self.width % self.heads:
             raise UserError(

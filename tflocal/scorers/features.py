@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from tflocal.concepts.layout import LAYOUT_FIELDS, layout_from_cache, layout_tensors
 from tflocal.models.batch import PairBatch
 
 IMAGE_FIELDS = ("patches", "patch_mask", "image_global", "crops")
-TEXT_FIELDS = ("tokens", "token_mask", "text_global", "captions")
+TEXT_FIELDS = ("tokens", "token_mask", "text_global", "captions", *LAYOUT_FIELDS)
 
 
 @dataclass
@@ -78,6 +79,10 @@ def from_cache(cache: Any, image_idx: np.ndarray, text_idx: np.ndarray, needs: S
             fields["token_mask"] = torch.from_numpy(mask)[inv_t]
         if "text_global" in needs:
             fields["text_global"] = torch.from_numpy(cache.text_global(u))[inv_t]
+        if needs & set(LAYOUT_FIELDS):
+            n_tok = fields["tokens"].shape[1] if "tokens" in fields else int(cache.lengths[u].max(initial=0))
+            for name, value in layout_from_cache(cache, u, n_tok).items():
+                fields[name] = value[inv_t]
         if "captions" in needs:
             captions = [str(s) for s in cache.strings[np.asarray(text_idx, dtype=np.int64)]]
     return Pairs(PairBatch(**fields), crops=crops, captions=captions)
@@ -127,15 +132,19 @@ def encode_images(
 @torch.inference_mode()
 def encode_texts(encoder: Any, captions: Sequence[str], needs: Sequence[str]) -> dict[str, Any]:
     """B strings -> {"tokens" [B,T,D] (float16-rounded, zero-padded), "token_mask" [B,T],
-    "text_global" [B,D], "captions"} (only the fields in ``needs``)."""
+    "text_global" [B,D], "captions", and the layout fields "segments" [B,K,T], "relation_tokens"
+    [B,R,T], "relations" [B,R,2]} (only the fields in ``needs``)."""
     needs = set(needs)
     res: dict[str, Any] = {}
-    if needs & {"tokens", "token_mask", "text_global"}:
+    if needs & {"tokens", "token_mask", "text_global", *LAYOUT_FIELDS}:
         out = encoder.encode_texts(list(captions))
         if needs & {"tokens", "token_mask"}:
             res["tokens"], res["token_mask"] = _pad([_f16(t) for t in out.tokens], int(encoder.text_dim))
         if "text_global" in needs:
             res["text_global"] = out.global_.detach().float().cpu()
+        if needs & set(LAYOUT_FIELDS):
+            n_tok = max((len(t) for t in out.tokens), default=0)
+            res.update(layout_tensors(list(captions), out.token_strings, n_tok))
     if "captions" in needs:
         res["captions"] = list(captions)
     return res

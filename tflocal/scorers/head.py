@@ -60,7 +60,7 @@ class HeadScorer(Scorer):
             cache,
             np.asarray(image_idx),
             np.asarray(text_idx),
-            ("patches", "patch_mask", "tokens", "token_mask"),
+            tuple({"patches", "patch_mask", "tokens", "token_mask", *self.needs} - {"captions", "crops"}),
         )
         b = pairs.batch
         with torch.inference_mode():

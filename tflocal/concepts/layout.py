@@ -1,0 +1,153 @@
+"""Where a caption's parsed objects and relations sit among an encoder's tokens.
+
+The segment read-out of TFLocal pools each object phrase ("a small red circle") over its tokens
+and matches it to image regions, then scores each relation ("left of") from where its two
+objects were found. Both need the parse of :mod:`tflocal.concepts.parser` mapped onto the
+encoder's token sequence: this module aligns token strings (WordPiece ``##x``, CLIP BPE, byte-level
+``Ġx``, SentencePiece ``▁x``; special tokens such as ``[CLS]`` have no text) to character offsets
+of the caption and turns parser spans into token masks.
+
+A caption the parser finds no object in gets an all-False layout; the head then falls back to
+word-level MaxSim for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tflocal.concepts.parser import parse
+from tflocal.concepts.vocab import Vocabulary
+
+MAX_OBJECTS = 4
+MAX_RELATIONS = 4
+_MARKS = ("##", "\u0120", "\u2581")  # WordPiece, byte-level BPE, SentencePiece
+_WORD_END = "</w>"
+
+
+def _piece_text(piece: str) -> str:
+    """The caption text a token piece stands for, lowercased ('' for special tokens)."""
+    if (piece.startswith("<") and piece.endswith(">")) or (piece.startswith("[") and piece.endswith("]")):
+        return ""  # [CLS], [SEP], <start_of_text>, <|endoftext|>, <pad>, ...
+    out = piece[: -len(_WORD_END)] if piece.endswith(_WORD_END) else piece
+    for mark in _MARKS:
+        if out.startswith(mark):
+            out = out[len(mark) :]
+    return out.lower()
+
+
+def token_char_spans(text: str, token_strings: Sequence[str]) -> list[tuple[int, int] | None]:
+    """Character offsets ``(start, end)`` in ``text`` of each token, None for special tokens and
+    for pieces that cannot be found at the current position (e.g. ``[UNK]``). Matching is
+    case-insensitive and left to right; whitespace between tokens is skipped, and after a piece
+    that was not found (``[UNK]``, a normalized character) the next piece may skip text."""
+    low = text.lower()
+    cur = 0
+    lost = False  # an earlier piece was not found: the next one may skip the text it stood for
+    out: list[tuple[int, int] | None] = []
+    for piece in token_strings:
+        w = _piece_text(str(piece))
+        if not w and not str(piece).strip("[]<>").lower() == "unk":
+            out.append(None)
+            continue
+        j = low.find(w, cur) if w else -1
+        if j < 0 or (low[cur:j].strip() and not lost):
+            out.append(None)
+            lost = True
+            continue
+        out.append((j, j + len(w)))
+        cur, lost = j + len(w), False
+    return out
+
+
+def caption_layout(
+    text: str,
+    token_strings: Sequence[str],
+    vocab: Vocabulary | None = None,
+    max_objects: int = MAX_OBJECTS,
+    max_relations: int = MAX_RELATIONS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token masks of a caption's parsed objects and relations.
+
+    Returns ``objects`` bool [K, T] (object k's phrase: determiner, attributes, head noun, and
+    predicative attributes), ``relation_tokens`` bool [R, T] (the predicate's tokens) and
+    ``relations`` int64 [R, 2] (subject, object) indices into ``objects``, -1 where unused;
+    K = ``max_objects``, R = ``max_relations``, T = ``len(token_strings)``. Objects past K and
+    relations touching them are dropped.
+    """
+    T = len(token_strings)
+    objects = np.zeros((max_objects, T), dtype=bool)
+    rel_tokens = np.zeros((max_relations, T), dtype=bool)
+    rel_args = np.full((max_relations, 2), -1, dtype=np.int64)
+    cap = parse(text, vocab)
+    if not cap.objects:
+        return objects, rel_tokens, rel_args
+    spans = token_char_spans(text, token_strings)
+    starts = np.array([s[0] if s else -1 for s in spans], dtype=np.int64)
+    ends = np.array([s[1] if s else -1 for s in spans], dtype=np.int64)
+    real = starts >= 0
+
+    def mask(word_spans: list[tuple[int, int]]) -> np.ndarray:
+        m = np.zeros(T, dtype=bool)
+        for s, e in word_spans:
+            if e > s:
+                a, b = cap.char_span((s, e))
+                m |= real & (starts < b) & (ends > a)
+        return m
+
+    for k, obj in enumerate(cap.objects[:max_objects]):
+        objects[k] = mask([obj.phrase, *(a.span for a in cap.object_attributes(k))])
+    r = 0
+    for rel in cap.relations:
+        if r < max_relations and rel.subject < max_objects and rel.object < max_objects:
+            rel_tokens[r] = mask([rel.span])
+            rel_args[r] = (rel.subject, rel.object)
+            r += 1
+    return objects, rel_tokens, rel_args
+
+
+def layout_tensors(
+    texts: Sequence[str],
+    token_strings: Sequence[Sequence[str]],
+    n_tokens: int,
+    vocab: Vocabulary | None = None,
+    max_objects: int = MAX_OBJECTS,
+    max_relations: int = MAX_RELATIONS,
+) -> dict[str, torch.Tensor]:
+    """Layouts of N captions padded to ``n_tokens`` token positions, as PairBatch fields:
+    ``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool [N, R, n_tokens],
+    ``relations`` long [N, R, 2] (see :func:`caption_layout`). Tokens past ``n_tokens`` are cut."""
+    if len(texts) != len(token_strings):
+        raise ValueError(f"layout_tensors: {len(texts)} captions but {len(token_strings)} token lists")
+    N = len(texts)
+    seg = np.zeros((N, max_objects, n_tokens), dtype=bool)
+    rtok = np.zeros((N, max_relations, n_tokens), dtype=bool)
+    rel = np.full((N, max_relations, 2), -1, dtype=np.int64)
+    for i, (text, toks) in enumerate(zip(texts, token_strings)):
+        o, rt, ra = caption_layout(str(text), list(toks), vocab, max_objects, max_relations)
+        t = min(n_tokens, o.shape[1])
+        seg[i, :, :t], rtok[i, :, :t], rel[i] = o[:, :t], rt[:, :t], ra
+    return {
+        "segments": torch.from_numpy(seg),
+        "relation_tokens": torch.from_numpy(rtok),
+        "relations": torch.from_numpy(rel),
+    }
+
+
+LAYOUT_FIELDS = ("segments", "relation_tokens", "relations")
+"""PairBatch fields :func:`layout_tensors` fills."""
+
+
+def layout_from_cache(
+    cache: object, text_idx: Sequence[int] | np.ndarray, n_tokens: int
+) -> dict[str, torch.Tensor]:
+    """:func:`layout_tensors` of cache texts ``text_idx`` [N] (a ``cache_tools`` Cache: its
+    ``strings`` and ``token_strings_batch``)."""
+    idx = np.asarray(text_idx, dtype=np.int64).reshape(-1)
+    return layout_tensors(
+        [str(s) for s in cache.strings[idx]],
+        cache.token_strings_batch(idx),
+        n_tokens,  # type: ignore[attr-defined]
+    )

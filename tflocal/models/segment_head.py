@@ -1,0 +1,181 @@
+"""TFLocal's ``segments`` read-out: region–segment alignment by late interaction.
+
+Each modality is contextualized on its own (``depth`` transformer blocks over the patches, and
+``depth`` over the caption tokens), then the caption is scored through its parse
+(:mod:`tflocal.concepts.layout`):
+
+* **objects** — each object phrase ("a small red circle") is the normalized sum of its tokens'
+  projections; its score is its best cosine over the image's regions (patches). A phrase is
+  matched as a whole, so the region that wins must carry *all* of its words: this is what binds
+  attributes to objects ("red circle and blue square" vs "blue circle and red square"), and since
+  the phrase is additive in its words it carries over to colour–shape pairs never seen together.
+* **relations** — each object's location is the soft-argmax (softmax over regions of
+  ``sharpness`` × cosine) of the 2-D patch coordinates; a relation ("left of") maps its predicate
+  tokens to a direction ``w`` in the plane and scores ``w · (subject − object)``.
+
+score = scale · mean over objects of their best cosine + relation_scale · mean over relations.
+A caption without a parsed object falls back to word-level MaxSim over the projected tokens.
+Image and caption are never attended to jointly, so patch projections can be computed once per
+image (``accepts_pair_image``) and cached for re-ranking, as in ColBERT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tflocal.errors import UserError
+from tflocal.models.batch import PairBatch
+from tflocal.models.config import ModelConfig
+from tflocal.models.layers import Block, GridPositions, PositionTable
+from tflocal.models.maxsim import maxsim_score
+
+
+def grid_coordinates(grid: tuple[int, int], n_patches: int) -> torch.Tensor:
+    """[n_patches, 2] (x, y) in [-1, 1] of row-major patches on a [grid_h, grid_w] grid; patches
+    past the grid (padding) get (0, 0)."""
+    gh, gw = int(grid[0]), int(grid[1])
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, gh), torch.linspace(-1, 1, gw), indexing="ij")
+    xy = torch.stack([xs.flatten(), ys.flatten()], dim=-1)
+    if n_patches > gh * gw:
+        xy = torch.cat([xy, xy.new_zeros(n_patches - gh * gw, 2)])
+    return xy[:n_patches]
+
+
+class SegmentHead(nn.Module):
+    """patches [B|U, P, D_img], patch_mask, tokens [B, T, D_txt], token_mask [B, T], segments
+    [B, K, T], relation_tokens [B, R, T], relations [B, R, 2] -> scores [B] (see module docstring)."""
+
+    needs = ("patches", "patch_mask", "tokens", "token_mask", "segments", "relation_tokens", "relations")
+    accepts_pair_image = True
+
+    def __init__(self, cfg: ModelConfig, cache_attrs: dict[str, Any]):
+        super().__init__()
+        d = cfg.width
+        self.grid = tuple(int(g) for g in cache_attrs["grid"])
+        image_dim, text_dim = int(cache_attrs["image_dim"]), int(cache_attrs["text_dim"])
+        self.max_text = int(cfg.max_text_tokens or cache_attrs.get("context_length") or 77)
+        self.patch_in = nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, d))
+        self.token_in = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, d))
+        self.patch_pos = GridPositions(self.grid, d, cfg.pos)
+        self.token_pos = PositionTable(self.max_text, d, cfg.pos) if cfg.depth > 0 else None
+        self.image_blocks = nn.ModuleList(
+            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)
+        )
+        self.text_blocks = nn.ModuleList(
+            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)
+        )
+        self.image_out = nn.Linear(d, d)
+        self.text_out = nn.Linear(d, d)
+        self.relation_in = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, 2))
+        self.scale = nn.Parameter(torch.tensor(10.0))
+        self.sharpness = nn.Parameter(torch.tensor(10.0))
+        self.relation_scale = nn.Parameter(torch.tensor(1.0))
+
+    # -- the two towers --------------------------------------------------------------------
+    def encode_image(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
+        """patches [N, P, D_img], patch_mask [N, P] -> unit-norm region vectors [N, P, d]."""
+        w = self.patch_in[1].weight
+        x = self.patch_in(patches.to(w.dtype)) + self.patch_pos(patches.shape[1])
+        for block in self.image_blocks:
+            x = block(x, patch_mask)
+        return F.normalize(self.image_out(x).float(), dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T, D_txt], token_mask [B, T] -> token vectors [B, T, d] (not normalized:
+        a phrase is the normalized sum of its tokens' vectors)."""
+        w = self.token_in[1].weight
+        x = self.token_in(tokens.to(w.dtype))
+        if self.text_blocks:
+            T = tokens.shape[1]
+            if T > self.max_text:
+                if bool(token_mask[:, self.max_text :].any()):
+                    raise ValueError(
+                        f"caption with more than {self.max_text} real tokens: raise model.max_text_tokens and retrain"
+                    )
+                x, token_mask = x[:, : self.max_text], token_mask[:, : self.max_text]
+            x = x + self.token_pos(torch.arange(x.shape[1], device=x.device))
+            for block in self.text_blocks:
+                x = block(x, token_mask)
+            if x.shape[1] < T:
+                x = torch.cat([x, x.new_zeros(x.shape[0], T - x.shape[1], x.shape[2])], dim=1)
+        return self.text_out(x).float()
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _regions(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Region vectors and mask per pair: ([B, P, d], [B, P])."""
+        v = self.encode_image(batch.patches, batch.patch_mask)
+        if batch.pair_image is not None:
+            return v[batch.pair_image], batch.patch_mask[batch.pair_image]
+        return v, batch.patch_mask
+
+    def _check(self, batch: PairBatch) -> None:
+        missing = [name for name in self.needs if getattr(batch, name) is None]
+        if missing:
+            raise UserError(
+                f"TFLocal's segments read-out needs PairBatch fields {missing}: build batches with the head's "
+                "`needs` (tflocal.concepts.layout.layout_tensors parses captions into them)"
+            )
+
+    def phrase_similarity(
+        self, batch: PairBatch, v: torch.Tensor, pmask: torch.Tensor, u: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine of each object phrase with each region: ([B, K, P] with -inf at padded patches,
+        has_object [B, K] bool)."""
+        seg = (batch.segments & batch.token_mask[:, None, :]).float()
+        e = F.normalize(torch.einsum("bkt,btd->bkd", seg, u), dim=-1)
+        sim = torch.einsum("bkd,bpd->bkp", e, v).masked_fill(~pmask[:, None, :], float("-inf"))
+        return sim, seg.sum(-1) > 0
+
+    def forward(self, batch: PairBatch) -> torch.Tensor:
+        self._check(batch)
+        v, pmask = self._regions(batch)
+        u = self.encode_text(batch.tokens, batch.token_mask)
+        sim, has_obj = self.phrase_similarity(batch, v, pmask, u)
+        n_obj = has_obj.sum(-1)
+        best = torch.where(has_obj, sim.amax(-1), torch.zeros_like(sim[..., 0]))
+        objects = best.sum(-1) / n_obj.clamp(min=1)
+        words = maxsim_score(u, batch.token_mask, v, pmask)
+        match = torch.where(n_obj > 0, objects, words)
+        return self.scale.float() * match + self.relation_scale.float() * self._relations(batch, sim, pmask)
+
+    def _relations(self, batch: PairBatch, sim: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
+        """Mean over a caption's relations of w(predicate) · (where subject − where object): [B]."""
+        att = torch.softmax(self.sharpness.float() * sim, dim=-1)  # [B, K, P]
+        xy = grid_coordinates(self.grid, sim.shape[-1]).to(att.device)
+        where = att @ xy  # [B, K, 2]
+        rt = (batch.relation_tokens & batch.token_mask[:, None, :]).float()
+        pred = torch.einsum("brt,btc->brc", rt, batch.tokens.float()) / rt.sum(-1, keepdim=True).clamp(min=1)
+        direction = self.relation_in(pred.to(self.relation_in[1].weight.dtype)).float()  # [B, R, 2]
+        args = batch.relations
+        has_rel = (args[..., 0] >= 0) & (args[..., 1] >= 0)
+        idx = args.clamp(min=0)
+        subj = torch.gather(where, 1, idx[..., :1].expand(-1, -1, 2))
+        obj = torch.gather(where, 1, idx[..., 1:].expand(-1, -1, 2))
+        rel = (direction * (subj - obj)).sum(-1)
+        rel = torch.where(has_rel, rel, torch.zeros_like(rel))
+        return rel.sum(-1) / has_rel.sum(-1).clamp(min=1)
+
+    def word_region_attention(self, batch: PairBatch) -> torch.Tensor:
+        """[B, T, P]: where each caption token looks. Tokens of an object phrase share the
+        phrase's soft-argmax over regions (what the relation term uses); other tokens get the
+        softmax over regions of their own cosine. Rows of padded tokens are 0."""
+        self._check(batch)
+        v, pmask = self._regions(batch)
+        u = self.encode_text(batch.tokens, batch.token_mask)
+        sharp = self.sharpness.float()
+        sim, _ = self.phrase_similarity(batch, v, pmask, u)
+        phrase_att = torch.softmax(sharp * sim, dim=-1)  # [B, K, P]
+        tok = torch.einsum("btd,bpd->btp", F.normalize(u, dim=-1), v).masked_fill(
+            ~pmask[:, None, :], float("-inf")
+        )
+        att = torch.softmax(sharp * tok, dim=-1)  # [B, T, P]
+        seg = (batch.segments & batch.token_mask[:, None, :]).float()  # [B, K, T]
+        in_phrase = seg.sum(1) > 0
+        first = seg.argmax(1)  # the (first) phrase each token belongs to
+        from_phrase = torch.gather(phrase_att, 1, first[..., None].expand(-1, -1, att.shape[-1]))
+        att = torch.where(in_phrase[..., None], from_phrase, att)
+        return att * batch.token_mask[..., None]
