@@ -8,7 +8,9 @@ validation) in a fresh subprocess, so peak RSS is that run's own. pairs/s is mea
 second half of the steps (after warm-up); a "pair" is one (image, caption) scored by the head,
 so a step scores batch_size x (1 + n_neg + k_inbatch) pairs. "base RSS" is the process before
 training (python, torch, accelerate, the in-memory cache); "peak RSS" includes the training run.
-Presets: ``vitb32`` (49 x 768 patches, ~12 x 512 tokens, 512 globals, joint globals) and
+Heads: ``tflocal`` (the joint transformer, summary read-out), ``tflocal-segments`` (``model.readout=
+segments``: per-modality blocks, phrase-region matching; its layout parsing runs in the batch
+builder and is timed with it) and ``global``. Presets: ``vitb32`` (49 x 768 patches, ~12 x 512 tokens, 512 globals, joint globals) and
 ``towers`` (49 x 1280 patches, ~12 x 384 tokens, 1280 / 384 globals, global_space none).
 """
 
@@ -46,6 +48,10 @@ PRESETS = {
 }
 
 
+CAPTION = "a small red circle is left of a large blue square"
+"""Every synthetic text: parseable, so the segments read-out does its real work (2 objects, 1 relation)."""
+
+
 def synthetic_cache(path: Path, preset: str, n_images: int, n_neg: int, seed: int = 0) -> Path:
     """Random float16 payload with the preset's shapes: per image 1 caption + n_neg negatives."""
     from cache_tools.writer import write_arrays
@@ -64,7 +70,8 @@ def synthetic_cache(path: Path, preset: str, n_images: int, n_neg: int, seed: in
         path, attrs, image_ids=[f"i{i}" for i in range(n_images)],
         patches=rng.standard_normal((n_images, P, p["image_dim"]), dtype=np.float32).astype(np.float16),
         image_global=rng.standard_normal((n_images, p["global_image_dim"]), dtype=np.float32),
-        texts=[f"caption {t}" for t in range(n_txt)],
+        texts=[CAPTION] * n_txt,
+        token_strings=[(["[CLS]", *CAPTION.split(), "[SEP]"] + ["."] * int(n))[: int(n)] for n in lengths],
         tokens=[rng.standard_normal((int(n), p["text_dim"]), dtype=np.float32).astype(np.float16) for n in lengths],
         text_global=rng.standard_normal((n_txt, p["global_text_dim"]), dtype=np.float32),
         image_index=image_index, positive_index=positive_index,
@@ -88,7 +95,10 @@ def run_one(args: argparse.Namespace) -> dict:
             f"data.num_workers={args.workers}", f"mixed_precision={args.precision}", "progress=false",
             f"model.width={args.width}", f"model.depth={args.depth}", f"model.heads={args.heads}",
         ]  # fmt: skip
-        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=args.head, out_dir=str(Path(tmp) / "run"),
+        head = args.head
+        if head == "tflocal-segments":
+            head, overrides = "tflocal", [*overrides, "model.readout=segments"]
+        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=head, out_dir=str(Path(tmp) / "run"),
                           device=args.device, resume=False)  # fmt: skip
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -111,7 +121,12 @@ def run_one(args: argparse.Namespace) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="vitb32,towers")
-    ap.add_argument("--heads", dest="head_names", default="tflocal,global")
+    ap.add_argument(
+        "--heads",
+        dest="head_names",
+        default="tflocal,tflocal-segments,global",
+        help="tflocal (joint transformer, summary read-out), tflocal-segments (readout=segments), global",
+    )
     ap.add_argument("--devices", default=None, help="cpu,cuda (default: cpu, plus cuda when visible)")
     ap.add_argument("--steps", type=int, default=None, help="default: 6 on CPU, 40 on CUDA")
     ap.add_argument(
