@@ -175,16 +175,16 @@ def main() -> int:
                 rows.append(json.loads(line[7:]))
                 r = rows[-1]
                 print(
-                    f"  {preset:7s} {head:8s} {device:4s} {r['pairs_per_s']:9.1f} pairs/s",
+                    f"  {preset:7s} {head:16s} {device:4s} {r['pairs_per_s']:9.1f} pairs/s",
                     file=sys.stderr,
                     flush=True,
                 )
-    header = f"{'preset':8s} {'head':8s} {'device':6s} {'prec':5s} {'params':>11s} {'pairs/step':>10s} {'pairs/s':>9s} {'thr':>3s} {'base RSS':>8s} {'peak RSS MiB':>12s} {'peak CUDA MiB':>13s}"
+    header = f"{'preset':8s} {'head':16s} {'device':6s} {'prec':5s} {'params':>11s} {'pairs/step':>10s} {'pairs/s':>9s} {'thr':>3s} {'base RSS':>8s} {'peak RSS MiB':>12s} {'peak CUDA MiB':>13s}"
     print(header)
     print("-" * len(header))
     for r in rows:
         cuda = f"{r['peak_cuda_mib']:.0f}" if r["peak_cuda_mib"] is not None else "-"
-        print(f"{r['preset']:8s} {r['head']:8s} {r['device']:6s} {r['precision']:5s} {r['params']:11,d} {r['pairs_per_step']:10d} "
+        print(f"{r['preset']:8s} {r['head']:16s} {r['device']:6s} {r['precision']:5s} {r['params']:11,d} {r['pairs_per_step']:10d} "
               f"{r['pairs_per_s']:9.1f} {r['threads']:3d} {r['base_rss_mib']:8.0f} {r['peak_rss_mib']:12.0f} {cuda:>13s}")  # fmt: skip
     return 0
 
