@@ -54,9 +54,9 @@ class QuickstartConfig:
     counterfactual: bool = False
     """Render a counterfactual twin per training image (``tflocal shapes --counterfactual``): a
     minimal pair that makes one SWAP negative true, seen by both heads in both directions. Off by
-    default: at this CPU size (2,500 images + 1,368 twins, 5 epochs) it lowered TFLocal's test
-    SWAP accuracy (test_ood 57.3 -> 48.0) — the twins' text->image loss slows what little
-    localization the head learns in the budget."""
+    default: with the joint ``summary+align`` read-out at this CPU size (2,500 images + 1,368
+    twins, 5 epochs) it lowered TFLocal's test_ood SWAP accuracy (57.3 -> 48.0); not re-measured
+    with the ``segments`` read-out, which reaches ~98% without twins."""
     readout: str = "segments"
     """TFLocal read-out (model.readout). 'segments' matches parsed object phrases to regions and
     scores relations from their locations; the joint-transformer read-outs ('summary',
