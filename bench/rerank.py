@@ -5,7 +5,9 @@ captions is written once (``--cache``, reused when present). For each query capt
 
 * first stage: faiss ``Flat`` inner product over the 100,000 image globals, top ``k_rerank``;
 * + MaxSim: score the (caption, candidate) pairs with the parameter-free MaxSim scorer;
-* + TFLocal: score them with a TFLocal head (random weights: latency does not depend on them).
+* + TFLocal: score them with a TFLocal head (random weights: latency does not depend on them),
+  the joint transformer (summary read-out) and ``readout: segments`` (which also parses each
+  caption into its layout; every synthetic caption has 2 objects and 1 relation).
 
 Queries run one at a time (latency, not throughput), after warm-up; the re-ranking time
 includes reading the candidates' patches from the HDF5 file (``--in-memory`` loads the payload
@@ -23,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+CAPTION = "a small red circle is left of a blue square"
+"""Every synthetic caption: parseable, so the segments read-out does its real work (2 objects, 1 relation)."""
+
 
 def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, tokens: int, seed: int = 0) -> Path:
     from cache_tools.writer import write_arrays
@@ -38,17 +43,20 @@ def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, tokens: in
     text_image = rng.integers(0, n, n_texts)
     text_global = image_global[text_image] + rng.standard_normal((n_texts, dim), dtype=np.float32)
     toks = [rng.standard_normal((tokens, dim), dtype=np.float32) for _ in range(n_texts)]
+    words = ["[CLS]", *CAPTION.split(), "[SEP]"]
+    pieces = (words + ["."] * tokens)[:tokens]
     write_arrays(
         path,
         {"encoder": "synthetic:bench", "grid": [grid, grid], "context_length": 77},
         [f"img{i:06d}" for i in range(n)],
         patches,
         image_global,
-        [f"caption {t}" for t in range(n_texts)],
+        [CAPTION] * n_texts,
         toks,
         text_global,
         text_image,
         [-1] * n_texts,
+        token_strings=[pieces] * n_texts,
     )
     print(f"  done in {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 2**30:.2f} GiB", flush=True)
     return path
@@ -67,7 +75,7 @@ def timed(fn, queries: np.ndarray, warmup: int = 2) -> list[float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cache", default="/tmp/tflocal_rerank_100k.h5")
+    p.add_argument("--cache", default="/tmp/tflocal_rerank_100k_v2.h5")
     p.add_argument("--images", type=int, default=100_000)
     p.add_argument("--grid", type=int, default=7, help="patch grid side (7 -> 49 patches, as ViT-B/32)")
     p.add_argument("--dim", type=int, default=64, help="token / global dimension of the synthetic cache")
@@ -107,10 +115,15 @@ def main() -> None:
         return search(index, qvec[qpos[int(q)]][None], args.k_rerank)[1]
 
     head = build_head("tflocal", ModelConfig(width=args.width, depth=args.depth, heads=8), cache.attrs)
+    seg_cfg = ModelConfig(width=args.width, depth=args.depth, heads=8, readout="segments")
+    seg = build_head("tflocal", seg_cfg, cache.attrs)
     scorers = {
         "maxsim": maxsim_scorer(cache, device=args.device, batch_size=args.k_rerank, progress=False),
         f"tflocal (w{args.width}, d{args.depth})": HeadScorer(
             head, "tflocal", cache, device=args.device, batch_size=args.k_rerank, progress=False
+        ),
+        f"tflocal segments (w{args.width}, d{args.depth})": HeadScorer(
+            seg, "tflocal", cache, device=args.device, batch_size=args.k_rerank, progress=False
         ),
     }
     first_name = f"first stage (faiss Flat, top {args.k_rerank})"
