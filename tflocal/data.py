@@ -301,8 +301,7 @@ def make_batch(cache: Any, units: Units, *, n_neg: int, k_inbatch: int, needs: S
         tokens, token_mask = torch.from_numpy(tok), torch.from_numpy(mask)
     layout: dict[str, torch.Tensor] = {}
     if "segments" in needs:
-        n_tok = tokens.shape[1] if tokens is not None else int(cache.lengths[texts].max(initial=0))
-        layout = layout_from_cache(cache, texts, n_tok)
+        layout = layout_from_cache(cache, texts, None if tokens is None else tokens.shape[1])
     return CandidateBatch(
         patches=patches,
         image_global=torch.from_numpy(cache.image_global(images)) if "image_global" in needs else None,

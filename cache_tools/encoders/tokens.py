@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-_PIECE_MARKS = ("▁", "Ġ")  # sentencepiece / byte-level BPE word-start marks
+PIECE_MARKS = ("▁", "Ġ")  # sentencepiece / byte-level BPE word-start marks
 _WORD_END = "</w>"  # CLIP BPE word-end mark
 
 
@@ -16,7 +16,7 @@ def clean_piece(piece: str) -> str:
     out = piece
     if out.endswith(_WORD_END) and len(out) > len(_WORD_END):
         out = out[: -len(_WORD_END)]
-    for mark in _PIECE_MARKS:
+    for mark in PIECE_MARKS:
         if out.startswith(mark) and len(out) > len(mark):
             out = out[len(mark) :]
     return out

@@ -14,28 +14,29 @@ word-level MaxSim for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from cache_tools.encoders.tokens import PIECE_MARKS, clean_piece
 from tflocal.concepts.parser import parse
 from tflocal.concepts.vocab import Vocabulary
 
 MAX_OBJECTS = 4
 MAX_RELATIONS = 4
-_MARKS = ("##", "\u0120", "\u2581")  # WordPiece, byte-level BPE, SentencePiece
-_WORD_END = "</w>"
 
 
 def _piece_text(piece: str) -> str:
-    """The caption text a token piece stands for, lowercased ('' for special tokens)."""
+    """The caption text a token piece stands for, lowercased ('' for special tokens and for a
+    bare word-start mark). Builds on the adapters' :func:`clean_piece`, which keeps WordPiece's
+    ``##`` for display; here it is dropped too."""
     if (piece.startswith("<") and piece.endswith(">")) or (piece.startswith("[") and piece.endswith("]")):
         return ""  # [CLS], [SEP], <start_of_text>, <|endoftext|>, <pad>, ...
-    out = piece[: -len(_WORD_END)] if piece.endswith(_WORD_END) else piece
-    for mark in _MARKS:
-        if out.startswith(mark):
-            out = out[len(mark) :]
-    return out.lower()
+    out = clean_piece(piece)
+    if out in PIECE_MARKS:
+        return ""
+    return out.removeprefix("##").lower()
 
 
 def token_char_spans(text: str, token_strings: Sequence[str]) -> list[tuple[int, int] | None]:
@@ -49,7 +50,7 @@ def token_char_spans(text: str, token_strings: Sequence[str]) -> list[tuple[int,
     out: list[tuple[int, int] | None] = []
     for piece in token_strings:
         w = _piece_text(str(piece))
-        if not w and not str(piece).strip("[]<>").lower() == "unk":
+        if not w and str(piece).strip("[]<>").lower() != "unk":
             out.append(None)
             continue
         j = low.find(w, cur) if w else -1
@@ -111,17 +112,20 @@ def caption_layout(
 def layout_tensors(
     texts: Sequence[str],
     token_strings: Sequence[Sequence[str]],
-    n_tokens: int,
+    n_tokens: int | None = None,
     vocab: Vocabulary | None = None,
     max_objects: int = MAX_OBJECTS,
     max_relations: int = MAX_RELATIONS,
 ) -> dict[str, torch.Tensor]:
-    """Layouts of N captions padded to ``n_tokens`` token positions, as PairBatch fields:
-    ``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool [N, R, n_tokens],
-    ``relations`` long [N, R, 2] (see :func:`caption_layout`). Tokens past ``n_tokens`` are cut."""
+    """Layouts of N captions padded to ``n_tokens`` token positions (None: the longest token
+    list), as PairBatch fields: ``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool
+    [N, R, n_tokens], ``relations`` long [N, R, 2] (see :func:`caption_layout`). Tokens past
+    ``n_tokens`` are cut."""
     if len(texts) != len(token_strings):
         raise ValueError(f"layout_tensors: {len(texts)} captions but {len(token_strings)} token lists")
     N = len(texts)
+    if n_tokens is None:
+        n_tokens = max((len(t) for t in token_strings), default=0)
     seg = np.zeros((N, max_objects, n_tokens), dtype=bool)
     rtok = np.zeros((N, max_relations, n_tokens), dtype=bool)
     rel = np.full((N, max_relations, 2), -1, dtype=np.int64)
@@ -141,13 +145,9 @@ LAYOUT_FIELDS = ("segments", "relation_tokens", "relations")
 
 
 def layout_from_cache(
-    cache: object, text_idx: Sequence[int] | np.ndarray, n_tokens: int
+    cache: Any, text_idx: Sequence[int] | np.ndarray, n_tokens: int | None = None
 ) -> dict[str, torch.Tensor]:
     """:func:`layout_tensors` of cache texts ``text_idx`` [N] (a ``cache_tools`` Cache: its
     ``strings`` and ``token_strings_batch``)."""
     idx = np.asarray(text_idx, dtype=np.int64).reshape(-1)
-    return layout_tensors(
-        [str(s) for s in cache.strings[idx]],
-        cache.token_strings_batch(idx),
-        n_tokens,  # type: ignore[attr-defined]
-    )
+    return layout_tensors([str(s) for s in cache.strings[idx]], cache.token_strings_batch(idx), n_tokens)

@@ -80,7 +80,7 @@ def from_cache(cache: Any, image_idx: np.ndarray, text_idx: np.ndarray, needs: S
         if "text_global" in needs:
             fields["text_global"] = torch.from_numpy(cache.text_global(u))[inv_t]
         if needs & set(LAYOUT_FIELDS):
-            n_tok = fields["tokens"].shape[1] if "tokens" in fields else int(cache.lengths[u].max(initial=0))
+            n_tok = fields["tokens"].shape[1] if "tokens" in fields else None
             for name, value in layout_from_cache(cache, u, n_tok).items():
                 fields[name] = value[inv_t]
         if "captions" in needs:
@@ -143,8 +143,7 @@ def encode_texts(encoder: Any, captions: Sequence[str], needs: Sequence[str]) ->
         if "text_global" in needs:
             res["text_global"] = out.global_.detach().float().cpu()
         if needs & set(LAYOUT_FIELDS):
-            n_tok = max((len(t) for t in out.tokens), default=0)
-            res.update(layout_tensors(list(captions), out.token_strings, n_tok))
+            res.update(layout_tensors(list(captions), out.token_strings))
     if "captions" in needs:
         res["captions"] = list(captions)
     return res
