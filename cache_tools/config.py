@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tflocal.errors import UserError
+from cache_tools.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

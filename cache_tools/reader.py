@@ -20,8 +20,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cache_tools.errors import CacheFormatError, UserError
 from cache_tools.h5io import read_rows, read_str
-from cache_tools.schema import CacheFormatError, check_version, decode_attrs, encoder_signature
+from cache_tools.schema import check_version, decode_attrs, encoder_signature
 
 _PAYLOAD = {
     "patches": "images/patches",
@@ -62,8 +63,6 @@ class Cache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
-            from tflocal.errors import UserError
-
             raise UserError(f"cache {self.path} not found: build it with `tflocal cache`")
         self._file: h5py.File | None = None
         self._pid = -1
@@ -132,8 +131,6 @@ class Cache:
         mine = self.signature
         diff = [k for k in signature if json.dumps(signature[k]) != json.dumps(mine.get(k))]
         if diff:
-            from tflocal.errors import UserError
-
             details = "; ".join(f"{k}: {signature[k]!r} vs cache {mine.get(k)!r}" for k in diff)
             raise UserError(
                 f"{what} was made for another embedding space than cache {self.path} ({details}): "
@@ -212,8 +209,6 @@ class Cache:
     def crops_global(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 [B, C, D_gi] global embeddings of the crops ``crop_boxes`` [C, 4]."""
         if not self.has_crops:
-            from tflocal.errors import UserError
-
             raise UserError(f"cache {self.path} has no crops: rebuild it with `tflocal cache --crops`")
         return read_rows(self._dset("crops_global"), np.asarray(idx)).astype(np.float32, copy=False)
 
@@ -271,8 +266,6 @@ class Cache:
         """Read the payload datasets into RAM (refused when larger than ``max_bytes``)."""
         need = self.payload_bytes()
         if max_bytes is not None and need > max_bytes:
-            from tflocal.errors import UserError
-
             raise UserError(
                 f"cache {self.path} needs {need / 2**30:.1f} GiB in RAM, more than the {max_bytes / 2**30:.1f} GiB allowed"
             )

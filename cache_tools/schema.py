@@ -34,6 +34,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cache_tools.errors import CacheFormatError
+
 FORMAT_VERSION = 1
 STR = h5py.string_dtype("utf-8")
 
@@ -77,10 +79,6 @@ ENCODER_KEYS = (
     "grid",
 )
 """The attributes that identify the embedding space: checkpoints record them and refuse others."""
-
-
-class CacheFormatError(Exception):
-    """The file is not a tflocal cache, or one written by another format version."""
 
 
 def encode_attr(value: Any) -> Any:

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from cache_tools import __version__
 from cache_tools.encoders.base import Encoder
+from cache_tools.errors import UserError
 from cache_tools.h5io import create, dumps
 from cache_tools.records import ImageRecord
 from cache_tools.schema import FORMAT_VERSION, STR, encode_attr, encoder_signature
@@ -493,7 +494,6 @@ def write_cache(
                     -1,
                 )
                 return n
-        from tflocal.errors import UserError
 
         raise UserError(f"{target} exists and was made by another command: remove it or choose another --out")
     parts_dir.mkdir(exist_ok=True)
@@ -501,8 +501,6 @@ def write_cache(
     if plan_file.exists():
         old = json.loads(plan_file.read_text())
         if old != plan:
-            from tflocal.errors import UserError
-
             diff = sorted(k for k in plan if old.get(k) != plan[k])
             raise UserError(
                 f"{parts_dir} holds an unfinished run with other settings ({', '.join(diff)}): "

@@ -1,6 +1,9 @@
-"""Errors shown to users as one clear message (no traceback) by the CLI."""
+"""Errors shown to users as one clear message (no traceback) by the CLI.
 
+There is one user-facing error type for the whole stack: the lower library's
+(:class:`cache_tools.errors.UserError`), so the CLI shows errors raised in either package alike.
+"""
 
-class UserError(Exception):
-    """Bad input from the user (unknown name, missing file, bad config key): the CLI prints
-    the message alone and exits with status 2. Messages name the item and what to do."""
+from cache_tools.errors import CacheFormatError, UserError
+
+__all__ = ["CacheFormatError", "UserError"]

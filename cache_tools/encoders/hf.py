@@ -25,7 +25,7 @@ import torch
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
 from cache_tools.encoders.precision import get_autocast
 from cache_tools.encoders.tokens import clean_piece, split_real
-from tflocal.errors import UserError
+from cache_tools.errors import UserError
 
 
 def load(spec: str, device: torch.device, precision: str, name: str) -> HFEncoder:

@@ -40,7 +40,7 @@ from torch import nn
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
 from cache_tools.encoders.precision import get_autocast
 from cache_tools.encoders.tokens import clean_piece, lengths_to_mask, split_real
-from tflocal.errors import UserError
+from cache_tools.errors import UserError
 
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cache_tools.errors import UserError
 from cache_tools.sources.aro import FILES as ARO_SUBSETS
 from cache_tools.sources.aro import AroSource, aro_alias
 from cache_tools.sources.base import Source
@@ -36,7 +37,6 @@ from cache_tools.sources.karpathy import KarpathySource
 from cache_tools.sources.sugarcrepe import SugarCrepeSource
 from cache_tools.sources.valse import ValseSource
 from cache_tools.sources.winoground import WinogroundSource
-from tflocal.errors import UserError
 
 SOURCES: dict[str, Callable[..., Source]] = {
     "jsonl": JsonlSource,

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord
-from tflocal.errors import UserError
 
 KINDS = {
     "obj": "object",

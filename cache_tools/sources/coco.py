@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, first_dir, load_json
-from tflocal.errors import UserError
 
 
 def default_image_dir_name(json_path: Path) -> str:

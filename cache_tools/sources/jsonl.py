@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, normalize_kind, parse_list, resolve_path
-from tflocal.errors import UserError
 
 RESERVED = {"id", "image", "captions", "caption", "negatives", "negative_images", "group"}
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cache_tools.errors import UserError
 from cache_tools.sources.base import resolve_path
-from tflocal.errors import UserError
 
 
 def require_pyarrow() -> Any:

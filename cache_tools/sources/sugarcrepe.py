@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import (
     Source,
@@ -27,7 +28,6 @@ from cache_tools.sources.base import (
     parse_list,
     resolve_path,
 )
-from tflocal.errors import UserError
 
 SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 OLD_NAMES = {"add_obj": "add_ent", "replace_obj": "replace_ent", "swap_obj": "swap_ent"}

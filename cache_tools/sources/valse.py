@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, first_dir, load_json, parse_list
-from tflocal.errors import UserError
 
 PIECE_OPS: dict[str, tuple[str, str]] = {
     "actant-swap": ("swap", "object"),
