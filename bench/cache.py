@@ -25,9 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cache_tools.arrays import write_arrays  # noqa: E402
+from cache_tools.images import load_image  # noqa: E402
 from cache_tools.reader import chunk_shuffle, open_cache  # noqa: E402
 from cache_tools.records import ImageRecord, TextRecord  # noqa: E402
-from cache_tools.writer import load_image, write_arrays, write_cache  # noqa: E402
+from cache_tools.writer import write_cache  # noqa: E402
 
 WORDS = "red blue green small large cube ball cone left right of above below a the striped metal".split()
 

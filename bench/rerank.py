@@ -30,7 +30,7 @@ CAPTION = "a small red circle is left of a blue square"
 
 
 def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, tokens: int, seed: int = 0) -> Path:
-    from cache_tools.writer import write_arrays
+    from cache_tools.arrays import write_arrays
 
     rng = np.random.default_rng(seed)
     print(

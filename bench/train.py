@@ -54,7 +54,7 @@ CAPTION = "a small red circle is left of a large blue square"
 
 def synthetic_cache(path: Path, preset: str, n_images: int, n_neg: int, seed: int = 0) -> Path:
     """Random float16 payload with the preset's shapes: per image 1 caption + n_neg negatives."""
-    from cache_tools.writer import write_arrays
+    from cache_tools.arrays import write_arrays
 
     p = PRESETS[preset]
     rng = np.random.default_rng(seed)

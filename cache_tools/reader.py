@@ -22,7 +22,9 @@ import numpy as np
 
 from cache_tools.errors import CacheFormatError, UserError
 from cache_tools.h5io import read_rows, read_str
-from cache_tools.schema import check_version, decode_attrs, encoder_signature
+from cache_tools.padding import pad_tokens
+from cache_tools.schema import CacheSpec, check_version, decode_attrs, encoder_signature
+from cache_tools.shards import merge_shards
 
 _PAYLOAD = {
     "patches": "images/patches",
@@ -126,16 +128,10 @@ class Cache:
     def signature(self) -> dict[str, Any]:
         return encoder_signature(self.attrs)
 
-    def check_compatible(self, signature: dict[str, Any], what: str = "this checkpoint") -> None:
-        """Raise a UserError naming each key where ``signature`` differs from this cache's."""
-        mine = self.signature
-        diff = [k for k in signature if json.dumps(signature[k]) != json.dumps(mine.get(k))]
-        if diff:
-            details = "; ".join(f"{k}: {signature[k]!r} vs cache {mine.get(k)!r}" for k in diff)
-            raise UserError(
-                f"{what} was made for another embedding space than cache {self.path} ({details}): "
-                "use a cache built with the same encoder, or retrain on this one"
-            )
+    @cached_property
+    def spec(self) -> CacheSpec:
+        """What this cache's embeddings are (token space, global space, grid, dims, context)."""
+        return CacheSpec.from_attrs(self.attrs)
 
     # -- small per-item data ---------------------------------------------------------------
     @cached_property
@@ -235,18 +231,7 @@ class Cache:
 
         ``T`` is the longest text in the batch, or ``max_len`` (longer texts are cut).
         """
-        toks = self.tokens(idx)
-        d = int(self.attrs["text_dim"])
-        t_max = max((len(t) for t in toks), default=0)
-        if max_len is not None:
-            t_max = max_len
-        out = np.zeros((len(toks), t_max, d), dtype=np.float16)
-        mask = np.zeros((len(toks), t_max), dtype=bool)
-        for i, t in enumerate(toks):
-            n = min(len(t), t_max)
-            out[i, :n] = t[:n]
-            mask[i, :n] = True
-        return out, mask
+        return pad_tokens(self.tokens(idx), int(self.attrs["text_dim"]), max_len)
 
     @property
     def block_rows(self) -> int:
@@ -285,8 +270,6 @@ def open_cache(path: str | Path | Sequence[str | Path]) -> Cache:
     if isinstance(path, (list, tuple)):
         if len(path) == 1:
             return Cache(path[0])
-        from cache_tools.shards import merge_shards
-
         tmpdir = Path(tempfile.mkdtemp(prefix="tflocal-shards-"))
         return Cache(merge_shards(tmpdir / "merged.h5", [Path(p).resolve() for p in path]))
     return Cache(path)

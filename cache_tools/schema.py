@@ -29,6 +29,7 @@ Layout (``N_img`` images, ``N_txt`` texts, ``N_tok`` caption tokens in all, ``C`
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import h5py
@@ -123,3 +124,79 @@ def encoder_signature(attrs: dict[str, Any]) -> dict[str, Any]:
     if isinstance(sig.get("grid"), tuple):
         sig["grid"] = list(sig["grid"])
     return sig
+
+
+SPACES = ("joint", "hidden")
+"""Where patch and caption tokens live: the model's joint space, or each tower's own hidden space."""
+GLOBAL_SPACES = ("joint", "none")
+"""Whether image and text global embeddings are comparable by cosine."""
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a cache's embeddings are, derived from its root attributes: the one description of
+    a cache that heads size themselves from, scorers check, and checkpoints store whole.
+
+    space: "joint" | "hidden" (patch and caption tokens); global_space: "joint" | "none";
+    grid: (rows, cols) of patches, P = rows * cols; context_length: the text encoder's tokens.
+    Attributes a partial mapping lacks take the conservative default (not joint).
+    """
+
+    encoder: str = ""
+    space: str = "hidden"
+    global_space: str = "none"
+    image_dim: int = 0
+    text_dim: int = 0
+    global_image_dim: int = 0
+    global_text_dim: int = 0
+    grid: tuple[int, int] = (1, 1)
+    context_length: int = 77
+
+    def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise ValueError(f"space {self.space!r} is not one of {', '.join(SPACES)}")
+        if self.global_space not in GLOBAL_SPACES:
+            raise ValueError(f"global_space {self.global_space!r} is not one of {', '.join(GLOBAL_SPACES)}")
+
+    @classmethod
+    def from_attrs(cls, attrs: Any) -> CacheSpec:
+        """From a cache's attributes (or a stored spec / signature mapping); passes a CacheSpec through."""
+        if isinstance(attrs, CacheSpec):
+            return attrs
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            value = attrs.get(f.name)
+            if value is None or value == "":
+                continue
+            if f.name == "grid":
+                value = tuple(int(g) for g in value)
+            elif f.name in ("encoder", "space", "global_space"):
+                value = str(value)
+            else:
+                value = int(value)
+            kw[f.name] = value
+        return cls(**kw)
+
+    @property
+    def joint_tokens(self) -> bool:
+        """Patch and caption tokens are comparable by cosine (MaxSim, token-patch maps)."""
+        return self.space == "joint" and self.image_dim == self.text_dim
+
+    @property
+    def joint_globals(self) -> bool:
+        """Image and text global embeddings are comparable by cosine."""
+        return self.global_space == "joint"
+
+    @property
+    def n_patches(self) -> int:
+        return int(self.grid[0]) * int(self.grid[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["grid"] = list(self.grid)
+        return out
+
+    def signature(self) -> dict[str, Any]:
+        """The keys that identify the embedding space (:data:`ENCODER_KEYS`)."""
+        d = self.to_dict()
+        return {k: d[k] for k in ENCODER_KEYS}

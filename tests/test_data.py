@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from cache_tools.arrays import write_arrays
 from cache_tools.reader import open_cache
-from cache_tools.writer import write_arrays
 from tflocal.data import (
     BatchDataset,
     build_units,

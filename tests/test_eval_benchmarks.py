@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cache_tools.arrays import write_arrays
 from cache_tools.reader import open_cache
-from cache_tools.writer import write_arrays
 from tflocal.evaluate import BENCHMARKS, evaluate
 from tflocal.evaluate.report import ROW_KEYS
 from tflocal.retrieval import recall_at_k

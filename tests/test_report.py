@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cache_tools.writer import write_arrays
+from cache_tools.arrays import write_arrays
 from tflocal.cli import main
 from tflocal.errors import UserError
 from tflocal.evaluate.plots import alignment_plot, depth_curves, depth_plot, subset_bars

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cache_tools.arrays import write_arrays
 from cache_tools.reader import open_cache
-from cache_tools.writer import write_arrays
 from tflocal.errors import UserError
 from tflocal.retrieval import build_index, load_index, recall_at_k, rerank, retrieve, save_index, search
 from tflocal.scoring import load_scorer

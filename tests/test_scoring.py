@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from cache_tools.arrays import write_arrays
+from cache_tools.images import crop_boxes
 from cache_tools.reader import open_cache
 from cache_tools.records import ImageRecord, TextRecord
-from cache_tools.writer import crop_boxes, write_arrays, write_cache
+from cache_tools.writer import write_cache
 from tflocal.errors import UserError
 from tflocal.scorers.sgi import sgi_score
 from tflocal.scoring import load_scorer

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cache_tools.images import load_image
 from cache_tools.records import TextRecord
 from cache_tools.sources import open_source
 from cache_tools.sources.word_order import (
@@ -24,7 +25,6 @@ from cache_tools.sources.word_order import (
     tokenize,
     trigrams,
 )
-from cache_tools.writer import load_image
 from tflocal.errors import UserError
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import tflocal.train as train_mod
+from cache_tools.arrays import write_arrays
 from cache_tools.reader import open_cache
 from cache_tools.schema import ENCODER_KEYS
-from cache_tools.writer import write_arrays
 from tflocal.checkpoint import load_head, save_checkpoint
 from tflocal.config import load_config
 from tflocal.data import build_units, make_batch
@@ -336,7 +336,7 @@ def test_segments_readout_binds_and_carries_over_to_a_held_out_pair(tmp_path):
     model, info = load_head(seg["checkpoint"], cache=test)
     assert info["model_cfg"]["readout"] == "segments" and type(model).__name__ == "SegmentHead"
     # the scorer's read path parses the cached captions too: every positive beats its swap
-    from tflocal.scorers.features import from_cache
+    from tflocal.features import from_cache
 
     neg = np.flatnonzero(test.positive_index >= 0)
     pos = test.positive_index[neg]

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tflocal.concepts.layout import LAYOUT_FIELDS, layout_from_cache
+from cache_tools.reader import chunk_shuffle, open_cache
 from tflocal.errors import UserError
+from tflocal.features import ImageSide, TextSide, images_from_cache, pair_batch, texts_from_cache
 from tflocal.models.batch import PairBatch
 
 
@@ -124,8 +125,6 @@ def epoch_plan(n_units: int, batch_size: int, epoch: int, seed: int, shuffle_chu
     if not shuffle:
         order = np.arange(n_units)
     elif shuffle_chunk > 0:
-        from cache_tools.reader import chunk_shuffle
-
         order = chunk_shuffle(n_units, shuffle_chunk, seed=seed * 100_003 + epoch)
     else:
         order = np.random.default_rng([seed, epoch]).permutation(n_units)
@@ -141,22 +140,17 @@ def epoch_plan(n_units: int, batch_size: int, epoch: int, seed: int, shuffle_chu
 
 @dataclass
 class CandidateBatch:
-    """Candidate sets over the unique images and texts of one batch.
+    """Candidate sets over the distinct images and texts of one batch.
 
-    patches [NI, P, D_img] (float16), image_global [NI, D_gi]; tokens [NT, T, D_txt] (float16),
-    token_mask [NT, T], text_global [NT, D_gt] (payload a head does not need may be None).
+    images: :class:`~tflocal.features.ImageSide` of NI images; texts:
+    :class:`~tflocal.features.TextSide` of NT texts (fields a head does not need are None).
     pair_image, pair_text: long [N] indices into those; rows, cols: long [N] place of each pair
     in the score matrix [n_sets, width] (column 0 = the positive). Sets 0..n_i2t-1 are
     image→text, the rest text→image. hard_cols: the columns holding hard negatives (1..n_neg).
-    segments [NT, K, T], relation_tokens [NT, R, T], relations [NT, R, 2]: the parsed layout of
-    each text (:mod:`tflocal.concepts.layout`), when the head needs it.
     """
 
-    patches: torch.Tensor | None
-    image_global: torch.Tensor | None
-    tokens: torch.Tensor | None
-    token_mask: torch.Tensor | None
-    text_global: torch.Tensor | None
+    images: ImageSide
+    texts: TextSide
     pair_image: torch.Tensor
     pair_text: torch.Tensor
     rows: torch.Tensor
@@ -165,9 +159,15 @@ class CandidateBatch:
     width: int
     n_i2t: int
     n_neg: int
-    segments: torch.Tensor | None = None
-    relation_tokens: torch.Tensor | None = None
-    relations: torch.Tensor | None = None
+
+    # the sides' payload, by PairBatch field name: patches [NI, P, D_img], image_global [NI, D_gi],
+    # tokens [NT, T, D_txt], token_mask [NT, T], text_global [NT, D_gt], layout fields [NT, ...]
+    patches = property(lambda self: self.images.patches)
+    image_global = property(lambda self: self.images.image_global)
+    tokens = property(lambda self: self.texts.tokens)
+    token_mask = property(lambda self: self.texts.token_mask)
+    text_global = property(lambda self: self.texts.text_global)
+    segments = property(lambda self: self.texts.segments)
 
     @property
     def n_pairs(self) -> int:
@@ -175,44 +175,20 @@ class CandidateBatch:
 
     def to(self, device: torch.device | str) -> CandidateBatch:
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        return CandidateBatch(
-            **{
-                k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                for k, v in kw.items()
-            }
-        )
+        kw = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+        kw["images"], kw["texts"] = self.images.to(device), self.texts.to(device)
+        return CandidateBatch(**kw)
 
     def pin_memory(self) -> CandidateBatch:
         """Page-locked copy (DataLoader ``pin_memory=True`` calls this) for asynchronous GPU copies."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        return CandidateBatch(
-            **{k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
-        )
+        kw = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+        kw["images"], kw["texts"] = self.images.pin_memory(), self.texts.pin_memory()
+        return CandidateBatch(**kw)
 
     def pairs(self, needs: Sequence[str] | None = None, dedup_images: bool = False) -> PairBatch:
-        """The N pairs as a PairBatch on the batch's device: patches expanded per pair by
-        indexing, or (``dedup_images``) kept per distinct image with ``pair_image`` set."""
-        needs = set(needs) if needs is not None else None
-        want = lambda f: needs is None or f in needs  # noqa: E731
-        out = PairBatch()
-        if self.patches is not None and want("patches"):
-            if dedup_images:
-                out.patches, out.pair_image = self.patches, self.pair_image
-            else:
-                out.patches = self.patches[self.pair_image]
-            out.patch_mask = torch.ones(out.patches.shape[:2], dtype=torch.bool, device=out.patches.device)
-        if self.tokens is not None and want("tokens"):
-            out.tokens = self.tokens[self.pair_text]
-            out.token_mask = self.token_mask[self.pair_text]
-        if self.image_global is not None and want("image_global"):
-            out.image_global = self.image_global[self.pair_image]
-        for name in LAYOUT_FIELDS:
-            value = getattr(self, name)
-            if value is not None and want(name):
-                setattr(out, name, value[self.pair_text])
-        if self.text_global is not None and want("text_global"):
-            out.text_global = self.text_global[self.pair_text]
-        return out
+        """The N pairs as a PairBatch (:func:`tflocal.features.pair_batch`)."""
+        return pair_batch(self.images, self.texts, self.pair_image, self.pair_text, needs, dedup_images)
 
     def score_matrix(self, scores: torch.Tensor) -> torch.Tensor:
         """scores [N] -> [n_sets, width], -inf where a set has no candidate."""
@@ -292,22 +268,9 @@ def make_batch(cache: Any, units: Units, *, n_neg: int, k_inbatch: int, needs: S
 
     images, pair_image = np.unique(pair_img, return_inverse=True)
     texts, pair_text = np.unique(pair_txt, return_inverse=True)
-    patches = torch.from_numpy(np.ascontiguousarray(cache.patches(images))) if "patches" in needs else None
-    tokens = token_mask = None
-    if "tokens" in needs:
-        tok, mask = cache.padded_tokens(texts)
-        if max_text_tokens is not None and tok.shape[1] > max_text_tokens:
-            tok, mask = tok[:, :max_text_tokens], mask[:, :max_text_tokens]
-        tokens, token_mask = torch.from_numpy(tok), torch.from_numpy(mask)
-    layout: dict[str, torch.Tensor] = {}
-    if "segments" in needs:
-        layout = layout_from_cache(cache, texts, None if tokens is None else tokens.shape[1])
     return CandidateBatch(
-        patches=patches,
-        image_global=torch.from_numpy(cache.image_global(images)) if "image_global" in needs else None,
-        tokens=tokens,
-        token_mask=token_mask,
-        text_global=torch.from_numpy(cache.text_global(texts)) if "text_global" in needs else None,
+        images=images_from_cache(cache, images, needs),
+        texts=texts_from_cache(cache, texts, needs, max_text_tokens),
         pair_image=torch.from_numpy(pair_image.astype(np.int64).reshape(-1)),
         pair_text=torch.from_numpy(pair_text.astype(np.int64).reshape(-1)),
         rows=torch.from_numpy(rows.astype(np.int64)),
@@ -316,7 +279,6 @@ def make_batch(cache: Any, units: Units, *, n_neg: int, k_inbatch: int, needs: S
         width=width,
         n_i2t=B,
         n_neg=n_neg,
-        **layout,
     )
 
 
@@ -339,8 +301,6 @@ class BatchDataset(torch.utils.data.Dataset):
     @property
     def cache(self) -> Any:
         if isinstance(self._cache, (str, bytes)) or hasattr(self._cache, "__fspath__"):
-            from cache_tools.reader import open_cache
-
             self._cache = open_cache(self._cache)
         return self._cache
 

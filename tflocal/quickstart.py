@@ -248,8 +248,8 @@ def _heatmaps(cache: Any, scorers: list[Any], report: Path, shapes: Path, n: int
     """Which image region each word of a caption attends to, for the first test_ood captions."""
     import numpy as np
 
+    from cache_tools.images import load_image
     from cache_tools.sources import open_source
-    from cache_tools.writer import load_image
     from tflocal.evaluate.run import plot_word_maps
 
     texts = [

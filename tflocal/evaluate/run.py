@@ -98,8 +98,8 @@ def _images_of(cfg: EvalConfig, ids: set[str]) -> dict[str, Any]:
     if not cfg.data or not ids:
         return {}
     try:
+        from cache_tools.images import load_image
         from cache_tools.sources import open_source
-        from cache_tools.writer import load_image
 
         source = open_source(
             data_spec(cfg), images=cfg.images, **{**get_benchmark(cfg.bench).source_options, **cfg.options}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tflocal.features import Pairs
 from tflocal.scorers.base import Scorer
-from tflocal.scorers.features import Pairs
 from tflocal.scorers.head import CosineScorer, HeadScorer, checkpoint_scorer, maxsim_scorer
 from tflocal.scorers.sgi import SGIScorer, sgi_score
 

@@ -16,8 +16,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cache_tools.encoders import load_encoder
+from cache_tools.images import crop_boxes
 from tflocal.errors import UserError
-from tflocal.scorers.features import IMAGE_FIELDS, TEXT_FIELDS, Pairs, encode_texts, from_cache, from_raw
+from tflocal.features import (
+    IMAGE_FIELDS,
+    Pairs,
+    encode_text_side,
+    from_cache,
+    from_raw,
+    images_from_cache,
+    make_pairs,
+)
 
 
 class Scorer(ABC):
@@ -65,8 +75,6 @@ class Scorer(ABC):
                 raise UserError(
                     f"scorer {self.name!r} needs an encoder to score raw images and captions: pass encoder="
                 )
-            from cache_tools.encoders import load_encoder
-
             self._encoder = load_encoder(name)
         return self._encoder
 
@@ -139,19 +147,15 @@ class Scorer(ABC):
         """One new caption (encoded on the fly) against cached images image_idx [K] -> [K] float32."""
         cache = self._require_cache()
         image_idx = np.asarray(image_idx, dtype=np.int64).reshape(-1)
-        img_needs = [n for n in self.needs if n in IMAGE_FIELDS]
-        txt = encode_texts(self.encoder, [caption], [n for n in self.needs if n in TEXT_FIELDS])
-        caps = txt.pop("captions", None)
+        texts = encode_text_side(self.encoder, [caption], self.needs)
         out = np.empty(image_idx.size, dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, image_idx.size, self.batch_size):
-                sl = image_idx[s : s + self.batch_size]
-                pairs = from_cache(cache, sl, sl, img_needs)
-                for k, v in txt.items():
-                    setattr(pairs.batch, k, v.expand(len(sl), *v.shape[1:]))
-                if caps is not None:
-                    pairs.captions = caps * len(sl)
-                out[s : s + len(sl)] = self.score_pairs_batch(pairs).float().cpu().numpy()
+                rows, pair_image = np.unique(image_idx[s : s + self.batch_size], return_inverse=True)
+                images = images_from_cache(cache, rows, [n for n in self.needs if n in IMAGE_FIELDS])
+                pair_image = torch.from_numpy(pair_image.reshape(-1).astype(np.int64))
+                pairs = make_pairs(images, texts, pair_image, torch.zeros_like(pair_image), self.needs)
+                out[s : s + len(pair_image)] = self.score_pairs_batch(pairs).float().cpu().numpy()
         return out
 
     def _crop_boxes(self) -> np.ndarray | None:
@@ -159,8 +163,6 @@ class Scorer(ABC):
             return None
         if self.cache is not None and self.cache.has_crops:
             return self.cache.crop_boxes
-        from cache_tools.writer import crop_boxes
-
         return crop_boxes()
 
     def __repr__(self) -> str:

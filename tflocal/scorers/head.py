@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from tflocal.errors import UserError
+from tflocal.features import Pairs, from_cache
 from tflocal.models.batch import PAIR_FIELDS
 from tflocal.scorers.base import Scorer
-from tflocal.scorers.features import Pairs, from_cache
 
 
 class HeadScorer(Scorer):

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from tflocal.errors import UserError
+from tflocal.features import Pairs
 from tflocal.scorers.base import Scorer
-from tflocal.scorers.features import Pairs
 
 
 def default_segmenter() -> Callable[[str], list[str]]:
