@@ -95,10 +95,7 @@ def run_one(args: argparse.Namespace) -> dict:
             f"data.num_workers={args.workers}", f"mixed_precision={args.precision}", "progress=false",
             f"model.width={args.width}", f"model.depth={args.depth}", f"model.heads={args.heads}",
         ]  # fmt: skip
-        head = args.head
-        if head == "tflocal-segments":
-            head, overrides = "tflocal", [*overrides, "model.readout=segments"]
-        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=head, out_dir=str(Path(tmp) / "run"),
+        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=args.head, out_dir=str(Path(tmp) / "run"),
                           device=args.device, resume=False)  # fmt: skip
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -125,7 +122,7 @@ def main() -> int:
         "--heads",
         dest="head_names",
         default="tflocal,tflocal-segments,global",
-        help="tflocal (joint transformer, summary read-out), tflocal-segments (readout=segments), global",
+        help="tflocal (its model.readout: summary by default), tflocal-joint, tflocal-segments, global",
     )
     ap.add_argument("--devices", default=None, help="cpu,cuda (default: cpu, plus cuda when visible)")
     ap.add_argument("--steps", type=int, default=None, help="default: 6 on CPU, 40 on CUDA")

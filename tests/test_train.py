@@ -19,7 +19,8 @@ from tflocal.config import load_config
 from tflocal.data import build_units, make_batch
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, build_head
-from tflocal.train import NonFiniteLossError, TrainConfig, WarmupCosine, train
+from tflocal.optim import WarmupCosine
+from tflocal.train import NonFiniteLossError, TrainConfig, train
 
 SMALL = ["model.width=32", "model.depth=2", "model.heads=4", "data.num_workers=0", "progress=false"]
 

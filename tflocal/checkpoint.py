@@ -3,13 +3,14 @@ signature they were trained on. Loading against a cache of another embedding spa
 
 File: one ``torch.save`` dict (loaded with ``weights_only=True``)::
 
-    format "tflocal-checkpoint", version, head, model_cfg (dict), train_cfg (dict | None),
-    cache_signature (cache_tools.schema.encoder_signature), step, state_dict,
+    format "tflocal-checkpoint", version, head, model_cfg (dict, resolved), train_cfg (dict | None),
+    cache_signature (cache_tools.schema.encoder_signature), cache_spec (CacheSpec.to_dict), step, state_dict,
     optimizer / scheduler state (or None), extra (JSON-able dict: epoch, validation...)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from cache_tools.reader import open_cache
+from cache_tools.schema import CacheSpec, encoder_signature
 from tflocal.errors import UserError
+from tflocal.models import build_head
 
 FORMAT = "tflocal-checkpoint"
 VERSION = 1
@@ -26,8 +30,6 @@ VERSION = 1
 
 def _plain(obj: Any) -> Any:
     """Dataclass configs -> dicts; everything JSON-able (refused otherwise)."""
-    import dataclasses
-
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     return json.loads(json.dumps(obj))
@@ -49,15 +51,10 @@ def save_checkpoint(
     half-written file in place of a good one. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model_cfg = _plain(model_cfg)
-    if (
-        isinstance(model_cfg, dict)
-        and model_cfg.get("max_text_tokens") is None
-        and hasattr(model, "max_text")
-    ):
-        # the text position table's size was resolved from the cache: record it, so the head
-        # rebuilds with the same shapes whatever cache it is later loaded against
-        model_cfg["max_text_tokens"] = int(model.max_text)
+    # the head's own resolved config and the cache spec it was sized for, when it keeps them
+    # (heads from build_head do): a checkpoint rebuilds the same shapes on any compatible cache
+    model_cfg = _plain(getattr(model, "cfg", None) or model_cfg)
+    spec = getattr(model, "spec", None) or CacheSpec.from_attrs(cache_signature)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -65,6 +62,7 @@ def save_checkpoint(
         "model_cfg": model_cfg,
         "train_cfg": _plain(train_cfg) if train_cfg is not None else None,
         "cache_signature": _plain(cache_signature),
+        "cache_spec": spec.to_dict(),
         "step": int(step),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -102,11 +100,7 @@ def signature_mismatch(recorded: dict[str, Any], actual: dict[str, Any]) -> list
 
 def check_signature(recorded: dict[str, Any], cache: Any, what: str) -> None:
     """Refuse ``cache`` (a Cache, an attrs dict or a path) unless its encoder signature equals ``recorded``."""
-    from cache_tools.schema import encoder_signature
-
     if isinstance(cache, (str, Path)):
-        from cache_tools.reader import open_cache
-
         cache = open_cache(cache)
     attrs = cache if isinstance(cache, dict) else cache.attrs
     actual = encoder_signature(attrs)
@@ -127,12 +121,10 @@ def load_head(
     path), refuse it when its encoder signature differs from the one recorded (UserError naming
     the keys). Returns (model, info) where info holds head, model_cfg, train_cfg,
     cache_signature, step, extra and path."""
-    from tflocal.models import build_head
-
     ckpt = load_checkpoint(path)
     if cache is not None:
         check_signature(ckpt["cache_signature"], cache, f"checkpoint {path}")
-    model = build_head(ckpt["head"], ckpt["model_cfg"], ckpt["cache_signature"])
+    model = build_head(ckpt["head"], ckpt["model_cfg"], ckpt.get("cache_spec") or ckpt["cache_signature"])
     model.load_state_dict(ckpt["state_dict"])
     model.to(device).eval()
     info = {k: ckpt[k] for k in ("head", "model_cfg", "train_cfg", "cache_signature", "step", "extra")}

@@ -243,7 +243,7 @@ def make_batch(cache: Any, units: Units, *, n_neg: int, k_inbatch: int, needs: S
     negs = negs[:, :n_neg]
     negs = np.pad(negs, ((0, 0), (0, n_neg - negs.shape[1])), constant_values=-1)
     text_g = cache.text_global(units.text)
-    joint = cache.attrs.get("global_space") == "joint"
+    joint = cache.spec.joint_globals
     img_g_units = cache.image_global(units.image) if joint and k_inbatch > 0 else None
     mined = mine_inbatch(units, cache, k_inbatch, text_g, img_g_units)
     neg_imgs = units.neg_images if t2i else units.neg_images[:, :0]

@@ -8,28 +8,37 @@ best. ``out_dir`` gets ``config.yaml``, ``log.jsonl``, ``last.pt`` and ``best.pt
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState, PartialState
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
 
+from cache_tools.reader import open_cache
+from tflocal.checkpoint import check_signature, load_checkpoint, save_checkpoint
+from tflocal.config import to_dict
 from tflocal.data import (
     BatchDataset,
     CandidateBatch,
     Units,
     build_units,
-    make_batch,
     make_loader,
     split_by_image,
 )
 from tflocal.errors import UserError
+from tflocal.models import build_head, count_parameters
 from tflocal.models.config import ModelConfig
+from tflocal.optim import make_optimizer
+from tflocal.validate import validate
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -171,19 +180,6 @@ class NonFiniteLossError(UserError):
     """The loss (or gradient norm) became NaN/inf: the run stopped without saving."""
 
 
-class WarmupCosine:
-    """lr multiplier at step s: s/warmup during warm-up, then cosine from 1 to min_ratio at ``total``."""
-
-    def __init__(self, warmup: int, total: int, min_ratio: float = 0.0):
-        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / (self.warmup + 1)
-        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-
 def candidate_loss(
     scores: torch.Tensor, batch: CandidateBatch, temperature: float, t2i_weight: float = 1.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -199,78 +195,9 @@ def candidate_loss(
     return loss, {"acc": float(acc)}
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay on matrices, none on biases, norms, embeddings and position tables."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (
-            decay
-            if p.ndim >= 2 and "table" not in name and "modality" not in name and "summary" not in name
-            else no_decay
-        ).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-@torch.no_grad()
-def validate(
-    model: torch.nn.Module, cache: Any, units: Units, cfg: TrainConfig, accelerator: Any
-) -> dict[str, float]:
-    """Pair accuracy against hard negatives: score(positive) > score(negative), over every
-    (caption, hard negative) pair; group accuracy: all of a caption's negatives beaten; top-1
-    within the candidate set with k in-batch negatives (the metric when there are no hard negatives)."""
-    was_training = model.training
-    model.eval()
-    raw = model if hasattr(model, "needs") else accelerator.unwrap_model(model)
-    needs = raw.needs
-    dedup = bool(getattr(raw, "accepts_pair_image", False))
-    n_neg = units.negs.shape[1]
-    sums = torch.zeros(6, dtype=torch.float64)  # pair ok, pairs, group ok, groups, top1 ok, sets
-    op_names, text_op = np.unique(np.asarray(getattr(cache, "op", []), dtype=str), return_inverse=True)
-    text_op = np.where(op_names[text_op] == "", -1, text_op).astype(np.int64)  # "" = a positive
-    by_op = torch.zeros(2, len(op_names), dtype=torch.float64)  # pair ok, pairs per operator
-    bs = cfg.data.val_batch_size
-    for b in range(accelerator.process_index, -(-len(units) // bs), accelerator.num_processes):
-        sub = units.subset(np.arange(b * bs, min((b + 1) * bs, len(units))))
-        batch = make_batch(cache, sub, n_neg=n_neg, k_inbatch=cfg.data.k_inbatch, needs=needs, t2i=False,
-                           max_text_tokens=cfg.model.max_text_tokens).to(accelerator.device)  # fmt: skip
-        with accelerator.autocast():
-            scores = model(batch.pairs(needs, dedup_images=dedup))
-        m = batch.score_matrix(scores.float()).cpu()
-        hard = m[:, 1 : 1 + n_neg]
-        real = torch.isfinite(hard)
-        beat = (m[:, :1] > hard) & real
-        has = real.any(dim=1)
-        if len(op_names):
-            ops = torch.from_numpy(np.where(sub.negs >= 0, text_op[np.maximum(sub.negs, 0)], -1))
-            known = real & (ops >= 0)
-            by_op[0].index_add_(0, ops[known], beat[known].double())
-            by_op[1].index_add_(0, ops[known], torch.ones(int(known.sum()), dtype=torch.float64))
-        sums += torch.tensor([beat.sum(), real.sum(), (beat.sum(1) == real.sum(1))[has].sum(), has.sum(),
-                              (m.argmax(dim=1) == 0).sum(), m.shape[0]], dtype=torch.float64)  # fmt: skip
-    if accelerator.num_processes > 1:
-        sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
-        by_op = accelerator.reduce(by_op.to(accelerator.device), reduction="sum").cpu()
-    model.train(was_training)
-    out = {"val_pairs": int(sums[1]), "val_sets": int(sums[5])}
-    out["val_pair_acc"] = float(sums[0] / sums[1]) if sums[1] else float("nan")
-    out["val_group_acc"] = float(sums[2] / sums[3]) if sums[3] else float("nan")
-    out["val_top1"] = float(sums[4] / sums[5]) if sums[5] else float("nan")
-    out["val_metric"] = out["val_pair_acc"] if sums[1] else out["val_top1"]
-    for i, name in enumerate(op_names):  # pair accuracy by the operator that made the negative
-        if name and by_op[1, i] > 0:
-            out[f"val_pair_acc/{name}"] = float(by_op[0, i] / by_op[1, i])
-    return out
-
-
 def _accelerator(cfg: TrainConfig) -> Any:
-    from accelerate import Accelerator
-
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is visible: use device=auto or device=cpu")
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
     # accelerate keeps process-wide singletons: clear the settings of an earlier train() call in this
     # process (mixed precision, device), keeping the process group of an `accelerate launch` run
     single = not PartialState._shared_state or PartialState().num_processes == 1
@@ -285,8 +212,6 @@ def _accelerator(cfg: TrainConfig) -> Any:
 
 
 def _open(path: str, in_memory: bool) -> Any:
-    from cache_tools.reader import open_cache
-
     cache = open_cache(path)
     return cache.load_into_memory() if in_memory else cache
 
@@ -307,8 +232,6 @@ class _Log:
 
 def _data(cfg: TrainConfig) -> tuple[Any, Any, Units, Units | None]:
     """(train cache, validation cache, training units, validation units or None)."""
-    from tflocal.checkpoint import check_signature
-
     cache = _open(cfg.cache, cfg.data.in_memory)
     units = build_units(cache, max_negs=cfg.data.max_negs)
     if cfg.val_cache:
@@ -320,35 +243,86 @@ def _data(cfg: TrainConfig) -> tuple[Any, Any, Units, Units | None]:
     return cache, cache, units, None
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``cfg.head`` on ``cfg.cache``. Returns a summary: steps, best_val_acc, best_step,
-    checkpoint (best.pt, or last.pt without validation), last, out_dir, params, pairs_per_s."""
-    import dataclasses
+@dataclass
+class Run:
+    """Everything a training run holds between setup and the end of fit."""
 
-    import yaml
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+    cfg: TrainConfig
+    acc: Any
+    out: Path
+    cache: Any
+    val_cache: Any
+    train_units: Units
+    val_units: Units | None
+    model: torch.nn.Module
+    raw: torch.nn.Module
+    dataset: BatchDataset
+    opt: torch.optim.Optimizer
+    sched: Any
+    log: _Log
+    per_epoch: int
+    total: int
+    resumed: bool
+    n_params: int
+    step: int = 0
+    best: float = -1.0
+    best_step: int | None = None
+    last_val: dict[str, float] | None = None
 
-    from tflocal.checkpoint import check_signature, load_checkpoint, save_checkpoint
-    from tflocal.config import to_dict
-    from tflocal.models import build_head, count_parameters
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
 
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+    def save(self, path: Path, epoch: int) -> None:
+        """Checkpoint (main process only): weights, optimizer, schedule and progress."""
+        if not self.acc.is_main_process:
+            return
+        extra = {
+            "epoch": epoch,
+            "best": self.best,
+            "best_step": self.best_step,
+            "val": self.last_val,
+            "total_steps": self.total,
+            "cache": {k: self.cache.attrs.get(k) for k in CACHE_INFO} | {"path": str(self.cfg.cache)},
+        }
+        save_checkpoint(path, self.raw, self.cfg.head, self.raw.cfg, self.cfg, self.cache.signature, self.step,
+                        self.opt, self.sched, extra)  # fmt: skip
+
+
+def _resume(run: Run) -> None:
+    """Load ``last.pt`` into the run (same head, same model config, same embedding space)."""
+    cfg, last_path = run.cfg, run.last_path
+    if not last_path.is_file():
+        raise UserError(f"resume=true but {last_path} does not exist: use resume=auto or resume=false")
+    ckpt = load_checkpoint(last_path)
+    check_signature(ckpt["cache_signature"], run.cache, f"checkpoint {last_path}")
+    if ckpt["head"] != cfg.head or ckpt["model_cfg"] != to_dict(cfg.model):
+        raise UserError(
+            f"{last_path} holds head {ckpt['head']!r} {ckpt['model_cfg']}, not {cfg.head!r} {to_dict(cfg.model)}: "
+            "set resume=false or use another out_dir"
+        )
+    run.model.load_state_dict(ckpt["state_dict"])
+    run.opt.load_state_dict(ckpt["optimizer"])
+    run.sched.load_state_dict(ckpt["scheduler"])
+    run.step = int(ckpt["step"])
+    run.best, run.best_step = ckpt["extra"].get("best", -1.0), ckpt["extra"].get("best_step")
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Data (units, split, batches) -> head -> AdamW + schedule -> resume -> log, on the accelerator."""
     acc = _accelerator(cfg)
-    main = acc.is_main_process
     set_seed(cfg.seed)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
     cache, val_cache, train_units, val_units = _data(cfg)
-    if cfg.model.max_text_tokens is None:  # record the resolved value in the checkpoint
-        ctx = int(cache.attrs.get("context_length") or 77)
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, max_text_tokens=ctx))
-
-    model = build_head(cfg.head, cfg.model, cache.attrs)
-    needs = model.needs
-    dedup = bool(getattr(model, "accepts_pair_image", False))  # project each image once per batch
+    model = build_head(cfg.head, cfg.model, cache.spec)
+    cfg = dataclasses.replace(cfg, model=model.cfg)  # resolved (max_text_tokens from the cache)
     dataset = BatchDataset(cache, train_units, batch_size=cfg.data.batch_size, n_neg=cfg.data.n_neg,
-                           k_inbatch=cfg.data.k_inbatch, needs=needs, seed=cfg.seed, t2i=cfg.data.t2i,
+                           k_inbatch=cfg.data.k_inbatch, needs=model.needs, seed=cfg.seed, t2i=cfg.data.t2i,
                            shuffle_chunk=cfg.data.shuffle_chunk, world=acc.num_processes, rank=acc.process_index,
                            max_text_tokens=cfg.model.max_text_tokens)  # fmt: skip
     per_epoch = dataset.batches_per_epoch()
@@ -357,132 +331,120 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             f"{len(train_units)} training captions give no full batch on {acc.num_processes} process(es): lower data.batch_size"
         )
     total = cfg.max_steps or cfg.epochs * per_epoch
-
-    # -- optimizer, schedule, resume -----------------------------------------------------
-    opt = torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2)
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, WarmupCosine(cfg.optim.warmup_steps, total, cfg.optim.min_lr_ratio)
-    )
-    step, best, best_step, last_val = 0, -1.0, None, None
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    resuming = cfg.resume is True or (cfg.resume == "auto" and last_path.is_file())
-    if resuming:
-        if not last_path.is_file():
-            raise UserError(f"resume=true but {last_path} does not exist: use resume=auto or resume=false")
-        ckpt = load_checkpoint(last_path)
-        check_signature(ckpt["cache_signature"], cache, f"checkpoint {last_path}")
-        if ckpt["head"] != cfg.head or ckpt["model_cfg"] != to_dict(cfg.model):
-            raise UserError(f"{last_path} holds head {ckpt['head']!r} {ckpt['model_cfg']}, not {cfg.head!r} {to_dict(cfg.model)}: "
-                            "set resume=false or use another out_dir")  # fmt: skip
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        step = int(ckpt["step"])
-        best, best_step = ckpt["extra"].get("best", -1.0), ckpt["extra"].get("best_step")
-    if main:
+    opt, sched = make_optimizer(model, cfg.optim, total)
+    resumed = cfg.resume is True or (cfg.resume == "auto" and (out / "last.pt").is_file())
+    run = Run(cfg, acc, out, cache, val_cache, train_units, val_units, model, model, dataset, opt, sched,
+              _Log(out / "log.jsonl", append=resumed, enabled=acc.is_main_process), per_epoch, total, resumed,
+              count_parameters(model))  # fmt: skip
+    if resumed:
+        _resume(run)
+    if acc.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log = _Log(out / "log.jsonl", append=resuming, enabled=main)
-    n_params = count_parameters(model)
-    log(event="start", step=step, total_steps=total, batches_per_epoch=per_epoch, params=n_params, head=cfg.head,
-        train_units=len(train_units), val_units=len(val_units) if val_units is not None else 0, resumed=resuming)  # fmt: skip
-    model, opt = acc.prepare(model, opt)
-    raw = acc.unwrap_model(model)
+    run.log(event="start", step=run.step, total_steps=total, batches_per_epoch=per_epoch, params=run.n_params,
+            head=cfg.head, train_units=len(train_units), val_units=len(val_units) if val_units is not None else 0,
+            resumed=resumed)  # fmt: skip
+    run.model, run.opt = acc.prepare(model, opt)
+    run.raw = acc.unwrap_model(run.model)
+    return run
 
-    def save(path: Path, epoch: int) -> None:
-        if main:
-            extra = {
-                "epoch": epoch,
-                "best": best,
-                "best_step": best_step,
-                "val": last_val,
-                "total_steps": total,
-                "cache": {k: cache.attrs.get(k) for k in CACHE_INFO} | {"path": str(cfg.cache)},
-            }
-            save_checkpoint(path, raw, cfg.head, cfg.model, cfg, cache.signature, step, opt, sched, extra)
 
-    # -- loop ----------------------------------------------------------------------------
-    stop = min(total, cfg.stop_at_step or total)
-    bar = tqdm(
-        total=total, initial=step, disable=not (main and cfg.progress), desc=f"train {cfg.head}", unit="step"
-    )
+def train_step(run: Run, batch: CandidateBatch, epoch: int) -> tuple[float, float]:
+    """One optimizer step on one batch -> (loss, in-set top-1 accuracy). Stops on a non-finite loss."""
+    cfg, acc, model = run.cfg, run.acc, run.model
+    torch.manual_seed(cfg.seed + run.step * acc.num_processes + acc.process_index)  # dropout, resumable
+    batch = batch.to(acc.device)
+    with acc.autocast():
+        scores = model(
+            batch.pairs(run.raw.needs, dedup_images=bool(getattr(run.raw, "accepts_pair_image", False)))
+        )
+    loss, stats = candidate_loss(scores, batch, cfg.temperature, cfg.data.t2i_weight)
+    finite = torch.isfinite(loss.detach())
+    if acc.num_processes > 1:  # every process stops together
+        finite = acc.reduce((~finite).float(), reduction="max") == 0
+    if not bool(finite):
+        run.log(event="nonfinite", step=run.step, loss=float(loss.detach()))
+        raise NonFiniteLossError(
+            f"loss became {float(loss.detach())} at step {run.step} (epoch {epoch}): stopped without saving; "
+            f"{run.last_path} still holds the last good state. Lower optim.lr, set mixed_precision=no "
+            "or a smaller optim.grad_clip, then resume"
+        )
+    acc.backward(loss)
+    if cfg.optim.grad_clip > 0 and acc.sync_gradients:
+        norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        if cfg.mixed_precision != "fp16" and not torch.isfinite(torch.as_tensor(norm)):
+            raise NonFiniteLossError(
+                f"gradient norm became {float(norm)} at step {run.step}: stopped without saving"
+            )
+    run.opt.step()
+    run.sched.step()
+    run.opt.zero_grad(set_to_none=True)
+    run.step += 1
+    return float(loss.detach()), stats["acc"]
+
+
+def fit(run: Run) -> dict[str, Any]:
+    """Epochs of :func:`train_step` until the schedule ends (or ``stop_at_step``), validating and
+    checkpointing at each epoch end. Returns the summary."""
+    cfg, acc = run.cfg, run.acc
+    stop = min(run.total, cfg.stop_at_step or run.total)
+    bar = tqdm(total=run.total, initial=run.step, disable=not (acc.is_main_process and cfg.progress),
+               desc=f"train {cfg.head}", unit="step")  # fmt: skip
     window = {"loss": 0.0, "acc": 0.0, "n": 0, "pairs": 0, "t": time.perf_counter()}
     pairs_total, t_start = 0, time.perf_counter()
-    model.train()
-    while step < stop:
-        epoch, skip = divmod(step, per_epoch)
-        dataset.set_epoch(epoch, start=skip)
-        for batch in make_loader(dataset, cfg.data.num_workers, pin_memory=acc.device.type == "cuda"):
-            torch.manual_seed(cfg.seed + step * acc.num_processes + acc.process_index)  # dropout, resumable
-            batch = batch.to(acc.device)
-            with acc.autocast():
-                scores = model(batch.pairs(needs, dedup_images=dedup))
-            loss, stats = candidate_loss(scores, batch, cfg.temperature, cfg.data.t2i_weight)
-            finite = torch.isfinite(loss.detach())
-            if acc.num_processes > 1:  # every process stops together
-                finite = acc.reduce((~finite).float(), reduction="max") == 0
-            if not bool(finite):
-                log(event="nonfinite", step=step, loss=float(loss.detach()))
-                raise NonFiniteLossError(
-                    f"loss became {float(loss.detach())} at step {step} (epoch {epoch}): stopped without saving; "
-                    f"{last_path} still holds the last good state. Lower optim.lr, set mixed_precision=no "
-                    "or a smaller optim.grad_clip, then resume"
-                )
-            acc.backward(loss)
-            if cfg.optim.grad_clip > 0 and acc.sync_gradients:
-                norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                if cfg.mixed_precision != "fp16" and not torch.isfinite(torch.as_tensor(norm)):
-                    raise NonFiniteLossError(
-                        f"gradient norm became {float(norm)} at step {step}: stopped without saving"
-                    )
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            window["loss"] += float(loss.detach())
-            window["acc"] += stats["acc"]
+    run.model.train()
+    while run.step < stop:
+        epoch, skip = divmod(run.step, run.per_epoch)
+        run.dataset.set_epoch(epoch, start=skip)
+        for batch in make_loader(run.dataset, cfg.data.num_workers, pin_memory=acc.device.type == "cuda"):
+            loss, top1 = train_step(run, batch, epoch)
+            window["loss"] += loss
+            window["acc"] += top1
             window["n"] += 1
             window["pairs"] += batch.n_pairs * acc.num_processes
             pairs_total += batch.n_pairs * acc.num_processes
-            if step % cfg.log_every == 0 or step == stop:
+            if run.step % cfg.log_every == 0 or run.step == stop:
                 dt = max(time.perf_counter() - window["t"], 1e-9)
-                rec = {
-                    "loss": window["loss"] / window["n"],
-                    "acc": window["acc"] / window["n"],
-                    "pairs_per_s": window["pairs"] / dt,
-                }
-                log(event="train", step=step, epoch=epoch, lr=sched.get_last_lr()[0], **rec)
+                rec = {"loss": window["loss"] / window["n"], "acc": window["acc"] / window["n"],
+                       "pairs_per_s": window["pairs"] / dt}  # fmt: skip
+                run.log(event="train", step=run.step, epoch=epoch, lr=run.sched.get_last_lr()[0], **rec)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
                 window.update(loss=0.0, acc=0.0, n=0, pairs=0, t=time.perf_counter())
             bar.update(1)
-            if cfg.save_every and step % cfg.save_every == 0:
-                save(last_path, epoch)
-            if step >= stop:
+            if cfg.save_every and run.step % cfg.save_every == 0:
+                run.save(run.last_path, epoch)
+            if run.step >= stop:
                 break
-        val_due = (step % per_epoch == 0 and (step // per_epoch) % cfg.val_every == 0) or step >= total
-        if val_due and val_units is not None and len(val_units):
-            last_val = validate(model, val_cache, val_units, cfg, acc)
-            log(event="val", step=step, epoch=epoch, **last_val)
-            if last_val["val_metric"] > best:
-                best, best_step = last_val["val_metric"], step
-                save(best_path, epoch)
-        save(last_path, epoch)
+        end_of_epoch = run.step % run.per_epoch == 0 and (run.step // run.per_epoch) % cfg.val_every == 0
+        if (end_of_epoch or run.step >= run.total) and run.val_units is not None and len(run.val_units):
+            run.last_val = validate(run.model, run.val_cache, run.val_units, cfg, acc)
+            run.log(event="val", step=run.step, epoch=epoch, **run.last_val)
+            if run.last_val["val_metric"] > run.best:
+                run.best, run.best_step = run.last_val["val_metric"], run.step
+                run.save(run.best_path, epoch)
+        run.save(run.last_path, epoch)
         acc.wait_for_everyone()
     bar.close()
     elapsed = time.perf_counter() - t_start
-    summary = {
-        "steps": step,
-        "total_steps": total,
-        "finished": step >= total,
-        "best_val_acc": best if best_step is not None else None,
-        "best_step": best_step,
-        "val": last_val,
-        "checkpoint": str(best_path if best_step is not None else last_path),
-        "last": str(last_path),
-        "out_dir": str(out),
-        "params": n_params,
+    return {
+        "steps": run.step,
+        "total_steps": run.total,
+        "finished": run.step >= run.total,
+        "best_val_acc": run.best if run.best_step is not None else None,
+        "best_step": run.best_step,
+        "val": run.last_val,
+        "checkpoint": str(run.best_path if run.best_step is not None else run.last_path),
+        "last": str(run.last_path),
+        "out_dir": str(run.out),
+        "params": run.n_params,
         "pairs_per_s": pairs_total / elapsed if elapsed > 0 else None,
     }
-    log(event="end", **{k: v for k, v in summary.items() if k != "val"})
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train ``cfg.head`` on ``cfg.cache``: :func:`setup`, then :func:`fit`. Returns a summary:
+    steps, best_val_acc, best_step, checkpoint (best.pt, or last.pt without validation), last,
+    out_dir, params, pairs_per_s."""
+    run = setup(cfg)
+    summary = fit(run)
+    run.log(event="end", **{k: v for k, v in summary.items() if k != "val"})
     return summary

@@ -39,7 +39,7 @@ def _recall_rows(ctx: Context, subset: str, ranked: np.ndarray, positives: list[
 def evaluate_retrieval(
     cache: Any, scorer: Any, benchmark: str = "retrieval", k_rerank: int = 100, factory: str = "Flat"
 ) -> list[Row]:
-    if cache.attrs.get("global_space") != "joint":
+    if not cache.spec.joint_globals:
         raise UserError(
             f"retrieval needs comparable global embeddings for its first stage; cache {cache.path} has none"
         )

@@ -1,15 +1,17 @@
 """Alignment heads: every head maps a :class:`PairBatch` of B (image, caption) pairs to B scores.
 
-``HEADS`` names them; ``build_head(name, cfg, cache_attrs)`` builds one for a cache's dimensions;
+``HEADS`` names them; ``build_head(name, cfg, spec)`` builds one for a cache's :class:`CacheSpec`;
 each head's ``needs`` lists the PairBatch fields it reads (so scorers load only those).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
 
+from cache_tools.schema import CacheSpec
 from tflocal.config import from_dict
 from tflocal.errors import UserError
 from tflocal.models.batch import PAIR_FIELDS, PairBatch
@@ -26,21 +28,52 @@ HEADS: dict[str, type[nn.Module]] = {
     "maxsim": MaxSimHead,
     "cosine": CosineHead,
 }
-TRAINABLE = ("tflocal", "global")
+"""The user-facing heads. ``tflocal`` builds the read-out its ``model.readout`` names (below)."""
+READOUT_HEADS: dict[str, type[nn.Module]] = {
+    "tflocal-joint": TFLocalHead,
+    "tflocal-segments": SegmentHead,
+}
+"""Each TFLocal read-out as a named head: ``tflocal-joint`` is the cross-encoder (``readout:
+summary`` or ``summary+align``), ``tflocal-segments`` the late-interaction read-out."""
+TRAINABLE = ("tflocal", "tflocal-joint", "tflocal-segments", "global")
 
 
-def build_head(name: str, cfg: ModelConfig | dict[str, Any] | None, cache_attrs: dict[str, Any]) -> nn.Module:
-    """Head ``name`` sized for a cache (``cache_attrs``: image_dim, text_dim, global dims, grid,
-    context_length, space, global_space). ``cfg``: a ModelConfig, its dict, or None for defaults."""
-    if name not in HEADS:
-        raise UserError(f"unknown head {name!r}; choices: {', '.join(HEADS)}")
+def head_name(name: str, cfg: ModelConfig) -> str:
+    """The registry name of the head a config builds: ``tflocal`` with ``readout: segments`` is
+    ``tflocal-segments`` (the user-facing name stays ``tflocal``; this is the class it builds)."""
+    if name == "tflocal":
+        return "tflocal-segments" if cfg.readout == "segments" else "tflocal-joint"
+    return name
+
+
+def resolve_config(cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec) -> ModelConfig:
+    """A ModelConfig (from a dict, or defaults for None) with what the cache decides filled in:
+    ``max_text_tokens`` = the cache's context length when unset."""
     if cfg is None:
         cfg = ModelConfig()
     elif isinstance(cfg, dict):
         cfg = from_dict(ModelConfig, cfg, prefix="model.")
-    if name == "tflocal" and cfg.readout == "segments":
-        return SegmentHead(cfg, cache_attrs)
-    return HEADS[name](cfg, cache_attrs)
+    if cfg.max_text_tokens is None:
+        cfg = replace(cfg, max_text_tokens=int(spec.context_length))
+    return cfg
+
+
+def build_head(
+    name: str, cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec | dict[str, Any]
+) -> nn.Module:
+    """Head ``name`` sized for a cache. ``spec``: the cache's :class:`CacheSpec` (or its
+    attributes); ``cfg``: a ModelConfig, its dict, or None for defaults. The head keeps its
+    resolved config and the spec (``head.cfg``, ``head.spec``), which checkpoints store."""
+    if name not in HEADS and name not in READOUT_HEADS:
+        raise UserError(f"unknown head {name!r}; choices: {', '.join([*HEADS, *READOUT_HEADS])}")
+    spec = CacheSpec.from_attrs(spec)
+    cfg = resolve_config(cfg, spec)
+    if name == "tflocal-segments" and cfg.readout != "segments":  # the name says which read-out
+        cfg = replace(cfg, readout="segments")
+    elif name == "tflocal-joint" and cfg.readout == "segments":
+        raise UserError("head 'tflocal-joint' takes readout 'summary' or 'summary+align', not 'segments'")
+    name = head_name(name, cfg)
+    return {**HEADS, **READOUT_HEADS}[name](cfg, spec)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -50,6 +83,7 @@ def count_parameters(model: nn.Module) -> int:
 
 __all__ = [
     "HEADS",
+    "READOUT_HEADS",
     "PAIR_FIELDS",
     "TRAINABLE",
     "CosineHead",
@@ -60,6 +94,8 @@ __all__ = [
     "SegmentHead",
     "TFLocalHead",
     "build_head",
+    "head_name",
+    "resolve_config",
     "cosine_score",
     "count_parameters",
     "maxsim_score",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cache_tools.schema import CacheSpec
 from tflocal.errors import UserError
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
@@ -26,13 +25,12 @@ class CosineHead(nn.Module):
 
     needs = ("image_global", "text_global")
 
-    def __init__(self, cfg: ModelConfig | None = None, cache_attrs: dict[str, Any] | None = None):
+    def __init__(self, cfg: ModelConfig | None = None, spec: CacheSpec | None = None):
         super().__init__()
-        attrs = cache_attrs or {}
-        if attrs and attrs.get("global_space") != "joint":
+        if spec is not None and not spec.joint_globals:
             raise UserError(
                 f"head 'cosine' needs comparable image and text global embeddings, but cache encoder "
-                f"{attrs.get('encoder')!r} has global_space={attrs.get('global_space')!r}: "
+                f"{spec.encoder!r} has global_space={spec.global_space!r}: "
                 "train head 'global' (the dual-encoder baseline for unaligned towers) instead"
             )
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from cache_tools.schema import CacheSpec
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
 
@@ -40,10 +39,11 @@ class GlobalHead(nn.Module):
 
     needs = ("image_global", "text_global")
 
-    def __init__(self, cfg: ModelConfig, cache_attrs: dict[str, Any]):
+    def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
         d = cfg.width
-        dgi, dgt = int(cache_attrs["global_image_dim"]), int(cache_attrs["global_text_dim"])
+        self.cfg, self.spec = cfg, spec
+        dgi, dgt = spec.global_image_dim, spec.global_text_dim
         self.image_in = nn.Sequential(nn.LayerNorm(dgi), nn.Linear(dgi, d))
         self.text_in = nn.Sequential(nn.LayerNorm(dgt), nn.Linear(dgt, d))
         self.mix = nn.Linear(4 * d, d)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cache_tools.schema import CacheSpec
 from tflocal.errors import UserError
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
@@ -44,14 +43,13 @@ class MaxSimHead(nn.Module):
 
     needs = ("patches", "patch_mask", "tokens", "token_mask")
 
-    def __init__(self, cfg: ModelConfig | None = None, cache_attrs: dict[str, Any] | None = None):
+    def __init__(self, cfg: ModelConfig | None = None, spec: CacheSpec | None = None):
         super().__init__()
-        attrs = cache_attrs or {}
-        if attrs and (attrs.get("space") != "joint" or attrs.get("image_dim") != attrs.get("text_dim")):
+        if spec is not None and not spec.joint_tokens:
             raise UserError(
                 f"head 'maxsim' needs patch and caption tokens in one joint space, but cache encoder "
-                f"{attrs.get('encoder')!r} has space={attrs.get('space')!r}, image_dim={attrs.get('image_dim')}, "
-                f"text_dim={attrs.get('text_dim')}: use head 'tflocal' or 'global', or a joint-space encoder"
+                f"{spec.encoder!r} has space={spec.space!r}, image_dim={spec.image_dim}, "
+                f"text_dim={spec.text_dim}: use head 'tflocal' or 'global', or a joint-space encoder"
             )
 
     def forward(self, batch: PairBatch) -> torch.Tensor:

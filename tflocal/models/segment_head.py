@@ -21,12 +21,11 @@ image (``accepts_pair_image``) and cached for re-ranking, as in ColBERT.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cache_tools.schema import CacheSpec
 from tflocal.errors import UserError
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
@@ -52,12 +51,13 @@ class SegmentHead(nn.Module):
     needs = ("patches", "patch_mask", "tokens", "token_mask", "segments", "relation_tokens", "relations")
     accepts_pair_image = True
 
-    def __init__(self, cfg: ModelConfig, cache_attrs: dict[str, Any]):
+    def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
+        self.cfg, self.spec = cfg, spec
         d = cfg.width
-        self.grid = tuple(int(g) for g in cache_attrs["grid"])
-        image_dim, text_dim = int(cache_attrs["image_dim"]), int(cache_attrs["text_dim"])
-        self.max_text = int(cfg.max_text_tokens or cache_attrs.get("context_length") or 77)
+        self.grid = spec.grid
+        image_dim, text_dim = spec.image_dim, spec.text_dim
+        self.max_text = int(cfg.max_text_tokens)
         self.patch_in = nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, d))
         self.token_in = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, d))
         self.patch_pos = GridPositions(self.grid, d, cfg.pos)

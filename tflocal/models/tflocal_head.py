@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from cache_tools.schema import CacheSpec
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
 from tflocal.models.layers import Block, GridPositions, PositionTable
@@ -25,17 +24,14 @@ class TFLocalHead(nn.Module):
     needs = ("patches", "patch_mask", "tokens", "token_mask")
     accepts_pair_image = True  # PairBatch.pair_image: patches projected once per distinct image
 
-    def __init__(self, cfg: ModelConfig, cache_attrs: dict[str, Any]):
+    def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
+        self.cfg, self.spec = cfg, spec
         d = cfg.width
-        grid = cache_attrs["grid"]
-        self.max_text = int(cfg.max_text_tokens or cache_attrs.get("context_length") or 77)
-        self.patch_in = nn.Sequential(
-            nn.LayerNorm(int(cache_attrs["image_dim"])), nn.Linear(int(cache_attrs["image_dim"]), d)
-        )
-        self.token_in = nn.Sequential(
-            nn.LayerNorm(int(cache_attrs["text_dim"])), nn.Linear(int(cache_attrs["text_dim"]), d)
-        )
+        grid = spec.grid
+        self.max_text = int(cfg.max_text_tokens)
+        self.patch_in = nn.Sequential(nn.LayerNorm(spec.image_dim), nn.Linear(spec.image_dim, d))
+        self.token_in = nn.Sequential(nn.LayerNorm(spec.text_dim), nn.Linear(spec.text_dim, d))
         self.patch_pos = GridPositions((grid[0], grid[1]), d, cfg.pos)
         self.token_pos = PositionTable(self.max_text, d, cfg.pos)
         self.modality = nn.Parameter(torch.randn(2, d) * 0.02)  # 0: image, 1: text

@@ -13,10 +13,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cache_tools.schema import CacheSpec
 from tflocal.errors import UserError
 from tflocal.features import Pairs, from_cache
 from tflocal.models.batch import PAIR_FIELDS
 from tflocal.scorers.base import Scorer
+
+
+def _spec(cache: Any, encoder: Any) -> CacheSpec | None:
+    """The spec of the cache (or of the encoder's output, for raw inputs only), if any."""
+    if cache is not None:
+        return cache.spec
+    return CacheSpec.from_attrs(encoder.metadata()) if encoder is not None else None
 
 
 class HeadScorer(Scorer):
@@ -67,20 +75,20 @@ class HeadScorer(Scorer):
             if hasattr(self.head, "word_region_attention"):
                 att = self.head.word_region_attention(b.to(self.device)).float().cpu()
             else:
-                att = token_patch_attention(b.tokens, b.patches, cache.attrs)
+                att = token_patch_attention(b.tokens, b.patches, cache.spec)
         lengths = b.token_mask.sum(1).tolist()
         return [att[i, : lengths[i]].numpy() for i in range(att.shape[0])]
 
 
 def token_patch_attention(
-    tokens: torch.Tensor, patches: torch.Tensor, attrs: dict[str, Any], temperature: float = 0.05
+    tokens: torch.Tensor, patches: torch.Tensor, spec: CacheSpec, temperature: float = 0.05
 ) -> torch.Tensor:
     """tokens [B, T, D], patches [B, P, D] in one joint space -> [B, T, P], rows sum to 1:
     softmax over patches of cosine / temperature."""
-    if attrs.get("space") != "joint" or tokens.shape[-1] != patches.shape[-1]:
+    if not spec.joint_tokens or tokens.shape[-1] != patches.shape[-1]:
         raise UserError(
-            f"alignment maps from token-patch similarity need a joint-space cache; encoder {attrs.get('encoder')!r} "
-            f"has space={attrs.get('space')!r}: use a trained checkpoint whose head provides word_region_attention"
+            f"alignment maps from token-patch similarity need a joint-space cache; encoder {spec.encoder!r} "
+            f"has space={spec.space!r}: use a trained checkpoint whose head provides word_region_attention"
         )
     sim = torch.einsum(
         "btd,bpd->btp", F.normalize(tokens.float(), dim=-1), F.normalize(patches.float(), dim=-1)
@@ -101,9 +109,9 @@ class CosineScorer(HeadScorer):
     ):
         from tflocal.models.cosine import CosineHead
 
-        attrs = cache.attrs if cache is not None else (encoder.metadata() if encoder is not None else None)
+        spec = _spec(cache, encoder)
         super().__init__(
-            CosineHead(None, attrs), "cosine", cache, encoder, batch_size, device, progress=progress
+            CosineHead(None, spec), "cosine", cache, encoder, batch_size, device, progress=progress
         )
 
     def score_matrix(
@@ -122,10 +130,8 @@ def maxsim_scorer(
     """Parameter-free late interaction over joint-space patch and caption tokens."""
     from tflocal.models.maxsim import MaxSimHead
 
-    attrs = cache.attrs if cache is not None else (encoder.metadata() if encoder is not None else None)
-    return HeadScorer(
-        MaxSimHead(None, attrs), "maxsim", cache, encoder, batch_size, device, progress=progress
-    )
+    spec = _spec(cache, encoder)
+    return HeadScorer(MaxSimHead(None, spec), "maxsim", cache, encoder, batch_size, device, progress=progress)
 
 
 GENERIC_STEMS = ("last", "best", "final", "checkpoint", "model")

@@ -78,7 +78,7 @@ class SGIScorer(Scorer):
             raise UserError(
                 f"scorer 'sgi' needs crops: rebuild cache {cache.path} with `tflocal cache --crops`"
             )
-        if cache is not None and cache.attrs.get("global_space") != "joint":
+        if cache is not None and not cache.spec.joint_globals:
             raise UserError(
                 f"scorer 'sgi' needs comparable image/text global embeddings; cache {cache.path} has none"
             )
