@@ -126,7 +126,7 @@ def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -
     patches = rng.standard_normal((n, p, d), dtype=np.float32).astype(np.float16)
     write_arrays(
         path,
-        {"encoder": "synthetic", "grid": [7, 7]},
+        {"encoder": "synthetic", "grid": [7, 7], "space": "joint", "global_space": "joint"},
         [str(i) for i in range(n)],
         patches,
         rng.standard_normal((n, 512), dtype=np.float32),

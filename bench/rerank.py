@@ -47,7 +47,13 @@ def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, tokens: in
     pieces = (words + ["."] * tokens)[:tokens]
     write_arrays(
         path,
-        {"encoder": "synthetic:bench", "grid": [grid, grid], "context_length": 77},
+        {
+            "encoder": "synthetic:bench",
+            "grid": [grid, grid],
+            "context_length": 77,
+            "space": "joint",
+            "global_space": "joint",
+        },
         [f"img{i:06d}" for i in range(n)],
         patches,
         image_global,

@@ -43,14 +43,20 @@ def write_arrays(
     """Write a complete, valid cache directly from arrays (tests, synthetic caches, parts).
 
     Args:
-        attrs: root attributes; must include the encoder keys of ``schema.ENCODER_KEYS``
-            (missing dims are inferred from the arrays).
+        attrs: root attributes; must include the encoder keys of ``schema.ENCODER_KEYS``,
+            ``space`` and ``global_space`` at least (missing dims are inferred from the arrays).
         patches: [N_img, P, D_img]; image_global: [N_img, D_gi].
         tokens: N_txt arrays [T_t, D_txt]; text_global: [N_txt, D_gt].
         image_index, positive_index: [N_txt] (see ``cache_tools.schema``).
         crops_global: optional [N_img, C, D_gi] for the boxes of :func:`crop_boxes`.
     """
     path = Path(path)
+    missing = [k for k in ("space", "global_space") if not attrs.get(k)]
+    if missing:
+        raise ValueError(
+            f"write_arrays: attrs must say {' and '.join(missing)} ('joint' or 'hidden' / 'none'): "
+            "what the embeddings are is never assumed"
+        )
     n_img, n_txt = len(image_ids), len(texts)
     patches = np.asarray(patches, dtype=np.float16)
     d_img = patches.shape[2] if patches.ndim == 3 else int(attrs.get("image_dim", 0))
@@ -76,8 +82,6 @@ def write_arrays(
     token_strings = [s if isinstance(s, str) else json.dumps(list(s)) for s in token_strings]
     full_attrs = {
         "format_version": FORMAT_VERSION,
-        "space": "joint",
-        "global_space": "joint",
         "image_dim": int(d_img),
         "text_dim": int(d_txt),
         "global_image_dim": int(image_global.shape[1]),

@@ -59,3 +59,7 @@ class FakeEncoder(Encoder):
             strs.append(words)
             glob.append(emb.mean(0) @ self.text_proj)
         return TextOutput(tokens=toks, token_strings=strs, global_=torch.stack(glob), truncated=trunc)
+
+
+JOINT = {"space": "joint", "global_space": "joint"}
+"""Cache attributes of a joint-space encoder, for caches written directly with ``write_arrays``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fakes import JOINT  # noqa: E402
 
 from cache_tools.arrays import write_arrays
 from cache_tools.reader import open_cache
@@ -166,7 +167,7 @@ def test_make_batch_loads_only_needs_and_samples_negatives(tmp_path):
 
 
 def test_no_units_is_a_user_error(tmp_path):
-    path = write_arrays(tmp_path / "empty.h5", {"encoder": "fake", "grid": [1, 1]}, ["a"], np.zeros((1, 1, 2)),
+    path = write_arrays(tmp_path / "empty.h5", {"encoder": "fake", "grid": [1, 1], **JOINT}, ["a"], np.zeros((1, 1, 2)),
                         np.zeros((1, 2)), ["x"], [np.zeros((1, 2))], np.zeros((1, 2)), [-1], [-1])  # fmt: skip
     with pytest.raises(UserError, match="no positive caption"):
         build_units(open_cache(path))

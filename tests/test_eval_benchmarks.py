@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import JOINT  # noqa: E402
 
 from cache_tools.arrays import write_arrays
 from cache_tools.reader import open_cache
@@ -39,7 +40,7 @@ def make_cache(
     n, m = len(images), len(texts)
     p = write_arrays(
         path,
-        {"encoder": "fake:test", "source": source},
+        {"encoder": "fake:test", "source": source, **JOINT},
         [im["id"] for im in images],
         rng.normal(size=(n, 4, d)),
         rng.normal(size=(n, d)),
@@ -255,7 +256,7 @@ def test_retrieval_equals_brute_force(tmp_path):
     texts = [{"image": int(i)} for i in img_of]
     p = write_arrays(
         tmp_path / "r.h5",
-        {"encoder": "fake:test"},
+        {"encoder": "fake:test", **JOINT},
         [im["id"] for im in images],
         rng.normal(size=(n + 5, 4, d)),
         ig,

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from fakes import JOINT  # noqa: E402
 
 from cache_tools.arrays import write_arrays
 from tflocal.cli import main
@@ -101,7 +102,7 @@ def test_eval_command_end_to_end(tmp_path, capsys):
             positive += [-1, len(texts) - 2]
     path = write_arrays(
         tmp_path / "c.h5",
-        {"encoder": "fake:test", "grid": [2, 2]},
+        {"encoder": "fake:test", "grid": [2, 2], **JOINT},
         [f"im{i}" for i in range(n_img)],
         rng.normal(size=(n_img, 4, d)),
         rng.normal(size=(n_img, d)),

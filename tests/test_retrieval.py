@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import JOINT  # noqa: E402
 
 from cache_tools.arrays import write_arrays
 from cache_tools.reader import open_cache
@@ -31,7 +32,7 @@ def cache(tmp_path_factory):
     tg = np.repeat(ig, 2, axis=0) + 0.9 * rng.normal(size=(2 * n, d)).astype(np.float32)
     path = write_arrays(
         tmp_path_factory.mktemp("ret") / "c.h5",
-        {"encoder": "fake:test"},
+        {"encoder": "fake:test", **JOINT},
         [f"i{i}" for i in range(n)],
         rng.normal(size=(n, 4, d)),
         ig,

@@ -20,7 +20,7 @@ from tflocal.scorers.sgi import sgi_score
 from tflocal.scoring import load_scorer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes import FakeEncoder  # noqa: E402
+from fakes import JOINT, FakeEncoder  # noqa: E402
 
 
 def words(caption: str) -> list[str]:
@@ -129,7 +129,7 @@ def test_bad_names_and_inputs(tmp_path, real_cache):
     # no crops -> SGI refuses with what to do
     p = write_arrays(
         tmp_path / "nocrops.h5",
-        {"encoder": "fake:test"},
+        {"encoder": "fake:test", **JOINT},
         ["a"],
         np.zeros((1, 4, 8)),
         np.ones((1, 8)),
@@ -169,7 +169,7 @@ def test_checkpoint_scorer_equals_head_forward(tmp_path, real_cache):
     # a cache from another embedding space is refused
     other = write_arrays(
         tmp_path / "other.h5",
-        {"encoder": "fake:other"},
+        {"encoder": "fake:other", **JOINT},
         ["a"],
         np.zeros((1, 16, 16)),
         np.ones((1, 16)),

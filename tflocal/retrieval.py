@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faiss
 import numpy as np
+import torch
 
 from tflocal.errors import UserError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tflocal.scorers.base import Scorer
+from tflocal.scorers.base import Scorer
+from tflocal.scorers.head import CosineScorer
 
 DIRECTIONS = ("t2i", "i2t")
 
@@ -41,8 +42,6 @@ def build_index(vectors: np.ndarray, factory: str = "Flat", nprobe: int | None =
     ``factory``: a faiss factory string; ``"Flat"`` is exact, ``"IVF{nlist},Flat"`` and
     ``"HNSW{M}"`` scale to large collections. ``nprobe`` sets IVF's probe count.
     """
-    import faiss
-
     x = normalize(vectors)
     try:
         index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
@@ -59,8 +58,6 @@ def build_index(vectors: np.ndarray, factory: str = "Flat", nprobe: int | None =
 
 
 def save_index(index: Any, path: str | Path) -> Path:
-    import faiss
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(path))
@@ -68,11 +65,11 @@ def save_index(index: Any, path: str | Path) -> Path:
 
 
 def load_index(path: str | Path) -> Any:
-    import faiss
-
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"faiss index {path} not found: build it with `tflocal search --build-index` first")
+        raise UserError(
+            f"faiss index {path} not found: `tflocal search --cache CACHE --index {path} ...` builds it when missing"
+        )
     return faiss.read_index(str(path))
 
 
@@ -192,10 +189,6 @@ def search_text(
     ``index`` must hold the cache's image global embeddings in row order. Returns (image rows
     [k], scores [k], first-stage scores [k]).
     """
-    import torch
-
-    from tflocal.scorers.head import CosineScorer
-
     first = (
         scorer
         if isinstance(scorer, CosineScorer)

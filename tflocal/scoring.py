@@ -13,23 +13,19 @@ from typing import Any
 
 from tflocal.errors import UserError
 from tflocal.scorers.base import Scorer
+from tflocal.scorers.head import CosineScorer, checkpoint_scorer, maxsim_scorer
+from tflocal.scorers.sgi import SGIScorer
 
 
 def _cosine(arg: str, **kw: Any) -> Scorer:
-    from tflocal.scorers.head import CosineScorer
-
     return CosineScorer(**kw)
 
 
 def _maxsim(arg: str, **kw: Any) -> Scorer:
-    from tflocal.scorers.head import maxsim_scorer
-
     return maxsim_scorer(**kw)
 
 
 def _sgi(arg: str, segmenter: Callable[[str], list[str]] | None = None, **kw: Any) -> Scorer:
-    from tflocal.scorers.sgi import SGIScorer
-
     try:
         weight = float(arg) if arg else 0.0
     except ValueError as err:
@@ -73,8 +69,6 @@ def load_scorer(
             return _sgi(arg, segmenter=segmenter, **kw)
         return SCORERS[base](arg, **kw)
     if Path(name_or_ckpt).is_file():
-        from tflocal.scorers.head import checkpoint_scorer
-
         return checkpoint_scorer(str(name_or_ckpt), **kw)
     raise UserError(
         f"unknown scorer {name_or_ckpt!r}: choose one of {', '.join(SCORERS)}, sgi:WEIGHT, or the path of a "

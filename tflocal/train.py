@@ -35,7 +35,7 @@ from tflocal.data import (
     split_by_image,
 )
 from tflocal.errors import UserError
-from tflocal.models import build_head, count_parameters
+from tflocal.models import TRAINABLE, build_head, count_parameters
 from tflocal.models.config import ModelConfig
 from tflocal.optim import make_optimizer
 from tflocal.validate import validate
@@ -154,8 +154,6 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        from tflocal.models import TRAINABLE
-
         if not self.cache:
             raise UserError("config key 'cache' is required: the HDF5 cache to train on")
         if self.head not in TRAINABLE:

@@ -7,6 +7,7 @@ a ``needs`` tuple naming the PairBatch fields it reads (see :mod:`tflocal.models
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from cache_tools.schema import CacheSpec
+from tflocal.checkpoint import load_head
 from tflocal.errors import UserError
 from tflocal.features import Pairs, from_cache
 from tflocal.models.batch import PAIR_FIELDS
+from tflocal.models.cosine import CosineHead
+from tflocal.models.maxsim import MaxSimHead
 from tflocal.scorers.base import Scorer
 
 
@@ -49,6 +53,15 @@ class HeadScorer(Scorer):
 
     def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
         """Pairs of B -> [B] float32."""
+        max_text = getattr(self.head, "max_text", None)
+        if max_text is not None and pairs.batch.token_mask is not None:
+            n_tok = pairs.batch.token_mask.sum(dim=1)
+            if bool((n_tok > max_text).any()):
+                b = int(torch.argmax(n_tok))
+                raise UserError(
+                    f"scorer {self.name!r}: a caption has {int(n_tok[b])} tokens, more than the {max_text} "
+                    "this head was trained for: shorten it, or retrain with a larger model.max_text_tokens"
+                )
         out = self.head(pairs.batch.to(self.device))
         if out.shape != (len(pairs.batch),):
             raise RuntimeError(
@@ -107,8 +120,6 @@ class CosineScorer(HeadScorer):
         device: str = "cpu",
         progress: bool = True,
     ):
-        from tflocal.models.cosine import CosineHead
-
         spec = _spec(cache, encoder)
         super().__init__(
             CosineHead(None, spec), "cosine", cache, encoder, batch_size, device, progress=progress
@@ -128,8 +139,6 @@ def maxsim_scorer(
     cache: Any = None, encoder: Any = None, batch_size: int = 256, device: str = "cpu", progress: bool = True
 ) -> HeadScorer:
     """Parameter-free late interaction over joint-space patch and caption tokens."""
-    from tflocal.models.maxsim import MaxSimHead
-
     spec = _spec(cache, encoder)
     return HeadScorer(MaxSimHead(None, spec), "maxsim", cache, encoder, batch_size, device, progress=progress)
 
@@ -147,10 +156,6 @@ def checkpoint_scorer(
     progress: bool = True,
 ) -> HeadScorer:
     """A trained head from ``tflocal train``; refuses a cache from another embedding space."""
-    from pathlib import Path
-
-    from tflocal.checkpoint import load_head
-
     model, _info = load_head(path, cache=cache, device=device)
     p = Path(path)
     name = f"{p.parent.name}/{p.stem}" if p.stem in GENERIC_STEMS and p.parent.name else p.stem

@@ -19,16 +19,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tflocal.concepts import segments
 from tflocal.errors import UserError
 from tflocal.features import Pairs
 from tflocal.scorers.base import Scorer
 
 
 def default_segmenter() -> Callable[[str], list[str]]:
-    try:
-        from tflocal.concepts import segments
-    except ImportError as err:  # pragma: no cover - while the concept parser is being built
-        raise UserError("scorer 'sgi' needs tflocal.concepts.segments, which this install lacks") from err
     return segments
 
 

@@ -1,0 +1,96 @@
+"""One path from records to a PairBatch: every scorer gives the same scores for the same pairs
+whether they are read from a cache or encoded on the fly from PIL images and strings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cache_tools.reader import open_cache
+from cache_tools.records import ImageRecord, TextRecord
+from cache_tools.writer import write_cache
+from tflocal.checkpoint import save_checkpoint
+from tflocal.features import from_cache, from_raw
+from tflocal.models import ModelConfig, build_head
+from tflocal.scoring import load_scorer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakes import FakeEncoder  # noqa: E402
+
+CAPTIONS = [
+    "a red circle left of a blue square",
+    "a small green triangle above a large red circle",
+    "a blue square",
+]
+
+
+@pytest.fixture(scope="module")
+def cache_and_raw(tmp_path_factory):
+    """5 random images x (2 captions + 1 swap negative), cached by the fake encoder with crops."""
+    root = tmp_path_factory.mktemp("features")
+    images, recs = [], []
+    for i in range(5):
+        rng = np.random.default_rng(10 + i)
+        img = Image.fromarray((rng.random((36 + 4 * i, 44, 3)) * 255).astype("uint8"))
+        images.append(img)
+        texts = [TextRecord(CAPTIONS[i % 3]), TextRecord(CAPTIONS[(i + 1) % 3] + f" number {i}")]
+        texts.append(
+            TextRecord("a blue circle left of a red square", positive=0, op="swap", kind="attribute")
+        )
+        recs.append(ImageRecord(id=f"im{i}", image=img, texts=texts))
+    enc = FakeEncoder(dim=16, text_dim=16)
+    write_cache(recs, enc, root / "c.h5", batch_size=3, crops=True, progress=False)
+    cache = open_cache(root / "c.h5")
+    yield root, cache, enc, images
+    cache.close()
+
+
+HEADS = [
+    ("global", {}),
+    ("tflocal", {"readout": "summary"}),
+    ("tflocal", {"readout": "summary+align"}),
+    ("tflocal", {"readout": "segments"}),
+    ("tflocal-segments", {"depth": 2}),
+]
+
+
+@pytest.mark.parametrize(
+    "name", ["cosine", "maxsim", "sgi", "sgi:0.5", *[f"{h}/{i}" for i, (h, _) in enumerate(HEADS)]]
+)
+def test_every_scorer_scores_cache_and_raw_inputs_alike(cache_and_raw, name):
+    root, cache, enc, images = cache_and_raw
+    if "/" in name:  # a trained-head checkpoint (random weights: the read path is what is tested)
+        head_name, i = name.split("/")
+        torch.manual_seed(0)
+        cfg = ModelConfig(**{"width": 16, "depth": 1, "heads": 2, **HEADS[int(i)][1]})
+        head = build_head(head_name, cfg, cache.spec)
+        name = str(
+            save_checkpoint(root / f"ckpt{i}" / "last.pt", head, head_name, cfg, None, cache.signature, 1)
+        )
+    sc = load_scorer(name, cache, encoder=enc, batch_size=4)
+    img = np.array([0, 1, 2, 3, 4, 0, 2, 4, 1])
+    txt = np.array([0, 4, 7, 9, 13, 2, 5, 14, 1])
+    cached = sc.score(img, txt)
+    raw = sc.score_pairs([images[i] for i in img], [str(cache.strings[t]) for t in txt])
+    np.testing.assert_allclose(raw, cached, rtol=0, atol=1e-6)
+    assert np.unique(np.round(cached, 5)).size > 3  # the scores differ between pairs
+
+
+def test_cache_and_raw_pair_batches_hold_the_same_values(cache_and_raw):
+    _, cache, enc, images = cache_and_raw
+    needs = ("patches", "patch_mask", "tokens", "token_mask", "image_global", "text_global",
+             "segments", "relation_tokens", "relations", "crops", "captions")  # fmt: skip
+    img, txt = np.array([3, 0, 3]), np.array([9, 1, 10])
+    a = from_cache(cache, img, txt, needs)
+    b = from_raw(enc, [images[i] for i in img], [str(cache.strings[t]) for t in txt], needs, cache.crop_boxes)
+    for field in ("patches", "patch_mask", "tokens", "token_mask", "image_global", "text_global",
+                  "segments", "relation_tokens", "relations"):  # fmt: skip
+        x, y = getattr(a.batch, field), getattr(b.batch, field)
+        assert x.dtype == y.dtype and x.shape == y.shape, field
+        assert torch.equal(x, y), field
+    assert torch.allclose(a.crops, b.crops, atol=1e-6) and a.captions == b.captions
