@@ -215,7 +215,9 @@ def write_cache(
 
     n_range = None if hi is None else hi - lo
     n_parts_done = 0
-    bar = tqdm(total=n_range, desc=f"caching {target.name}", unit="img", disable=not progress, smoothing=0.1)
+    bar = progress(
+        total=n_range, desc=f"caching {target.name}", unit="img", disable=not progress, smoothing=0.1
+    )
     loader = ImageLoader(encoder, crops)
     pool = ThreadPoolExecutor(max_workers=max(1, num_workers))
     part_paths: list[Path] = []

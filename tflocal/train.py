@@ -21,8 +21,8 @@ import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import set_seed
-from tqdm.auto import tqdm
 
+from cache_tools.progress import progress
 from cache_tools.reader import open_cache
 from tflocal.checkpoint import check_signature, load_checkpoint, save_checkpoint
 from tflocal.config import to_dict
@@ -385,7 +385,7 @@ def fit(run: Run) -> dict[str, Any]:
     checkpointing at each epoch end. Returns the summary."""
     cfg, acc = run.cfg, run.acc
     stop = min(run.total, cfg.stop_at_step or run.total)
-    bar = tqdm(total=run.total, initial=run.step, disable=not (acc.is_main_process and cfg.progress),
+    bar = progress(total=run.total, initial=run.step, disable=not (acc.is_main_process and cfg.progress),
                desc=f"train {cfg.head}", unit="step")  # fmt: skip
     window = {"loss": 0.0, "acc": 0.0, "n": 0, "pairs": 0, "t": time.perf_counter()}
     pairs_total, t_start = 0, time.perf_counter()

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from cache_tools.encoders import load_encoder
 from cache_tools.images import crop_boxes
+from cache_tools.progress import progress
 from tflocal.errors import UserError
 from tflocal.features import (
     IMAGE_FIELDS,
@@ -102,7 +102,7 @@ class Scorer(ABC):
             )
         out = np.empty(image_idx.shape[0], dtype=np.float32)
         starts = range(0, image_idx.shape[0], self.batch_size)
-        bar = tqdm(
+        bar = progress(
             starts,
             desc=f"scoring ({self.name})",
             unit="batch",

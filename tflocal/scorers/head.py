@@ -112,18 +112,9 @@ def token_patch_attention(
 class CosineScorer(HeadScorer):
     """The frozen model's own global cosine; ``score_matrix`` is one normalized matrix product."""
 
-    def __init__(
-        self,
-        cache: Any = None,
-        encoder: Any = None,
-        batch_size: int = 256,
-        device: str = "cpu",
-        progress: bool = True,
-    ):
-        spec = _spec(cache, encoder)
-        super().__init__(
-            CosineHead(None, spec), "cosine", cache, encoder, batch_size, device, progress=progress
-        )
+    def __init__(self, cache: Any = None, encoder: Any = None, **kw: Any):
+        """``kw``: batch_size, device, progress (see :class:`Scorer`)."""
+        super().__init__(CosineHead(None, _spec(cache, encoder)), "cosine", cache, encoder, **kw)
 
     def score_matrix(
         self, image_idx: Sequence[int] | np.ndarray, text_idx: Sequence[int] | np.ndarray

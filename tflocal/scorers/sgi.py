@@ -62,13 +62,12 @@ class SGIScorer(Scorer):
         self,
         cache: Any = None,
         encoder: Any = None,
-        batch_size: int = 256,
-        device: str = "cpu",
         weight: float = 0.0,
         segmenter: Callable[[str], list[str]] | None = None,
-        progress: bool = True,
+        **kw: Any,
     ):
-        super().__init__(cache, encoder, batch_size, device, progress)
+        """``kw``: batch_size, device, progress (see :class:`Scorer`)."""
+        super().__init__(cache, encoder, **kw)
         if not 0.0 <= weight <= 1.0:
             raise UserError(f"scorer 'sgi': global weight {weight} must lie in [0, 1] (e.g. sgi:0.3)")
         if cache is not None and not cache.has_crops:
