@@ -98,7 +98,7 @@ def run_one(args: argparse.Namespace) -> dict:
         head = args.head
         if head == "tflocal-segments":
             head, overrides = "tflocal", [*overrides, "model.readout=segments"]
-        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=head, out_dir=str(Path(tmp) / "run"),
+        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=head, out=str(Path(tmp) / "run"),
                           device=args.device, resume=False)  # fmt: skip
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()

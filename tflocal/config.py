@@ -107,7 +107,9 @@ def _renamed(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
     data = dict(data)
     for old, new in renamed.items():
         if old in data:
-            print(f"tflocal: config key '{prefix}{old}' is now '{prefix}{new}'; read as such", file=sys.stderr)
+            print(
+                f"tflocal: config key '{prefix}{old}' is now '{prefix}{new}'; read as such", file=sys.stderr
+            )
             value = data.pop(old)
             data[new] = value
     return data

@@ -130,7 +130,11 @@ def scorer_names(cfg: EvalConfig, cache: Any) -> list[str]:
     """``cfg.scorers``, plus maxsim / cosine where the cache's spaces allow with ``cfg.baselines``."""
     names = list(cfg.scorers)
     if cfg.baselines:
-        names += [n for n, key in (("maxsim", "space"), ("cosine", "global_space")) if cache.attrs.get(key) == "joint"]
+        names += [
+            n
+            for n, key in (("maxsim", "space"), ("cosine", "global_space"))
+            if cache.attrs.get(key) == "joint"
+        ]
     return list(dict.fromkeys(names))
 
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import time
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cache_tools.config import CacheConfig
 from tflocal.errors import UserError
@@ -31,11 +30,9 @@ from tflocal.evaluate.report import markdown_table
 from tflocal.models.config import ModelConfig
 from tflocal.pipeline import run_pipeline
 from tflocal.shapesworld import generate
-from tflocal.train_config import DataConfig, OptimConfig, TrainConfig
+from tflocal.train_config import DEVICES, DataConfig, Device, OptimConfig, TrainConfig
 
 TOWERS = "towers:effnet-lite0+minilm"
-Device = Literal["auto", "cpu", "cuda"]
-DEVICES = typing.get_args(Device)
 HEADS = {"global": "global head", "tflocal": "TFLocal"}
 """Heads trained, with their names in the report."""
 CACHES = {"train": "train", "test": "test_id,test_ood"}
