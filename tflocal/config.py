@@ -90,8 +90,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _section_defaults(cls: type) -> dict[str, dict[str, Any]]:
-    """Nested dataclass fields whose default differs from their class's defaults (a partial
-    mapping for such a section is read over the field's own default, not the class's)."""
+    """Defaults of the nested dataclass fields, as mappings: a partial mapping for a section is
+    read over the field's own default (``QuickstartConfig.model``), not its class's."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.default_factory is not dataclasses.MISSING:
