@@ -95,7 +95,7 @@ def run_one(args: argparse.Namespace) -> dict:
             f"data.num_workers={args.workers}", f"mixed_precision={args.precision}", "progress=false",
             f"model.width={args.width}", f"model.depth={args.depth}", f"model.heads={args.heads}",
         ]  # fmt: skip
-        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=args.head, out_dir=str(Path(tmp) / "run"),
+        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=args.head, out=str(Path(tmp) / "run"),
                           device=args.device, resume=False)  # fmt: skip
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()

@@ -29,7 +29,6 @@ class _Limited:
 
 def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
     """Encode ``cfg.data`` with ``cfg.encoder`` into ``cfg.out`` (resumable; see writer)."""
-    cfg.validate()
     from accelerate import PartialState
 
     from cache_tools.encoders import load_encoder

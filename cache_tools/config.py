@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cache_tools.errors import UserError
+from cache_tools.sources import SOURCES
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS = typing.get_args(Precision)
 
 
 @dataclass
@@ -26,7 +29,7 @@ class CacheConfig:
     """Images (and texts) per encoder forward."""
     crops: bool = False
     """Also cache the global embeddings of 2x2 and 3x3 grid crops (for the SGI scorer)."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """fp32 | bf16 | fp16 (autocast; half precisions only on a GPU)."""
     device: str | None = None
     """cpu | cuda | cuda:N; default: the accelerate process's device (a GPU when there is one)."""
@@ -42,14 +45,11 @@ class CacheConfig:
             raise UserError("batch_size must be at least 1")
         if self.num_workers < 0:
             raise UserError("num_workers must be >= 0")
-
-    def validate(self) -> None:
-        """Check names before any work: required fields, known encoder prefix and data format."""
+        # names are checked before any work: required fields, known encoder prefix and data format
         for name in ("encoder", "data", "out"):
             if not getattr(self, name):
                 raise UserError(f"missing '{name}': give --{name} or set it in the config file")
-        from cache_tools.encoders import ENCODERS
-        from cache_tools.sources import SOURCES
+        from cache_tools.encoders import ENCODERS  # the registry's package imports torch (seconds)
 
         prefix = self.encoder.split(":", 1)[0]
         if ":" not in self.encoder or prefix not in ENCODERS:

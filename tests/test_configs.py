@@ -13,7 +13,7 @@ from tflocal.errors import UserError
 ROOT = Path(__file__).resolve().parent.parent / "configs"
 KINDS = {
     "cache": "cache_tools.config:CacheConfig",
-    "train": "tflocal.train:TrainConfig",
+    "train": "tflocal.train_config:TrainConfig",
     "eval": "tflocal.evaluate.config:EvalConfig",
 }
 
@@ -33,9 +33,8 @@ def test_every_config_folder_is_known():
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_config_loads_and_validates(path):
-    cfg = load_config(_cls(path.parent.name), path)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
+    cfg = load_config(_cls(path.parent.name), path)  # checks run in __post_init__
+    assert isinstance(cfg, _cls(path.parent.name))
 
 
 def test_unknown_key_names_the_key_and_the_choices(tmp_path):
@@ -50,7 +49,14 @@ def test_unknown_key_names_the_key_and_the_choices(tmp_path):
 def test_overrides_and_type_checks():
     from cache_tools.config import CacheConfig
 
-    cfg = load_config(CacheConfig, None, ["batch_size=8", "options.split=test", "crops=true"], encoder="x:y")
+    cfg = load_config(
+        CacheConfig,
+        None,
+        ["batch_size=8", "options.split=test", "crops=true"],
+        encoder="openclip:ViT-B-32@openai",
+        data="jsonl:x.jsonl",
+        out="o.h5",
+    )
     assert cfg.batch_size == 8 and cfg.options == {"split": "test"} and cfg.crops is True
     with pytest.raises(UserError, match="batch_size"):
         load_config(CacheConfig, None, ["batch_size=many"])
@@ -61,12 +67,10 @@ def test_overrides_and_type_checks():
 def test_unknown_encoder_and_format_stop_before_work():
     from cache_tools.config import CacheConfig
 
-    cfg = CacheConfig(encoder="clip:ViT-B-32", data="jsonl:x.jsonl", out="o.h5")
     with pytest.raises(UserError, match=r"unknown encoder.*openclip:"):
-        cfg.validate()
-    cfg = CacheConfig(encoder="openclip:ViT-B-32@openai", data="parquet:x", out="o.h5")
+        CacheConfig(encoder="clip:ViT-B-32", data="jsonl:x.jsonl", out="o.h5")
     with pytest.raises(UserError, match=r"unknown data format.*jsonl:PATH"):
-        cfg.validate()
+        CacheConfig(encoder="openclip:ViT-B-32@openai", data="parquet:x", out="o.h5")
 
 
 def test_yaml_bare_no_stays_a_string_for_string_fields():

@@ -176,7 +176,7 @@ def test_same_seed_same_files_any_worker_count(tmp_path):
 
 def test_shapes_cli(tmp_path):
     from tflocal.cli import main
-    from tflocal.commands.shapes import split_counts
+    from tflocal.shapesworld.config import split_counts
 
     assert split_counts(10000, None, None) == (8000, 1000, 1000)
     assert split_counts(100, 50, 5) == (50, 5, 5)

@@ -73,7 +73,7 @@ def binding_cache(
 
 def config(cache: Path, out: Path, *overrides: str, **fields) -> TrainConfig:
     return load_config(
-        TrainConfig, None, [*SMALL, *overrides], cache=str(cache), out_dir=str(out), device="cpu", **fields
+        TrainConfig, None, [*SMALL, *overrides], cache=str(cache), out=str(out), device="cpu", **fields
     )
 
 
@@ -238,7 +238,7 @@ def test_cli_train_in_memory_workers_bf16(bind_path, tmp_path):
     from tflocal.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["train", "--cache", str(bind_path), "--out-dir", str(out), "--head", "global", "--set", "device=cpu",
+    rc = main(["train", "--cache", str(bind_path), "--out", str(out), "--head", "global", "--set", "device=cpu",
                "--set", "max_steps=2", "--set", "data.batch_size=8", "--set", "data.in_memory=true",
                "--set", "data.num_workers=1", "--set", "data.shuffle_chunk=4", "--set", "mixed_precision=bf16",
                *[x for s in SMALL for x in ("--set", s)]])  # fmt: skip
@@ -248,7 +248,7 @@ def test_cli_train_in_memory_workers_bf16(bind_path, tmp_path):
     assert len(val) == 1 and 0 <= val[0]["val_pair_acc"] <= 1 and val[0]["val_pairs"] == 2  # 5% of 48 images
     assert val[0]["val_pair_acc/swap"] == val[0]["val_pair_acc"]  # every negative here is a swap
     assert not [k for k in val[0] if k.startswith("val_pair_acc/") and k != "val_pair_acc/swap"]
-    assert main(["train", "--cache", str(tmp_path / "nope.h5"), "--out-dir", str(out)]) == 2
+    assert main(["train", "--cache", str(tmp_path / "nope.h5"), "--out", str(out)]) == 2
 
 
 def test_checkpoint_records_the_resolved_text_length(tmp_path):

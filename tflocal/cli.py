@@ -1,8 +1,10 @@
 """`tflocal <subcommand>`: the only place that parses arguments.
 
-Each subcommand lives in ``tflocal/commands/<name>.py`` and defines ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. Command modules import heavy libraries
-inside ``run`` so that ``tflocal --help`` stays fast.
+Each subcommand lives in ``tflocal/commands/<name>.py`` and defines ``add_arguments(parser)``
+(flags generated from its typed config by :mod:`tflocal.cli_config`) and ``run(args) -> int``;
+its one-line help is in ``COMMANDS``. Only the chosen command's module is imported (configs of
+heads import torch), so ``tflocal --help`` stays fast; command modules import heavy libraries
+inside ``run``.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from tflocal.errors import UserError
 
 COMMANDS: dict[str, str] = {
-    "cache": "tflocal.commands.cache",
-    "negatives": "tflocal.commands.negatives",
-    "shapes": "tflocal.commands.shapes",
-    "train": "tflocal.commands.train",
-    "eval": "tflocal.commands.eval",
-    "search": "tflocal.commands.search",
-    "quickstart": "tflocal.commands.quickstart",
+    "cache": "encode images and captions once with a frozen encoder into an HDF5 cache (resumable)",
+    "negatives": "add SWAP/REPLACE/ADD hard negatives to a JSONL manifest, or explain caption/negative pairs",
+    "shapes": "render ShapesWorld (shapes, colors, sizes, textures, relations) with captions and negatives",
+    "train": "train an alignment head (tflocal or global) on a cache",
+    "eval": "evaluate scorers on a benchmark (SugarCrepe, Winoground, ARO, ...) and write results + plots",
+    "search": "search a cache's images with a caption: faiss top-k by global cosine, re-ranked by a scorer",
+    "quickstart": "run the whole pipeline offline on ShapesWorld with pretrained towers (CPU, minutes)",
 }
+"""Subcommand -> one-line help; the code is in ``tflocal.commands.<name>``."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, that subcommand's flags too (``None``: all of them)."""
     from tflocal import __version__
 
     parser = argparse.ArgumentParser(
@@ -38,21 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tflocal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:  # a command still being built
-            if err.name != module_name:
-                raise
-            continue
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    for name, help_ in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if command in (None, name):
+            module = importlib.import_module(f"tflocal.commands.{name}")
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if a in COMMANDS), ""))
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -1,14 +1,18 @@
 """Typed dataclass configs read from YAML, validated early.
 
 ``load_config(Cls, path=None, overrides=["a.b=3", ...], **fields)`` builds a dataclass from a
-YAML file, then ``--set key=value`` overrides, then keyword fields. Unknown keys are errors that
-name the key and list the choices; values are coerced to the field's type.
-Nested dataclasses are addressed with dots (``optim.lr=1e-4``).
+YAML file, then ``--set key=value`` overrides, then keyword fields (the command-line flags made
+by :mod:`tflocal.cli_config`). Unknown keys are errors that name the key and list the choices;
+values are coerced to the field's type (a ``Literal`` to its values' type; the class's
+``__post_init__`` checks the choice). Nested dataclasses are addressed with dots
+(``optim.lr=1e-4``); a partial section is read over the field's default. Keys renamed on a class
+(``RENAMED = {"old": "new"}``) are still read, with a one-line note.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
@@ -28,6 +32,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:  # choices are checked by the class's __post_init__
+        return _coerce(value, type(typing.get_args(tp)[0]), key)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
@@ -83,9 +89,39 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _section_defaults(cls: type) -> dict[str, dict[str, Any]]:
+    """Defaults of the nested dataclass fields, as mappings: a partial mapping for a section is
+    read over the field's own default (``QuickstartConfig.model``), not its class's."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            if dataclasses.is_dataclass(value):
+                out[f.name] = to_dict(value)
+    return out
+
+
+def _renamed(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Old key names still read (``RENAMED = {"old": "new"}`` on the class), with a note."""
+    renamed = getattr(cls, "RENAMED", {})
+    data = dict(data)
+    for old, new in renamed.items():
+        if old in data:
+            print(
+                f"tflocal: config key '{prefix}{old}' is now '{prefix}{new}'; read as such", file=sys.stderr
+            )
+            value = data.pop(old)
+            data[new] = value
+    return data
+
+
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, refusing unknown keys."""
     types_ = _field_types(cls)
+    data = _renamed(cls, data, prefix)
+    for name, default in _section_defaults(cls).items():
+        if isinstance(data.get(name), dict):
+            data[name] = _merge(default, data[name])
     unknown = [k for k in data if k not in types_]
     if unknown:
         raise UserError(
@@ -98,18 +134,31 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         raise UserError(f"config {cls.__name__}: {err}") from err
 
 
-def apply_override(data: dict[str, Any], item: str) -> None:
-    """Apply one ``a.b=value`` override to a nested mapping in place."""
-    if "=" not in item:
-        raise UserError(f"override {item!r} is not of the form key=value")
-    key, value = item.split("=", 1)
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def set_key(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` (``optim.lr``) of a nested mapping in place."""
     parts = key.strip().split(".")
     node = data
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise UserError(f"override {item!r}: '{p}' is not a section")
-    node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
+            raise UserError(f"config key {key!r}: '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b=value`` override to a nested mapping in place."""
+    if "=" not in item:
+        raise UserError(f"override {item!r} is not of the form key=value")
+    key, value = item.split("=", 1)
+    set_key(data, key, yaml.safe_load(value) if value != "" else "")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -125,13 +174,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def load_config(
     cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, **fields: Any
 ) -> T:
-    """YAML file, then ``key=value`` overrides, then explicit fields (those not None)."""
-    data: dict[str, Any] = read_yaml(path) if path else {}
+    """YAML file, then ``key=value`` overrides, then explicit fields (those not None; a dotted
+    name such as ``"optim.lr"`` sets a nested field)."""
+    data: dict[str, Any] = _renamed(cls, read_yaml(path), "") if path else {}
     for item in overrides or []:
         apply_override(data, item)
     for k, v in fields.items():
         if v is not None:
-            data[k] = v
+            set_key(data, k, v)
     return from_dict(cls, data)
 
 

@@ -1,14 +1,16 @@
 """The embedded default: tflocal's whole job, offline, on a laptop CPU, in minutes.
 
-``run_quickstart(QuickstartConfig(out=...))``:
+``run_quickstart(QuickstartConfig(out=...))`` renders ShapesWorld (train / test_id / test_ood),
+then runs :func:`tflocal.pipeline.run_pipeline` with the typed configs the quickstart holds
+(:meth:`QuickstartConfig.caches`, :meth:`~QuickstartConfig.heads`,
+:meth:`~QuickstartConfig.evaluation`):
 
-1. renders ShapesWorld (train / test_id / test_ood);
-2. caches it with the offline pretrained towers (EfficientNet-Lite0 7x7 grid + MiniLM tokens),
+1. caches it with the offline pretrained towers (EfficientNet-Lite0 7x7 grid + MiniLM tokens),
    hard negatives included — one cache for train, one for the two test splits;
-3. trains the global head (the learned dual-encoder baseline) and TFLocal on the same cache;
-4. evaluates both (and MaxSim when the cache's space allows) on test_id and test_ood, by
-   operator, kind and composition depth;
-5. writes ``report/`` (results.json, results.md, plots, heatmaps) and returns the rows.
+2. trains the global head (the learned dual-encoder baseline) and TFLocal on the same cache;
+3. evaluates both (and MaxSim / cosine when the cache's spaces allow) on test_id and test_ood,
+   by operator, kind and composition depth;
+4. writes ``report/`` (results.json, results.md, plots, heatmaps) and returns the rows.
 
 Every stage is skipped when its output already exists, so an interrupted quickstart resumes.
 """
@@ -21,9 +23,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cache_tools.config import CacheConfig
 from tflocal.errors import UserError
+from tflocal.evaluate.config import EvalConfig
+from tflocal.evaluate.report import markdown_table
+from tflocal.models.config import ModelConfig
+from tflocal.pipeline import run_pipeline
+from tflocal.shapesworld import generate
+from tflocal.train_config import DEVICES, DataConfig, Device, OptimConfig, TrainConfig
 
 TOWERS = "towers:effnet-lite0+minilm"
+HEADS = {"global": "global head", "tflocal": "TFLocal"}
+"""Heads trained, with their names in the report."""
+CACHES = {"train": "train", "test": "test_id,test_ood"}
+"""Cache file -> ShapesWorld splits in it."""
 
 
 @dataclass
@@ -40,139 +53,119 @@ class QuickstartConfig:
     image_size: int = 224
     epochs: int = 5
     """Training epochs of each head."""
-    batch_size: int = 32
-    """Training units per step."""
-    n_neg: int = 8
-    """Hard negatives per candidate set (no in-batch negatives: ShapesWorld captions of other
-    images often describe this image too)."""
-    width: int = 64
-    """TFLocal width (the quickstart uses a small head to fit a CPU budget)."""
-    depth: int = 1
-    """TFLocal blocks (per modality with the segments read-out); global head residual blocks."""
-    heads: int = 4
-    lr: float = 2e-3
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(width=64, depth=1, heads=4, readout="segments")
+    )
+    """Both heads' size: small to fit a CPU budget. ``readout`` 'segments' matches parsed object
+    phrases to regions and scores relations from their locations; the joint-transformer read-outs
+    ('summary', 'summary+align') stayed within 7 points of the global head on SWAP in this budget."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_steps=100))
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(
+            batch_size=32, n_neg=8, k_inbatch=0, val_fraction=0.1, in_memory=True, num_workers=0
+        )
+    )
+    """Training batches: 8 hard negatives per candidate set and no in-batch negatives (ShapesWorld
+    captions of other images often describe this image too)."""
     counterfactual: bool = False
     """Render a counterfactual twin per training image (``tflocal shapes --counterfactual``): a
     minimal pair that makes one SWAP negative true, seen by both heads in both directions. Off by
     default: with the joint ``summary+align`` read-out at this CPU size (2,500 images + 1,368
     twins, 5 epochs) it lowered TFLocal's test_ood SWAP accuracy (57.3 -> 48.0); not re-measured
     with the ``segments`` read-out, which reaches ~98% without twins."""
-    readout: str = "segments"
-    """TFLocal read-out (model.readout). 'segments' matches parsed object phrases to regions and
-    scores relations from their locations; the joint-transformer read-outs ('summary',
-    'summary+align') stayed within 7 points of the global head on SWAP in this CPU budget."""
-    device: str = "auto"
+    heatmaps: int = 4
+    """Word-to-region heatmaps drawn for the first test_ood captions."""
+    device: Device = "auto"
     progress: bool = True
-    timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_train < 8 or self.n_test < 2:
             raise UserError("quickstart: --n-train must be >= 8 and --n-test >= 2")
+        if self.device not in DEVICES:
+            raise UserError(f"quickstart: device={self.device!r} unknown; choices: {', '.join(DEVICES)}")
+
+    @property
+    def shapes(self) -> Path:
+        return Path(self.out) / "shapes"
+
+    def caches(self) -> list[CacheConfig]:
+        """One cache for train, one for test_id + test_ood."""
+        return [
+            CacheConfig(
+                encoder=self.encoder,
+                data=f"shapesworld:{self.shapes}",
+                out=str(Path(self.out) / "caches" / f"{name}.h5"),
+                options={"split": splits},
+                batch_size=64,
+                device=None if self.device == "auto" else self.device,
+            )
+            for name, splits in CACHES.items()
+        ]
+
+    def heads(self) -> list[TrainConfig]:
+        """The global head and TFLocal, trained the same way on the train cache."""
+        return [
+            TrainConfig(
+                cache=str(Path(self.out) / "caches" / "train.h5"),
+                head=head,
+                out=str(Path(self.out) / "runs" / head),
+                epochs=self.epochs,
+                seed=self.seed,
+                device=self.device,
+                progress=self.progress,
+                resume="auto",
+                model=self.model,
+                optim=self.optim,
+                data=self.data,
+            )
+            for head in HEADS
+        ]
+
+    def evaluation(self) -> EvalConfig:
+        """Both heads (and the baselines the cache allows) on test_id and test_ood."""
+        ckpts = {str(Path(self.out) / "runs" / head / "best.pt"): label for head, label in HEADS.items()}
+        return EvalConfig(
+            bench="shapesworld",
+            cache=str(Path(self.out) / "caches" / "test.h5"),
+            data=f"shapesworld:{self.shapes}",
+            options={"split": CACHES["test"]},
+            scorers=list(ckpts),
+            labels=ckpts,
+            baselines=True,
+            out=str(Path(self.out) / "report"),
+            device="cpu" if self.device == "auto" else self.device,
+            heatmaps=self.heatmaps,
+            heatmap_split="test_ood",
+            title="tflocal quickstart — ShapesWorld with frozen EfficientNet-Lite0 + MiniLM",
+        )
 
 
-def _stage(name: str, timings: dict[str, float]):
+def _stage(timings: dict[str, float]):
     class _Timer:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
         def __enter__(self) -> None:
-            print(f"\n== {name}", flush=True)
+            print(f"\n== {self.name}", flush=True)
             self.t0 = time.perf_counter()
 
         def __exit__(self, *exc: Any) -> None:
-            timings[name] = round(time.perf_counter() - self.t0, 1)
+            timings[self.name] = round(time.perf_counter() - self.t0, 1)
             if exc[0] is None:
-                print(f"   {name}: {timings[name]:.1f} s", flush=True)
+                print(f"   {self.name}: {timings[self.name]:.1f} s", flush=True)
 
-    return _Timer()
-
-
-def _cache_splits(cfg: QuickstartConfig, shapes: Path, caches: Path) -> dict[str, Path]:
-    from cache_tools.encoders import load_encoder
-    from cache_tools.sources import open_source
-    from cache_tools.writer import write_cache
-
-    plan = {"train": "train", "test": "test_id,test_ood"}
-    paths = {name: caches / f"{name}.h5" for name in plan}
-    todo = [n for n, p in paths.items() if not p.exists()]
-    if not todo:
-        return paths
-    encoder = load_encoder(
-        cfg.encoder, device="cuda" if cfg.device == "cuda" else ("auto" if cfg.device == "auto" else "cpu")
-    )
-    for name in todo:
-        source = open_source(f"shapesworld:{shapes}", split=plan[name])
-        summary = write_cache(
-            source,
-            encoder,
-            paths[name],
-            batch_size=64,
-            source=f"shapesworld:{shapes}",
-            config={"quickstart": asdict(cfg), "split": plan[name]},
-            progress=cfg.progress,
-            skipped_from_source=lambda s=source: list(s.skipped),
-        )
-        print(f"   {summary}")
-    return paths
-
-
-def _train(cfg: QuickstartConfig, head: str, cache: Path, runs: Path) -> Path:
-    from tflocal.config import load_config
-    from tflocal.train import TrainConfig, train
-
-    out = runs / head
-    best = out / "best.pt"
-    if best.exists() and (out / "done.json").exists():
-        return best
-    overrides = [
-        f"model.width={cfg.width}",
-        f"model.depth={cfg.depth}",
-        f"model.heads={cfg.heads}",
-        f"model.readout={cfg.readout}",
-        f"optim.lr={cfg.lr}",
-        "optim.warmup_steps=100",
-        f"data.batch_size={cfg.batch_size}",
-        "data.in_memory=true",
-        "data.num_workers=0",
-        "data.val_fraction=0.1",
-        f"data.n_neg={cfg.n_neg}",
-        "data.k_inbatch=0",
-    ]
-    tc = load_config(
-        TrainConfig,
-        None,
-        overrides,
-        cache=str(cache),
-        head=head,
-        out_dir=str(out),
-        epochs=cfg.epochs,
-        seed=cfg.seed,
-        device=cfg.device,
-        progress=cfg.progress,
-        resume="auto",
-    )
-    summary = train(tc)
-    (out / "done.json").write_text(json.dumps(summary, default=str, indent=1))
-    return Path(summary.get("best_checkpoint") or summary.get("checkpoint") or best)
+    return _Timer
 
 
 def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
-    """Run all five stages (see the module docstring); returns the evaluation rows."""
-    from cache_tools.reader import open_cache
-    from tflocal.evaluate import evaluate
-    from tflocal.evaluate.report import markdown_table
-    from tflocal.evaluate.run import write_report
-    from tflocal.scoring import load_scorer
-
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    shapes, caches, runs, report = out / "shapes", out / "caches", out / "runs", out / "report"
+    """Render ShapesWorld, then the pipeline (see the module docstring); returns the rows."""
     t0 = time.perf_counter()
-    timings = cfg.timings
-
-    with _stage("1/5 render ShapesWorld", timings):
-        if not (shapes / "meta.json").exists():
-            from tflocal.shapesworld import generate
-
+    timings: dict[str, float] = {}
+    stage = _stage(timings)
+    with stage("render ShapesWorld"):
+        if not (cfg.shapes / "meta.json").exists():
             generate(
-                shapes,
+                cfg.shapes,
                 cfg.n_train,
                 cfg.n_test,
                 cfg.n_test,
@@ -181,53 +174,22 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
                 progress=cfg.progress,
                 counterfactual=cfg.counterfactual,
             )
-        print(f"   {shapes}: {cfg.n_train} train, {cfg.n_test} test_id, {cfg.n_test} test_ood images")
-
-    with _stage("2/5 cache with the frozen encoder", timings):
-        paths = _cache_splits(cfg, shapes, caches)
-
-    checkpoints = {}
-    for head in ("global", "tflocal"):
-        with _stage(f"3/5 train the {head} head", timings):
-            checkpoints[head] = _train(cfg, head, paths["train"], runs)
-
-    with _stage("4/5 evaluate on test_id and test_ood", timings):
-        test = open_cache(paths["test"])
-        names = [str(checkpoints["global"]), str(checkpoints["tflocal"])]
-        if test.attrs.get("space") == "joint":
-            names.append("maxsim")
-        if test.attrs.get("global_space") == "joint":
-            names.append("cosine")
-        rows, scorers = [], []
-        for name in names:
-            scorer = load_scorer(
-                name, test, device="cpu" if cfg.device == "auto" else cfg.device, progress=False
-            )
-            label = {str(checkpoints["global"]): "global head", str(checkpoints["tflocal"]): "TFLocal"}.get(
-                name, name
-            )
-            scorer.name = label
-            scorers.append(scorer)
-            rows += evaluate("shapesworld", test, scorer)
-
-    with _stage("5/5 report", timings):
-        written = write_report(
-            rows, report, title="tflocal quickstart — ShapesWorld with frozen EfficientNet-Lite0 + MiniLM"
+        print(f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, {cfg.n_test} test_ood images")
+    evaluation = cfg.evaluation()
+    result = run_pipeline(evaluation, cfg.caches(), cfg.heads(), progress=cfg.progress, stage=stage)
+    report = Path(evaluation.out)
+    timings["total"] = round(time.perf_counter() - t0, 1)
+    (report / "quickstart.json").write_text(
+        json.dumps(
+            {"config": asdict(cfg), "timings": timings, "files": [str(p) for p in result.files]}, indent=1
         )
-        heat = _heatmaps(test, scorers, report, shapes)
-        timings["total"] = round(time.perf_counter() - t0, 1)
-        (report / "quickstart.json").write_text(
-            json.dumps(
-                {"config": asdict(cfg), "timings": timings, "files": [str(p) for p in [*written, *heat]]},
-                indent=1,
-            )
-        )
-    print("\n" + markdown_table(_headline(rows)))
+    )
+    print("\n" + markdown_table(_headline(result.rows)))
     print(f"\nreport: {report}/results.md (all rows), {report}/results.json, plots and heatmaps in {report}/")
     print(
         f"total {timings['total']:.0f} s  ({', '.join(f'{k}: {v:.0f}s' for k, v in timings.items() if k != 'total')})"
     )
-    return rows
+    return result.rows
 
 
 def _headline(rows: list[Any]) -> list[Any]:
@@ -242,37 +204,3 @@ def _headline(rows: list[Any]) -> list[Any]:
         elif len(parts) == 3 and parts[1] == "swap":
             keep.append(r)
     return keep or rows
-
-
-def _heatmaps(cache: Any, scorers: list[Any], report: Path, shapes: Path, n: int = 4) -> list[Path]:
-    """Which image region each word of a caption attends to, for the first test_ood captions."""
-    import numpy as np
-
-    from cache_tools.images import load_image
-    from cache_tools.sources import open_source
-    from tflocal.evaluate.run import plot_word_maps
-
-    texts = [
-        t
-        for t in np.flatnonzero((cache.image_index >= 0) & (cache.positive_index < 0))
-        if cache.image_meta(int(cache.image_index[t])).get("split") == "test_ood"
-    ][:n]
-    if not texts:
-        return []
-    wanted = {str(cache.image_ids[cache.image_index[t]]) for t in texts}
-    photos = {}
-    for rec in open_source(f"shapesworld:{shapes}", split="test_ood"):
-        if rec.id in wanted:
-            photos[rec.id] = load_image(rec)
-        if len(photos) == len(wanted):
-            break
-    paths = []
-    for scorer in scorers:
-        if not hasattr(scorer, "word_region_attention") or not hasattr(
-            getattr(scorer, "head", None), "word_region_attention"
-        ):
-            continue
-        imgs = cache.image_index[texts]
-        maps = scorer.word_region_attention(imgs, np.asarray(texts))
-        paths += plot_word_maps(cache, scorer.name, texts, imgs, maps, photos, report / "heatmaps")
-    return paths

@@ -13,6 +13,7 @@ candidates); ids are cache row indices.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,37 @@ from tflocal.scorers.base import Scorer
 from tflocal.scorers.head import CosineScorer
 
 DIRECTIONS = ("t2i", "i2t")
+
+
+@dataclass
+class SearchConfig:
+    """What ``tflocal search`` holds."""
+
+    cache: str = ""
+    """Cache (.h5) whose images are searched."""
+    query: list[str] = field(default_factory=list, metadata={"commas": False})
+    """Captions to search with (repeat the flag for several)."""
+    index: str | None = None
+    """faiss index file over the cache's image embeddings (built and saved when missing)."""
+    factory: str = "Flat"
+    """faiss factory string for a new index: Flat, IVF1024,Flat, HNSW32."""
+    scorer: str = "cosine"
+    """cosine | maxsim | sgi | CHECKPOINT (re-ranks the first stage)."""
+    k: int = 10
+    """Results to print."""
+    k_rerank: int = 100
+    """First-stage candidates re-ranked."""
+    encoder: str | None = None
+    """Encoder for the query (default: the cache's own)."""
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.cache:
+            raise UserError("search: missing 'cache': give --cache FILE.h5")
+        if not self.query:
+            raise UserError("search: no query: give --query CAPTION (repeatable)")
+        if self.k < 1 or self.k_rerank < 1:
+            raise UserError("search: k and k_rerank must be >= 1")
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Train an alignment head on a cache (accelerate: CPU, one GPU, or ``accelerate launch`` on several).
 
 ``train(cfg)`` reads top to bottom: data (units, split, loaders) -> head, AdamW, warm-up + cosine
-schedule -> optional resume from ``out_dir/last.pt`` -> epochs of candidate-set cross-entropy with
+schedule -> optional resume from ``out/last.pt`` -> epochs of candidate-set cross-entropy with
 gradient clipping -> validation (pair accuracy against hard negatives) each epoch, keeping the
-best. ``out_dir`` gets ``config.yaml``, ``log.jsonl``, ``last.pt`` and ``best.pt``.
+best. ``out`` gets ``config.yaml``, ``log.jsonl``, ``last.pt`` and ``best.pt``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,11 @@ from tflocal.data import (
     split_by_image,
 )
 from tflocal.errors import UserError
-from tflocal.models import TRAINABLE, build_head, count_parameters
-from tflocal.models.config import ModelConfig
+from tflocal.models import build_head, count_parameters
 from tflocal.optim import make_optimizer
+from tflocal.train_config import DataConfig, OptimConfig, TrainConfig  # noqa: F401 - configs live there
 from tflocal.validate import validate
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 CACHE_INFO = (
     "source",
     "created",
@@ -53,125 +51,6 @@ CACHE_INFO = (
     "package_version",
 )
 """Cache attributes recorded in checkpoints besides the encoder signature (provenance only)."""
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 3e-4
-    """Peak learning rate (AdamW)."""
-    weight_decay: float = 0.05
-    """AdamW weight decay (not applied to biases, norms, embeddings and position tables)."""
-    beta1: float = 0.9
-    beta2: float = 0.98
-    warmup_steps: int = 200
-    """Linear warm-up from 0 to lr over this many steps, then cosine decay to min_lr_ratio*lr."""
-    min_lr_ratio: float = 0.0
-    """Final learning rate as a fraction of lr."""
-    grad_clip: float = 1.0
-    """Max global gradient norm (0 = no clipping)."""
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
-            raise UserError("optim: lr must be > 0; weight_decay, warmup_steps and grad_clip >= 0")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise UserError(f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
-
-
-@dataclass
-class DataConfig:
-    batch_size: int = 32
-    """Units (positive captions with their image) per step and process."""
-    n_neg: int = 4
-    """Hard negatives per candidate set (sampled each step when a caption has more)."""
-    k_inbatch: int = 3
-    """In-batch negatives per set: captions of other images most similar by global embedding
-    (image-text cosine; caption-caption cosine for towers with global_space 'none')."""
-    t2i: bool = True
-    """Also a text->image set per caption whose image has negative images (same group)."""
-    t2i_weight: float = 1.0
-    """Weight of the text->image loss."""
-    val_fraction: float = 0.05
-    """Fraction of images held out for validation when val_cache is not given (0 = none)."""
-    val_batch_size: int = 64
-    num_workers: int = 2
-    """DataLoader worker processes (each opens the cache itself); 0 reads in the main process."""
-    in_memory: bool = False
-    """Load the whole cache payload into RAM first (fast random access when it fits)."""
-    shuffle_chunk: int = 0
-    """0: full shuffle each epoch; > 0: chunk-level shuffle in blocks of this many units
-    (contiguous HDF5 reads for caches larger than RAM)."""
-    max_negs: int = 64
-    """Most hard negatives kept per caption (validation uses all of these)."""
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.val_batch_size < 1:
-            raise UserError("data.batch_size and data.val_batch_size must be >= 1")
-        if self.n_neg < 0 or self.k_inbatch < 0 or self.num_workers < 0 or self.shuffle_chunk < 0:
-            raise UserError("data.n_neg, k_inbatch, num_workers and shuffle_chunk must be >= 0")
-        if self.n_neg == 0 and self.k_inbatch == 0:
-            raise UserError(
-                "data.n_neg and data.k_inbatch are both 0: a candidate set needs at least one negative"
-            )
-        if not 0 <= self.val_fraction < 1:
-            raise UserError(f"data.val_fraction={self.val_fraction} must be in [0, 1)")
-
-
-@dataclass
-class TrainConfig:
-    cache: str = ""
-    """Training cache (HDF5 file written by `tflocal cache`)."""
-    val_cache: str | None = None
-    """Validation cache of the same encoder; None = hold out data.val_fraction of the images."""
-    head: str = "tflocal"
-    """'tflocal' (cross-encoder over patches and tokens) or 'global' (global embeddings only)."""
-    out_dir: str = "runs/train"
-    """Where config.yaml, log.jsonl, last.pt and best.pt go."""
-    epochs: int = 10
-    max_steps: int | None = None
-    """Total optimizer steps; None = epochs x batches per epoch. Sets the schedule length."""
-    stop_at_step: int | None = None
-    """Stop (as if interrupted, saving last.pt) when this step is reached; the schedule stays that
-    of the full run, and `resume` continues it. For time-boxed jobs."""
-    temperature: float = 1.0
-    """Scores are divided by it before the cross-entropy over each candidate set."""
-    mixed_precision: str = "no"
-    """'no', 'bf16' or 'fp16' (accelerate autocast; fp16 uses a gradient scaler)."""
-    seed: int = 0
-    val_every: int = 1
-    """Validate every this many epochs (and always at the end)."""
-    log_every: int = 20
-    """Steps between log.jsonl records and progress-bar updates."""
-    save_every: int | None = None
-    """Also save last.pt every this many steps (always at each epoch end)."""
-    resume: bool | str = "auto"
-    """'auto': continue from out_dir/last.pt when it exists; true: it must exist; false: start over."""
-    device: str = "auto"
-    """'auto', 'cpu' or 'cuda'."""
-    progress: bool = True
-    """Show a progress bar (pairs/s and loss)."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-
-    def __post_init__(self) -> None:
-        if not self.cache:
-            raise UserError("config key 'cache' is required: the HDF5 cache to train on")
-        if self.head not in TRAINABLE:
-            raise UserError(f"head={self.head!r} cannot be trained; choices: {', '.join(TRAINABLE)}")
-        if self.mixed_precision in ("False", "false", "fp32"):  # YAML reads a bare `no` as false
-            self.mixed_precision = "no"
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise UserError(
-                f"mixed_precision={self.mixed_precision!r} unknown; choices: {', '.join(MIXED_PRECISION)}"
-            )
-        if self.device not in DEVICES:
-            raise UserError(f"device={self.device!r} unknown; choices: {', '.join(DEVICES)}")
-        if self.resume not in (True, False, "auto"):
-            raise UserError(f"resume={self.resume!r}: use true, false or auto")
-        if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
-            raise UserError("epochs and max_steps must be >= 1")
-        if self.temperature <= 0 or self.log_every < 1 or self.val_every < 1:
-            raise UserError("temperature must be > 0, log_every and val_every >= 1")
 
 
 class NonFiniteLossError(UserError):
@@ -301,7 +180,7 @@ def _resume(run: Run) -> None:
     if ckpt["head"] != cfg.head or ckpt["model_cfg"] != to_dict(cfg.model):
         raise UserError(
             f"{last_path} holds head {ckpt['head']!r} {ckpt['model_cfg']}, not {cfg.head!r} {to_dict(cfg.model)}: "
-            "set resume=false or use another out_dir"
+            "set resume=false or use another --out"
         )
     run.model.load_state_dict(ckpt["state_dict"])
     run.opt.load_state_dict(ckpt["optimizer"])
@@ -314,7 +193,7 @@ def setup(cfg: TrainConfig) -> Run:
     """Data (units, split, batches) -> head -> AdamW + schedule -> resume -> log, on the accelerator."""
     acc = _accelerator(cfg)
     set_seed(cfg.seed)
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache, val_cache, train_units, val_units = _data(cfg)
     model = build_head(cfg.head, cfg.model, cache.spec)
@@ -432,7 +311,7 @@ def fit(run: Run) -> dict[str, Any]:
         "val": run.last_val,
         "checkpoint": str(run.best_path if run.best_step is not None else run.last_path),
         "last": str(run.last_path),
-        "out_dir": str(run.out),
+        "out": str(run.out),
         "params": run.n_params,
         "pairs_per_s": pairs_total / elapsed if elapsed > 0 else None,
     }
@@ -441,7 +320,7 @@ def fit(run: Run) -> dict[str, Any]:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.head`` on ``cfg.cache``: :func:`setup`, then :func:`fit`. Returns a summary:
     steps, best_val_acc, best_step, checkpoint (best.pt, or last.pt without validation), last,
-    out_dir, params, pairs_per_s."""
+    out, params, pairs_per_s."""
     run = setup(cfg)
     summary = fit(run)
     run.log(event="end", **{k: v for k, v in summary.items() if k != "val"})

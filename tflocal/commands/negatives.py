@@ -4,52 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Add SWAP/REPLACE/ADD hard negatives to a JSONL manifest, or explain caption/negative pairs."
+from tflocal.cli_config import add_config_arguments, config_from_args
+from tflocal.concepts.config import NegativesConfig
+from tflocal.concepts.manifest import add_negatives, explain_file
+
+EPILOG = """examples:
+  tflocal negatives --in data/manifest.jsonl --out data/manifest_negatives.jsonl --depth 1,2
+  tflocal negatives --in "karpathy:data/coco/dataset_coco.json?split=val" --out data/coco/val_negatives.jsonl
+  tflocal negatives --explain pairs.jsonl --out pairs_explained.jsonl"""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--in",
-        dest="inp",
-        metavar="MANIFEST.jsonl",
-        help="manifest whose captions get negatives, or any data source FORMAT:PATH[?opt=value] "
-        "(e.g. karpathy:data/coco/dataset_coco.json?split=train,restval) to turn into a manifest",
-    )
-    src.add_argument(
-        "--explain", metavar="PAIRS.jsonl", help='lines {"caption": ..., "negative": ...} to label'
-    )
-    parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="output JSONL")
-    parser.add_argument("--ops", default="swap,replace,add", help="comma-separated operators (default: all)")
-    parser.add_argument(
-        "--depth", default="1", help="operators applied in a row: 1, 2, 3 or a list like 1,2,3"
-    )
-    parser.add_argument("--per-caption", type=int, default=3, help="negatives per caption and depth")
-    parser.add_argument("--seed", type=int, default=0)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_arguments(p, NegativesConfig, aliases={"data": ("--in",)})
 
 
 def run(args: argparse.Namespace) -> int:
-    from tflocal.concepts.manifest import add_negatives, explain_file
-    from tflocal.concepts.operators import OPERATORS
-    from tflocal.errors import UserError
-
-    if args.explain:
-        counts = explain_file(args.explain, args.out)
+    cfg = config_from_args(NegativesConfig, args)
+    if cfg.explain:
+        counts = explain_file(cfg.explain, cfg.out)
     else:
-        ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-        bad = [o for o in ops if o not in OPERATORS]
-        if bad or not ops:
-            raise UserError(f"--ops: unknown operator(s) {bad}; choose from {sorted(OPERATORS)}")
-        try:
-            depths = [int(d) for d in args.depth.split(",")]
-        except ValueError as err:
-            raise UserError(f"--depth must be integers in 1..3 (got {args.depth!r})") from err
-        if any(d not in (1, 2, 3) for d in depths):
-            raise UserError(f"--depth must be integers in 1..3 (got {args.depth!r})")
-        if args.per_caption < 1:
-            raise UserError("--per-caption must be >= 1")
-        counts = add_negatives(args.inp, args.out, ops, depths, args.per_caption, args.seed)
+        counts = add_negatives(cfg.data, cfg.out, cfg.ops, cfg.depth, cfg.per_caption, cfg.seed)
     for key, n in sorted(counts.items()):
         print(f"{key}\t{n}")
-    print(f"wrote {args.out}")
+    print(f"wrote {cfg.out}")
     return 0

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "run the whole pipeline offline on ShapesWorld with pretrained towers (CPU, minutes)"
+from tflocal.cli_config import add_config_arguments, config_from_args
+from tflocal.quickstart import QuickstartConfig, run_quickstart
+
+EPILOG = """examples:
+  tflocal quickstart --out runs/quickstart
+  tflocal quickstart --out /tmp/qs --n-train 200 --n-test 20 --epochs 1 --model.readout summary+align"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
-    p.add_argument("--n-train", type=int, dest="n_train", help="training images (default 3000)")
-    p.add_argument(
-        "--n-test", type=int, dest="n_test", help="images in each of test_id and test_ood (default 500)"
-    )
-    p.add_argument("--epochs", type=int, help="training epochs per head")
-    p.add_argument(
-        "--readout",
-        choices=("segments", "summary", "summary+align"),
-        help="TFLocal read-out (default segments)",
-    )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument(
-        "--encoder", help="encoder registry name (default towers:effnet-lite0+minilm, no download)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_arguments(p, QuickstartConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tflocal.quickstart import QuickstartConfig, run_quickstart
-
-    fields = {
-        k: getattr(args, k)
-        for k in ("out", "n_train", "n_test", "epochs", "readout", "seed", "device", "encoder")
-    }
-    cfg = QuickstartConfig(**{k: v for k, v in fields.items() if v is not None}, progress=not args.quiet)
-    run_quickstart(cfg)
+    run_quickstart(config_from_args(QuickstartConfig, args))
     return 0

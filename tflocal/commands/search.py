@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-HELP = "search a cache's images with a caption: faiss top-k by global cosine, re-ranked by a scorer"
+from tflocal.cli_config import add_config_arguments, config_from_args
+from tflocal.retrieval import SearchConfig, build_index, load_index, save_index, search_text
 
 EPILOG = """examples:
   tflocal search --cache caches/coco_test.h5 --index caches/coco_test.faiss \\
@@ -15,47 +17,29 @@ The index is built from the cache's image embeddings (and saved) when the file i
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--cache", required=True, help="cache (.h5) whose images are searched")
-    p.add_argument("--index", help="faiss index file over the cache's image embeddings (built when missing)")
-    p.add_argument(
-        "--factory", default="Flat", help="faiss factory string for a new index: Flat, IVF1024,Flat, HNSW32"
-    )
-    p.add_argument(
-        "--scorer", default="cosine", help="cosine | maxsim | sgi | CHECKPOINT (re-ranks the first stage)"
-    )
-    p.add_argument("--query", action="append", required=True, help="caption to search with (repeatable)")
-    p.add_argument("-k", type=int, default=10, help="results to print")
-    p.add_argument(
-        "--k-rerank", type=int, default=100, dest="k_rerank", help="first-stage candidates re-ranked"
-    )
-    p.add_argument("--encoder", help="encoder for the query (default: the cache's own)")
-    p.add_argument("--device", default="cpu")
+    add_config_arguments(p, SearchConfig, aliases={"k": ("-k",)})
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # the cache reader, encoders and scorers import torch and h5py: only when the command runs
+    from cache_tools.encoders import load_encoder
     from cache_tools.reader import open_cache
-    from tflocal.retrieval import build_index, load_index, save_index, search_text
     from tflocal.scoring import load_scorer
 
-    cache = open_cache(args.cache)
-    encoder = None
-    if args.encoder:
-        from cache_tools.encoders import load_encoder
-
-        encoder = load_encoder(args.encoder, device=args.device)
-    if args.index and Path(args.index).is_file():
-        index = load_index(args.index)
+    cfg = config_from_args(SearchConfig, args)
+    cache = open_cache(cfg.cache)
+    encoder = load_encoder(cfg.encoder, device=cfg.device) if cfg.encoder else None
+    if cfg.index and Path(cfg.index).is_file():
+        index = load_index(cfg.index)
     else:
-        index = build_index(cache.image_global(range(cache.n_images)), args.factory)
-        if args.index:
-            save_index(index, args.index)
-            print(f"built {args.factory} index over {cache.n_images} images -> {args.index}")
-    scorer = load_scorer(args.scorer, cache, encoder=encoder, device=args.device, progress=False)
-    for query in args.query:
-        rows, scores, first = search_text(cache, index, scorer, query, k=args.k, k_rerank=args.k_rerank)
-        print(f"query: {query!r}  (scorer {scorer.name}, re-ranking the top {args.k_rerank})")
+        index = build_index(cache.image_global(range(cache.n_images)), cfg.factory)
+        if cfg.index:
+            save_index(index, cfg.index)
+            print(f"built {cfg.factory} index over {cache.n_images} images -> {cfg.index}")
+    scorer = load_scorer(cfg.scorer, cache, encoder=encoder, device=cfg.device, progress=False)
+    for query in cfg.query:
+        rows, scores, first = search_text(cache, index, scorer, query, k=cfg.k, k_rerank=cfg.k_rerank)
+        print(f"query: {query!r}  (scorer {scorer.name}, re-ranking the top {cfg.k_rerank})")
         print(f"{'rank':>4}  {'score':>9}  {'cosine':>8}  image")
         for r, (i, s, d) in enumerate(zip(rows, scores, first), 1):
             print(f"{r:>4}  {s:9.4f}  {d:8.4f}  {cache.image_ids[i]}")

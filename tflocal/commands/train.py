@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-HELP = "train an alignment head (tflocal or global) on a cache"
+from tflocal.cli_config import add_config_arguments, config_from_args
+from tflocal.train import train
+from tflocal.train_config import TrainConfig
+
+EPILOG = """examples:
+  tflocal train --config configs/train/coco_vitb32.yaml
+  tflocal train --config configs/train/coco_vitb32.yaml --head global --out runs/coco_vitb32_global
+  tflocal train --cache caches/train.h5 --model.readout segments --optim.lr 1e-3 --set data.batch_size=64"""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML recipe, e.g. configs/train/coco_vitb32.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set optim.lr=1e-4 (repeatable)")  # fmt: skip
-    parser.add_argument("--cache", help="training cache (overrides the recipe's 'cache')")
-    parser.add_argument("--out-dir", help="output directory (overrides the recipe's 'out_dir')")
-    parser.add_argument("--head", help="'tflocal' or 'global' (overrides the recipe's 'head')")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_arguments(p, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from tflocal.config import load_config
-    from tflocal.train import TrainConfig, train
-
-    cfg = load_config(
-        TrainConfig, args.config, args.overrides, cache=args.cache, out_dir=args.out_dir, head=args.head
-    )
-    summary = train(cfg)
+    summary = train(config_from_args(TrainConfig, args))
     print(json.dumps(summary, indent=2))
     return 0

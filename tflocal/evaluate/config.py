@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tflocal.errors import UserError
+from tflocal.evaluate import BENCHMARKS
 
 
 @dataclass
@@ -27,6 +28,10 @@ class EvalConfig:
     """Encoder registry name used to build a missing cache (and by SGI / raw-input scoring)."""
     scorers: list[str] = field(default_factory=lambda: ["cosine"])
     """Scorers compared side by side: cosine, maxsim, sgi, sgi:W, or checkpoint paths."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Names shown in the report for some scorers, e.g. ``{runs/global/best.pt: global head}``."""
+    baselines: bool = False
+    """Also score with maxsim and cosine where the cache's token / global space is joint."""
     out: str = "results"
     """Folder for results.json, results.md and the plots."""
     batch_size: int = 256
@@ -39,6 +44,10 @@ class EvalConfig:
     """Build the cache with crop embeddings (implied when an ``sgi`` scorer is asked for)."""
     heatmaps: int = 4
     """Alignment heatmaps to draw (captions of the first images); 0 for none."""
+    heatmap_split: str | None = None
+    """Draw heatmaps for positive captions of images of this split only (image meta ``split``)."""
+    title: str = ""
+    """Title of results.md; default ``<bench> — <encoder>``."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -49,10 +58,6 @@ class EvalConfig:
             raise UserError("heatmaps must be >= 0")
         if isinstance(self.scorers, str):
             self.scorers = [s for s in self.scorers.split(",") if s]
-
-    def validate(self) -> None:
-        from tflocal.evaluate import BENCHMARKS
-
         if not self.bench:
             raise UserError(f"missing 'bench': give --bench NAME; choices: {', '.join(BENCHMARKS)}")
         if self.bench not in BENCHMARKS:

@@ -1,0 +1,39 @@
+"""The hard-negative recipe: what ``tflocal negatives`` holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tflocal.concepts.operators import OPERATORS
+from tflocal.errors import UserError
+
+
+@dataclass
+class NegativesConfig:
+    data: str | None = None
+    """Manifest whose captions get negatives, or any data source ``FORMAT:PATH[?opt=value]``
+    (e.g. ``karpathy:data/coco/dataset_coco.json?split=train,restval``) to turn into a manifest."""
+    explain: str | None = None
+    """Instead: lines ``{"caption": ..., "negative": ...}`` to label with op and kind."""
+    out: str = ""
+    """Output JSONL."""
+    ops: list[str] = field(default_factory=lambda: ["swap", "replace", "add"])
+    """Operators applied (comma-separated on the command line)."""
+    depth: list[int] = field(default_factory=lambda: [1])
+    """Operators applied in a row: 1, 2, 3 or a list like 1,2,3."""
+    per_caption: int = 3
+    """Negatives per caption and depth."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if bool(self.data) == bool(self.explain):
+            raise UserError("give exactly one of --in/--data MANIFEST and --explain PAIRS.jsonl")
+        if not self.out:
+            raise UserError("missing 'out': give --out OUT.jsonl")
+        bad = [o for o in self.ops if o not in OPERATORS]
+        if bad or not self.ops:
+            raise UserError(f"--ops: unknown operator(s) {bad}; choose from {sorted(OPERATORS)}")
+        if not self.depth or any(d not in (1, 2, 3) for d in self.depth):
+            raise UserError(f"--depth must be integers in 1..3 (got {self.depth!r})")
+        if self.per_caption < 1:
+            raise UserError("--per-caption must be >= 1")

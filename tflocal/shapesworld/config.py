@@ -1,0 +1,44 @@
+"""The rendering recipe: what ``tflocal shapes`` holds (the generator's own settings, recorded in
+``meta.json``, are :class:`tflocal.shapesworld.generate.ShapesConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tflocal.errors import UserError
+
+
+def split_counts(n: int, n_train: int | None, n_test: int | None) -> tuple[int, int, int]:
+    """(train, test_id, test_ood) from --n / --n-train / --n-test."""
+    n_test = n_test if n_test is not None else n // 10
+    n_train = n_train if n_train is not None else n - 2 * n_test
+    return n_train, n_test, n_test
+
+
+@dataclass
+class RenderConfig:
+    out: str = ""
+    """Output folder."""
+    n: int = 1000
+    """Total images, split 80/10/10 (train/test_id/test_ood)."""
+    n_train: int | None = None
+    """Train images (overrides the split of n)."""
+    n_test: int | None = None
+    """Images in each of test_id and test_ood."""
+    seed: int = 0
+    counterfactual: bool = False
+    """Also render a counterfactual twin per train image (one SWAP negative made true)."""
+    image_size: int = 224
+    workers: int = 2
+    """Processes (output is identical for any number)."""
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise UserError("shapes: missing 'out': give --out DIR")
+        if min(self.counts) < 0 or self.workers < 1:
+            raise UserError(f"shapes: split sizes {self.counts} and --workers must not be negative")
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(train, test_id, test_ood) images."""
+        return split_counts(self.n, self.n_train, self.n_test)
