@@ -90,6 +90,7 @@ class AroSource(Source):
         assert self.image_root is not None
         kind = VG_KIND[self.subset]
         for k, item in enumerate(data):
+            self.item_seen()
             if not isinstance(item, dict):
                 self.skip(f"item {k}", "not an object")
                 continue
