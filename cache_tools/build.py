@@ -2,6 +2,9 @@
 
 Runs as one process, or as N processes under ``accelerate launch`` (each writes one shard of
 the records; the main process then writes the output as one logical cache over the shards).
+A benchmark source's item count (``Source.stats()["items"]``, scored or skipped) is recorded as
+the root attribute ``source_items``, which the evaluation report compares with the items scored.
+A ``wds:`` source is cached per tar shard (``cache_tools.wds_build``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
     state = PartialState(cpu=cfg.device == "cpu")
     device = cfg.device or str(state.device)
     encoder = load_encoder(cfg.encoder, device=device, precision=cfg.precision)
+    if getattr(source, "per_shard", False):
+        from cache_tools.wds_build import build_per_shard
+
+        return build_per_shard(cfg, source, encoder, state, progress)
     records = _Limited(source, cfg.limit) if cfg.limit else source
     rank, world = state.process_index, state.num_processes
     summary = write_cache(
@@ -62,4 +69,16 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
             out = Path(cfg.out)
             merge_shards(out, [shard_path(out, i, world) for i in range(world)])
         state.wait_for_everyone()
+    if state.is_main_process:
+        record_items(Path(cfg.out), source)
     return summary
+
+
+def record_items(out: Path, source) -> None:
+    """Write the source's benchmark item count (when it counts items) as root attr ``source_items``."""
+    import h5py
+
+    items = source.stats().get("items", 0) if hasattr(source, "stats") else 0
+    if items and out.is_file():
+        with h5py.File(out, "r+") as f:
+            f.attrs["source_items"] = int(items)

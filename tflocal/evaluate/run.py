@@ -2,7 +2,9 @@
 
 ``run_eval(cfg)`` is the library side of ``tflocal eval``: it builds the benchmark's cache when
 missing, evaluates every scorer, and writes ``results.json`` (fixed-key rows), ``results.md``
-(scorers side by side) and plots (per-subset bars, accuracy vs depth, alignment heatmaps).
+(scorers side by side, then items scored / in the data / published, see
+:mod:`tflocal.evaluate.coverage`), ``coverage.json`` and plots (per-subset bars, accuracy vs
+depth, alignment heatmaps). The coverage lines are also printed, a WARNING when counts differ.
 """
 
 from __future__ import annotations
@@ -164,11 +166,15 @@ def draw_heatmaps(cfg: EvalConfig, cache: Any, scorers: list[Any], out: Path) ->
     return paths
 
 
-def write_report(rows: list[Row], out: Path, title: str) -> list[Path]:
-    """results.json, results.md, per-benchmark bars and (when depths are present) the depth plot."""
+def write_report(rows: list[Row], out: Path, title: str, notes: list[str] = ()) -> list[Path]:
+    """results.json, results.md (``notes`` under the table), per-benchmark bars and (when depths
+    are present) the depth plot."""
     from tflocal.evaluate.plots import depth_plot, subset_bars
 
-    written = [write_json(rows, out / "results.json"), write_markdown(rows, out / "results.md", title=title)]
+    written = [
+        write_json(rows, out / "results.json"),
+        write_markdown(rows, out / "results.md", title=title, notes=notes),
+    ]
     for bench in dict.fromkeys(r.benchmark for r in rows):
         bench_rows = [r for r in rows if r.benchmark == bench and "/depth" not in r.subset]
         written.append(subset_bars(bench_rows, out / f"bars_{bench}.png", title=bench))
@@ -176,6 +182,21 @@ def write_report(rows: list[Row], out: Path, title: str) -> list[Path]:
     if depth:
         written.append(depth)
     return written
+
+
+def report_coverage(bench: str, rows: list[Row], cache: Any, out: Path) -> list[str]:
+    """Print and return the coverage line of ``bench`` (items scored / in the data / published);
+    also written to ``out/coverage.json``. Empty for benchmarks without items (retrieval)."""
+    import json
+
+    from tflocal.evaluate.coverage import coverage, coverage_dict
+
+    cov = coverage(bench, rows, cache)
+    if cov is None:
+        return []
+    (out / "coverage.json").write_text(json.dumps(coverage_dict(cov), indent=1) + "\n")
+    print(f"tflocal eval: {cov.line()}")
+    return [cov.line()]
 
 
 def run_eval(cfg: EvalConfig, progress: bool = True) -> list[Row]:
@@ -188,7 +209,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> list[Row]:
     cache = open_cache(ensure_cache(cfg, progress))
     try:
         rows, scorers = evaluate_scorers(cfg, cache, progress)
-        write_report(rows, out, title=f"{cfg.bench} — {cache.attrs.get('encoder', '')}")
+        notes = report_coverage(cfg.bench, rows, cache, out)
+        write_report(rows, out, title=f"{cfg.bench} — {cache.attrs.get('encoder', '')}", notes=notes)
         if cfg.heatmaps:
             draw_heatmaps(cfg, cache, scorers, out)
     finally:
