@@ -180,8 +180,12 @@ def test_order_sets(tmp_path):
         assert rows[0].value == pytest.approx(2 / 3)
     # negatives not (all) made by ARO's procedure: the row says so
     texts[-1]["meta"] = {"procedure": "tflocal"}
-    rows = evaluate("coco_order", make_cache(tmp_path / "o2.h5", [{"id": "a"}, {"id": "b"}], texts), TableScorer(t))
-    assert [(r.subset, r.n) for r in rows] == [("all (tflocal perturbations, not comparable to published)", 3)]
+    rows = evaluate(
+        "coco_order", make_cache(tmp_path / "o2.h5", [{"id": "a"}, {"id": "b"}], texts), TableScorer(t)
+    )
+    assert [(r.subset, r.n) for r in rows] == [
+        ("all (tflocal perturbations, not comparable to published)", 3)
+    ]
 
 
 def test_valse(tmp_path):

@@ -35,9 +35,9 @@ from typing import Any
 
 from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
+from cache_tools.sources.aro_official import INSTALL, OfficialShuffler, load_official_tools
 from cache_tools.sources.base import Source, clean_text, first_dir, load_json, resolve_path
 from cache_tools.sources.karpathy import image_root_for, read_caption_file
-from cache_tools.sources.aro_official import INSTALL, OfficialShuffler, load_official_tools
 from cache_tools.sources.word_order import perturb, pre_caption
 
 FILES = {
@@ -89,7 +89,9 @@ class AroSource(Source):
             tools = load_official_tools()
             if isinstance(tools, str):
                 if self.procedure == "aro":
-                    raise UserError(f"{self.name}: perturbations=aro needs ARO's tools: {tools}; run: {INSTALL}")
+                    raise UserError(
+                        f"{self.name}: perturbations=aro needs ARO's tools: {tools}; run: {INSTALL}"
+                    )
                 print(
                     f"tflocal: {self.subset}: {tools}, so its negatives come from tflocal's heuristic perturbations, "
                     f"not comparable to published numbers; for ARO's exact ones run: {INSTALL}",
@@ -156,10 +158,14 @@ class AroSource(Source):
         for im in items:
             if im.split is not None and im.split != "test":
                 continue
-            official = [shuffler.perturb(c if isinstance(c, str) else "") for c in im.captions] if shuffler else []
+            official = (
+                [shuffler.perturb(c if isinstance(c, str) else "") for c in im.captions] if shuffler else []
+            )
             self.item_seen(len(im.captions))
             if not im.rel:
-                self.skip(f"image {im.meta}", f"missing image file name ({len(im.captions)} captions not scored)")
+                self.skip(
+                    f"image {im.meta}", f"missing image file name ({len(im.captions)} captions not scored)"
+                )
                 continue
             texts: list[TextRecord] = []
             for j, raw in enumerate(im.captions):

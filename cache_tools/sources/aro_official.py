@@ -47,7 +47,12 @@ Tagger = Callable[[str], Sequence[tuple[str, str]]]
 Tokenizer = Callable[[str], list[str]]
 """caption -> tokens, as ``nltk.word_tokenize``."""
 
-ORDER = ("shuffle_nouns_and_adj", "shuffle_allbut_nouns_and_adj", "shuffle_within_trigrams", "shuffle_trigrams")
+ORDER = (
+    "shuffle_nouns_and_adj",
+    "shuffle_allbut_nouns_and_adj",
+    "shuffle_within_trigrams",
+    "shuffle_trigrams",
+)
 
 
 def get_trigrams(tokens: list[str]) -> list[list[str]]:
