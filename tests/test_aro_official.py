@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from cache_tools.errors import UserError
-from cache_tools.sources import open_source
 from cache_tools.sources import aro as aro_module
+from cache_tools.sources import open_source
 from cache_tools.sources.aro_official import OfficialShuffler, load_official_tools
 from cache_tools.sources.word_order import pre_caption
 

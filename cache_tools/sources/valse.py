@@ -19,7 +19,8 @@ image in ``skipped``).
 One record per distinct image (id: its path under the root); its texts are, item after item,
 the caption (positive) and the foil (its negative). Every text's meta holds ``piece``,
 ``item``, ``mturk`` and ``valid`` (caption chosen by >= 2 of 3 annotators; ``None`` without
-votes): the metric keeps only valid items, the source keeps all. ``op``/``kind`` by piece:
+votes): the metric keeps only valid items, the source keeps all. ``stats()["items"]`` counts
+the valid items (and those without votes): the size the report compares with the items scored. ``op``/``kind`` by piece:
 actant swap -> swap/object, action replacement and relations -> replace/relation, foil-it ->
 replace/object, others -> replace with no kind (the piece name says what changed).
 """
@@ -143,7 +144,8 @@ class ValseSource(Source):
             op, kind = piece_op_kind(piece)
             for key, item in data.items():
                 where = f"{piece}/{key}"
-                self.item_seen()
+                # VALSE's benchmark is its valid items: those counted (invalid ones are cached, not counted)
+                self.item_seen(0 if isinstance(item, dict) and is_valid(item.get("mturk")) is False else 1)
                 if not isinstance(item, dict):
                     self.skip(where, "item is not an object")
                     continue
