@@ -213,3 +213,26 @@ def test_coverage_lines_and_markdown(tmp_path):
         [Row("vg_relation", "all", "accuracy", 0.5, 23900, "cosine")], tmp_path / "r.md", notes=[short.line()]
     )
     assert path.read_text().rstrip().endswith("(37) give each reason")
+
+
+def test_tflocal_eval_prints_and_writes_the_coverage(tiny_openclip, tmp_path, capsys):
+    from tflocal.cli import main
+
+    d = write_bivlc(tmp_path / "bivlc", bad=1)
+    out = tmp_path / "res"
+    args = ["eval", "--bench", "bivlc", "--data", str(d), "--encoder", tiny_openclip, "--out", str(out)]
+    assert main([*args, "--heatmaps", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "WARNING bivlc: 5 items scored / 6 in the data / 2,933 published" in printed
+    cov = json.loads((out / "coverage.json").read_text())
+    assert cov == {
+        "benchmark": "bivlc",
+        "scored": 5,
+        "in_data": 6,
+        "published": 2933,
+        "skipped": 1,
+        "complete": False,
+    }
+    assert "WARNING bivlc: 5 items scored" in (out / "results.md").read_text()
+    rows = json.loads((out / "results.json").read_text())
+    assert all(isinstance(r["n"], int) and r["n"] > 0 for r in rows)

@@ -218,3 +218,20 @@ def test_wds_two_real_processes_each_read_their_own_shard(shards, tmp_path):
     with open_cache(out) as cache:
         assert len(cache.image_ids) == 5 and str(cache.image_ids[3]) == "00001/000010000"
         assert sorted(i for i, _ in cache.skipped) == ["00000/000000001", "00001/000010001"]
+
+
+def test_tflocal_cache_cli_on_wds(tiny_openclip, shards, tmp_path, capsys):
+    from cache_tools.reader import open_cache
+    from tflocal.cli import main
+
+    out = tmp_path / "c.h5"
+    spec = f"wds:{shards}/{{00000..00001}}.tar"
+    args = ["cache", "--encoder", tiny_openclip, "--data", spec, "--out", str(out), "--quiet"]
+    assert main([*args, "--batch-size", "2"]) == 0
+    assert "5 images" in capsys.readouterr().out
+    with open_cache(out) as cache:
+        assert [str(i) for i in cache.image_ids][:2] == ["00000/000000000", "00000/000000002"]
+        assert len(cache.skipped) == 2 and "source_items" not in cache.attrs
+    assert main([*args, "--batch-size", "2"]) == 0  # done: kept as is
+    assert main([*args, "--limit", "3"]) == 2
+    assert "--limit does not apply" in capsys.readouterr().err
