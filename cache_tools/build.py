@@ -48,6 +48,10 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
         return build_per_shard(cfg, source, encoder, state, progress)
     records = _Limited(source, cfg.limit) if cfg.limit else source
     rank, world = state.process_index, state.num_processes
+    full_skipped = None
+    if world > 1 and hasattr(source, "stats"):
+        source.stats()  # a full pass: process 0 stores every source-level skip, not just its range's
+        full_skipped = list(source.skipped)
     summary = write_cache(
         records,
         encoder,
@@ -59,7 +63,9 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
         shard=(rank, world),
         num_workers=cfg.num_workers,
         progress=progress and state.is_local_main_process,
-        skipped_from_source=lambda: list(getattr(source, "skipped", [])),
+        skipped_from_source=lambda: (
+            full_skipped if full_skipped is not None else list(getattr(source, "skipped", []))
+        ),
     )
     if world > 1:
         state.wait_for_everyone()
