@@ -2,6 +2,9 @@
 
 Runs as one process, or as N processes under ``accelerate launch`` (each writes one shard of
 the records; the main process then writes the output as one logical cache over the shards).
+A benchmark source's item count (``Source.stats()["items"]``, scored or skipped) is recorded as
+the root attribute ``source_items``, which the evaluation report compares with the items scored.
+A ``wds:`` source is cached per tar shard (``cache_tools.wds_build``).
 """
 
 from __future__ import annotations
@@ -38,8 +41,16 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
     state = PartialState(cpu=cfg.device == "cpu")
     device = cfg.device or str(state.device)
     encoder = load_encoder(cfg.encoder, device=device, precision=cfg.precision)
+    if getattr(source, "per_shard", False):
+        from cache_tools.wds_build import build_per_shard
+
+        return build_per_shard(cfg, source, encoder, state, progress)
     records = _Limited(source, cfg.limit) if cfg.limit else source
     rank, world = state.process_index, state.num_processes
+    full_skipped = None
+    if world > 1 and hasattr(source, "stats"):
+        source.stats()  # a full pass: process 0 stores every source-level skip, not just its range's
+        full_skipped = list(source.skipped)
     summary = write_cache(
         records,
         encoder,
@@ -51,7 +62,9 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
         shard=(rank, world),
         num_workers=cfg.num_workers,
         progress=progress and state.is_local_main_process,
-        skipped_from_source=lambda: list(getattr(source, "skipped", [])),
+        skipped_from_source=lambda: (
+            full_skipped if full_skipped is not None else list(getattr(source, "skipped", []))
+        ),
     )
     if world > 1:
         state.wait_for_everyone()
@@ -61,4 +74,16 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
             out = Path(cfg.out)
             merge_shards(out, [shard_path(out, i, world) for i in range(world)])
         state.wait_for_everyone()
+    if state.is_main_process:
+        record_items(Path(cfg.out), source)
     return summary
+
+
+def record_items(out: Path, source) -> None:
+    """Write the source's benchmark item count (when it counts items) as root attr ``source_items``."""
+    import h5py
+
+    items = source.stats().get("items", 0) if hasattr(source, "stats") else 0
+    if items and out.is_file():
+        with h5py.File(out, "r+") as f:
+            f.attrs["source_items"] = int(items)

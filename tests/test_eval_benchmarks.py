@@ -167,7 +167,9 @@ def test_order_sets(tmp_path):
         for _ in range(n_caps):
             pos = len(texts)
             texts.append({"image": img})
-            texts += [{"image": img, "positive": pos, "op": "order"} for _ in range(4)]
+            texts += [
+                {"image": img, "positive": pos, "op": "order", "meta": {"procedure": "aro"}} for _ in range(4)
+            ]
     cache = make_cache(tmp_path / "o.h5", [{"id": "a"}, {"id": "b"}], texts)
     t = np.zeros((2, 15))
     t[0, 0:5] = [0.9, 0.1, 0.2, 0.3, 0.4]  # right
@@ -177,6 +179,14 @@ def test_order_sets(tmp_path):
         rows = evaluate(name, cache, TableScorer(t))
         assert [(r.benchmark, r.subset, r.metric, r.n) for r in rows] == [(name, "all", "precision@1", 3)]
         assert rows[0].value == pytest.approx(2 / 3)
+    # negatives not (all) made by ARO's procedure: the row says so
+    texts[-1]["meta"] = {"procedure": "tflocal"}
+    rows = evaluate(
+        "coco_order", make_cache(tmp_path / "o2.h5", [{"id": "a"}, {"id": "b"}], texts), TableScorer(t)
+    )
+    assert [(r.subset, r.n) for r in rows] == [
+        ("all (tflocal perturbations, not comparable to published)", 3)
+    ]
 
 
 def test_valse(tmp_path):

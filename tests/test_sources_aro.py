@@ -246,7 +246,7 @@ def test_coco_order_records(tmp_path):
     d = tmp_path / "coco"
     caps = ["A man riding a brown horse on the beach.", "  ", "Two dogs play with a red ball in the park."]
     dump(d / "coco_karpathy_test.json", [{"image": "val2014/a.jpg", "caption": caps, "image_id": 1}])
-    src = open_source(f"coco_order:{d}")
+    src = open_source(f"coco_order:{d}", perturbations="tflocal")
     recs = list(src)
     assert len(recs) == 1 and recs[0].id == "val2014/a.jpg" and recs[0].image == str(d / "val2014" / "a.jpg")
     texts = recs[0].texts
@@ -263,8 +263,8 @@ def test_coco_order_records(tmp_path):
     ]
     assert {t.positive for t in texts[6:]} == {5}
     assert src.skipped == [("val2014/a.jpg caption 1", "empty caption")]
-    assert list(open_source(f"coco_order:{d}")) == recs
-    other = list(open_source(f"aro:{d}", subset="coco_order", seed=3))[0].texts
+    assert list(open_source(f"coco_order:{d}", perturbations="tflocal")) == recs
+    other = list(open_source(f"aro:{d}", subset="coco_order", seed=3, perturbations="tflocal"))[0].texts
     assert other[0] == texts[0] and [t.text for t in other] != [t.text for t in texts]
 
 
@@ -279,7 +279,7 @@ def test_flickr_order_from_karpathy_json_uses_test_split(tmp_path):
             ]
         },
     )
-    recs = list(open_source(f"flickr_order:{j}", max_words=3))
+    recs = list(open_source(f"flickr_order:{j}", max_words=3, perturbations="tflocal"))
     assert [r.id for r in recs] == ["2.jpg"]
     assert recs[0].image == str(tmp_path / "flickr30k-images" / "2.jpg")
     assert recs[0].texts[0].text == "a dog sleeps"

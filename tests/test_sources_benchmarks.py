@@ -129,7 +129,7 @@ def wino_item(i: int, **kw) -> dict:
         "image_1": f"ex_{i}_img_1",
         "caption_0": f"an old person kisses a young person {i}",
         "caption_1": f"a young person kisses an old person {i}",
-        "tag": "Object",
+        "tag": "Noun",
         "secondary_tag": "",
         "num_main_preds": 1,
         "collapsed_tag": "Object",
@@ -140,14 +140,15 @@ def wino_item(i: int, **kw) -> dict:
 def test_winoground_two_records_per_item(tmp_path):
     d = tmp_path / "winoground"
     png(d / "data" / "images" / "ex_0_img_0.png")
-    lines = [json.dumps(wino_item(0)), "{oops", json.dumps(wino_item(1, caption_1="", tag="Relation"))]
-    lines.append(json.dumps(wino_item(2, tag="Relation", secondary_tag="Symbolic")))
+    lines = [json.dumps(wino_item(0)), "{oops", json.dumps(wino_item(1, caption_1="", tag="Verb"))]
+    # as published: fine-grained "tag", Object / Relation / Both in "collapsed_tag"
+    lines.append(json.dumps(wino_item(2, tag="Verb", collapsed_tag="Relation", secondary_tag="Symbolic")))
     (d / "data" / "examples.jsonl").write_text("\n".join(lines) + "\n")
     src = open_source(f"winoground:{d}")
     recs = list(src)
     root = d / "data" / "images"
     c0, c1 = "an old person kisses a young person 0", "a young person kisses an old person 0"
-    tags = {"tag": "Object", "secondary_tag": "", "num_main_preds": 1, "collapsed_tag": "Object"}
+    tags = {"tag": "Noun", "secondary_tag": "", "num_main_preds": 1, "collapsed_tag": "Object"}
     assert recs[:2] == [
         ImageRecord(
             "ex_0_img_0",

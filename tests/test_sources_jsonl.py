@@ -42,6 +42,7 @@ def test_registry_lists_every_format():
         "coco_order",
         "flickr_order",
         "valse",
+        "wds",
     }
 
 

@@ -37,6 +37,7 @@ from cache_tools.sources import SOURCES, open_source
 from tflocal.errors import UserError
 from tflocal.evaluate import get_benchmark
 from tflocal.evaluate.config import EvalConfig
+from tflocal.evaluate.coverage import report_coverage
 from tflocal.evaluate.report import Row, write_json, write_markdown
 from tflocal.scorers.head import HeadScorer
 from tflocal.scoring import load_scorer
@@ -235,11 +236,15 @@ def draw_heatmaps(cfg: EvalConfig, cache: Any, scorers: list[Any], out: Path) ->
     return paths
 
 
-def write_report(rows: list[Row], out: Path, title: str) -> list[Path]:
-    """results.json, results.md, per-benchmark bars and (when depths are present) the depth plot."""
+def write_report(rows: list[Row], out: Path, title: str, notes: Sequence[str] = ()) -> list[Path]:
+    """results.json, results.md (``notes`` under the table), per-benchmark bars and (when depths
+    are present) the depth plot."""
     from tflocal.evaluate.plots import depth_plot, subset_bars  # matplotlib: only when plotting
 
-    written = [write_json(rows, out / "results.json"), write_markdown(rows, out / "results.md", title=title)]
+    written = [
+        write_json(rows, out / "results.json"),
+        write_markdown(rows, out / "results.md", title=title, notes=notes),
+    ]
     for bench in dict.fromkeys(r.benchmark for r in rows):
         bench_rows = [r for r in rows if r.benchmark == bench and "/depth" not in r.subset]
         written.append(subset_bars(bench_rows, out / f"bars_{bench}.png", title=bench))
@@ -273,7 +278,9 @@ def run_pipeline(
             rows, scorers = evaluate_scorers(evaluation, cache, progress)
         with stage("report"):
             title = evaluation.title or f"{evaluation.bench} — {cache.attrs.get('encoder', '')}"
-            files = write_report(rows, out, title=title)
+            files = write_report(
+                rows, out, title=title, notes=report_coverage(evaluation.bench, rows, cache, out)
+            )
             if evaluation.heatmaps:
                 files += draw_heatmaps(evaluation, cache, scorers, out)
     finally:

@@ -17,6 +17,7 @@ Formats (each module's docstring gives the exact layout):
 ``aro:DIR``               ARO, ``subset=vg_relation|vg_attribution|coco_order|flickr_order``
 ``vg_relation:DIR`` ...   aliases of ``aro:DIR subset=...`` (also vg_attribution, coco_order, flickr_order)
 ``valse:DIR``             VALSE piece files
+``wds:PATTERN``           webdataset tar shards (img2dataset): brace patterns, paths, ``pipe:``
 ========================  =================================================================
 """
 
@@ -36,6 +37,7 @@ from cache_tools.sources.jsonl import JsonlSource, ShapesWorldSource
 from cache_tools.sources.karpathy import KarpathySource
 from cache_tools.sources.sugarcrepe import SugarCrepeSource
 from cache_tools.sources.valse import ValseSource
+from cache_tools.sources.wds import WdsSource
 from cache_tools.sources.winoground import WinogroundSource
 
 SOURCES: dict[str, Callable[..., Source]] = {
@@ -49,13 +51,14 @@ SOURCES: dict[str, Callable[..., Source]] = {
     "aro": AroSource,
     **{subset: aro_alias(subset) for subset in ARO_SUBSETS},
     "valse": ValseSource,
+    "wds": WdsSource,
 }
 """Format name -> ``(path, images=None, **options) -> Source``."""
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """``"sugarcrepe:/data/sc"`` -> ``("sugarcrepe", "/data/sc")``; a bad spec is a UserError."""
-    fmt, sep, path = str(spec).partition(":")
+    fmt, sep, path = str(spec).partition(":")  # wds:pipe:cmd keeps its own colons in PATH
     fmt = fmt.strip().lower()
     if not sep or not path:
         raise UserError(f"source {spec!r}: expected FORMAT:PATH with FORMAT one of {', '.join(SOURCES)}")

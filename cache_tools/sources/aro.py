@@ -15,17 +15,27 @@
   / ``flickr30k_test.json`` (or Karpathy's ``dataset_coco.json`` / ``dataset_flickr30k.json``,
   whose test split is used), or that file; images under ``images=`` or the JSON's folder. One
   record per image; for each caption, the ``pre_caption``-ed caption (positive) then its four
-  ARO perturbations (``op="order"``, meta ``perturbation``), seeded by ``seed=``.
+  ARO perturbations (``op="order"``, meta ``perturbation`` and ``procedure``).
+  ``perturbations=aro`` reproduces ARO's negatives exactly (spaCy ``en_core_web_sm`` tags, NLTK
+  tokens, one global seed, captions in file order; :mod:`cache_tools.sources.aro_official`;
+  ``seed=`` default 1 as ARO's); it needs ``pip install spacy nltk``, ``python -m spacy download
+  en_core_web_sm`` and NLTK's punkt data. ``perturbations=tflocal`` uses tflocal's offline
+  heuristic tagger (:mod:`cache_tools.sources.word_order`; ``seed=`` default 0): its negatives are
+  not ARO's and its numbers are not comparable with published ones (procedure ``tflocal``, and
+  the evaluation labels every such row). Default ``auto``: ``aro`` when installed, else ``tflocal``
+  with a notice. Items: one per caption.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
+from cache_tools.sources.aro_official import INSTALL, OfficialShuffler, load_official_tools
 from cache_tools.sources.base import Source, clean_text, first_dir, load_json, resolve_path
 from cache_tools.sources.karpathy import image_root_for, read_caption_file
 from cache_tools.sources.word_order import perturb, pre_caption
@@ -46,7 +56,8 @@ class AroSource(Source):
     name = "aro"
     OPTIONS = {
         "subset": f"which ARO set: {', '.join(FILES)}",
-        "seed": "seed of the order perturbations (default 0)",
+        "seed": "seed of the order perturbations (default 1 for perturbations=aro, as ARO's; 0 for tflocal)",
+        "perturbations": "order sets: aro (ARO's exact procedure, needs spaCy), tflocal (heuristic), auto (default)",
         "max_words": "order sets: captions cut to this many words, as ARO does (default 30)",
     }
 
@@ -58,7 +69,8 @@ class AroSource(Source):
                 f"{self.name}: subset={self.subset or '(missing)'}; choose one of {', '.join(FILES)}"
             )
         try:
-            self.seed = int(self.options.get("seed", 0))
+            seed = self.options.get("seed")
+            self.seed: int | None = None if seed is None else int(seed)
             self.max_words = int(self.options.get("max_words", 30))
         except ValueError as err:
             raise UserError(f"{self.name}: seed and max_words must be integers ({err})") from err
@@ -69,6 +81,25 @@ class AroSource(Source):
             if not found:
                 raise UserError(f"{self.name}: no {' or '.join(FILES[self.subset])} in {self.path}")
             self.json = found[0]
+        self.procedure = str(self.options.get("perturbations", "auto")).lower()
+        if self.procedure not in ("auto", "aro", "tflocal"):
+            raise UserError(f"{self.name}: perturbations={self.procedure}; choose aro, tflocal or auto")
+        self._tools: Any = None
+        if self.subset not in VG_KIND and self.procedure != "tflocal":
+            tools = load_official_tools()
+            if isinstance(tools, str):
+                if self.procedure == "aro":
+                    raise UserError(
+                        f"{self.name}: perturbations=aro needs ARO's tools: {tools}; run: {INSTALL}"
+                    )
+                print(
+                    f"tflocal: {self.subset}: {tools}, so its negatives come from tflocal's heuristic perturbations, "
+                    f"not comparable to published numbers; for ARO's exact ones run: {INSTALL}",
+                    file=sys.stderr,
+                )
+                self.procedure = "tflocal"
+            else:
+                self._tools, self.procedure = tools, "aro"
         self.image_root: Path | None = None
         if self.subset in VG_KIND:
             self.image_root = self.images or first_dir([self.json.parent / "images"])
@@ -78,7 +109,8 @@ class AroSource(Source):
                 )
 
     def details(self) -> str:
-        return f"subset: {self.subset}; file: {self.json.name}"
+        extra = "" if self.subset in VG_KIND else f"; perturbations: {self.procedure}"
+        return f"subset: {self.subset}; file: {self.json.name}{extra}"
 
     def _records(self) -> Iterator[ImageRecord]:
         yield from (self._vg() if self.subset in VG_KIND else self._order())
@@ -90,6 +122,7 @@ class AroSource(Source):
         assert self.image_root is not None
         kind = VG_KIND[self.subset]
         for k, item in enumerate(data):
+            self.item_seen()
             if not isinstance(item, dict):
                 self.skip(f"item {k}", "not an object")
                 continue
@@ -119,11 +152,20 @@ class AroSource(Source):
     def _order(self) -> Iterator[ImageRecord]:
         items = read_caption_file(self.json)
         root = image_root_for(self.json, self.images, items)
+        shuffler = None
+        if self.procedure == "aro":  # one generator pair for the whole file, as ARO's seed_all
+            shuffler = OfficialShuffler(*self._tools, seed=1 if self.seed is None else self.seed)
         for im in items:
             if im.split is not None and im.split != "test":
                 continue
+            official = (
+                [shuffler.perturb(c if isinstance(c, str) else "") for c in im.captions] if shuffler else []
+            )
+            self.item_seen(len(im.captions))
             if not im.rel:
-                self.skip(f"image {im.meta}", "missing image file name")
+                self.skip(
+                    f"image {im.meta}", f"missing image file name ({len(im.captions)} captions not scored)"
+                )
                 continue
             texts: list[TextRecord] = []
             for j, raw in enumerate(im.captions):
@@ -134,10 +176,13 @@ class AroSource(Source):
                     continue
                 pos = len(texts)
                 texts.append(TextRecord(caption, meta={"caption_index": j, "perturbation": "original"}))
-                for name, neg in perturb(text, f"{im.rel}#{j}", self.seed, self.max_words).items():  # type: ignore[arg-type]
-                    texts.append(
-                        TextRecord(neg, pos, "order", "", {"caption_index": j, "perturbation": name})
-                    )
+                if shuffler is not None:
+                    negs = {k: pre_caption(v, self.max_words) for k, v in official[j].items()}
+                else:
+                    negs = perturb(text, f"{im.rel}#{j}", self.seed or 0, self.max_words)  # type: ignore[arg-type]
+                for name, neg in negs.items():
+                    meta = {"caption_index": j, "perturbation": name, "procedure": self.procedure}
+                    texts.append(TextRecord(neg, pos, "order", "", meta))
             if not texts:
                 self.skip(im.rel, "no usable caption")
                 continue

@@ -3,9 +3,15 @@
 A source is opened on a path the user downloaded (a directory or a file) and yields
 :class:`~cache_tools.records.ImageRecord` objects in a fixed order: the cache writer resumes by
 record position, so the same data must give the same stream every time. Entries the source
-itself cannot use (a malformed JSON line, an empty caption, a missing field) are appended to
-``source.skipped`` as ``(item, reason)`` while iterating, and iteration goes on. Image files
-are never opened here: the writer opens them and records the unreadable ones.
+itself cannot use (a malformed JSON line, an empty caption, a missing field, a repeated record
+id) are appended to ``source.skipped`` as ``(item, reason)`` while iterating, and iteration goes
+on. The stream reads one record ahead, so when the last record has been handed out every entry
+after it has been read too and ``skipped`` is complete, even if the consumer stops there.
+Image files are never opened here: the writer opens them and records the unreadable ones.
+
+Benchmark sources call :meth:`Source.item_seen` once per item of the published data (scored or
+skipped); ``stats()["items"]`` is that count, which the evaluation report compares with the
+number of items it scored and with the benchmark's published size.
 """
 
 from __future__ import annotations
@@ -133,6 +139,7 @@ class Source(ABC):
         self.options = {k: v for k, v in options.items() if v is not None}
         self.skipped: list[tuple[str, str]] = []
         self._stats: dict[str, int] | None = None
+        self._n_items = 0
 
     @abstractmethod
     def _records(self) -> Iterator[ImageRecord]:
@@ -142,14 +149,24 @@ class Source(ABC):
         """Record that ``item`` was left out, and why."""
         self.skipped.append((item, reason))
 
+    def item_seen(self, n: int = 1) -> None:
+        """Count ``n`` items of the benchmark's data read (whether they become records or are skipped)."""
+        self._n_items += n
+
     def __iter__(self) -> Iterator[ImageRecord]:
         self.skipped = []
+        self._n_items = 0
         seen: set[str] = set()
-        stats = {"images": 0, "captions": 0, "negatives": 0, "groups": 0}
+        stats = {"images": 0, "captions": 0, "negatives": 0, "groups": 0, "items": 0}
         groups: set[str] = set()
+        pending: ImageRecord | None = None
         for rec in self._records():
             if rec.id in seen:
-                self.skip(rec.id, "duplicate record id (the first one is kept); give each entry a unique id")
+                self.skip(
+                    rec.id,
+                    "duplicate record id (the first one is kept, this one is not cached); "
+                    "give each entry a unique id",
+                )
                 continue
             seen.add(rec.id)
             stats["images"] += 1
@@ -157,12 +174,18 @@ class Source(ABC):
                 stats["negatives" if t.positive >= 0 else "captions"] += 1
             if rec.group:
                 groups.add(rec.group)
-            yield rec
+            if pending is not None:
+                yield pending
+            pending = rec  # held back until the next record (or the end) has been read
         stats["groups"] = len(groups)
+        stats["items"] = self._n_items
         self._stats = stats
+        if pending is not None:
+            yield pending
 
     def stats(self) -> dict[str, int]:
-        """Counts of the full stream: images, captions (positives), negatives, groups."""
+        """Counts of the full stream: images, captions (positives), negatives, groups, and items
+        (benchmark items in the data, scored or skipped; 0 for sources that do not count items)."""
         if self._stats is None:
             for _ in self:
                 pass

@@ -6,6 +6,11 @@ JSONL / JSON file (a list, or a dict id -> item) whose ``image`` / ``negative_im
 relative to the file (or to ``images=``). A directory with no parquet is searched for one
 ``*.jsonl`` / ``*.json``.
 
+Item ids: ``<split>/<k>``, k the row's position in its split, counted across the split's shards
+in file order (the HF release's test split is ``test-00000-of-00002`` + ``test-00001-of-00002``,
+so the second shard's rows continue the count; that is the HF dataset's own index), or for
+JSON(L) the item's ``id`` (default its position).
+
 Each item gives two records sharing ``group`` = the item id:
 
 * ``<id>:original``: the image, texts ``[caption (positive), negative_caption (its negative)]``;
@@ -58,8 +63,11 @@ class BiVLCSource(Source):
     def _items(self) -> Iterator[tuple[str, dict[str, Any], Path]]:
         """Yield ``(item_id, raw item, root for relative image paths)``."""
         if self.parquet:
-            for file, row, item in iter_parquet_rows(self.parquet):
-                yield f"{parquet_split(file)}/{row}", item, self.images or file.parent
+            counters: dict[str, int] = {}  # the row number within the split, across its shards
+            for file, _row, item in iter_parquet_rows(self.parquet):
+                split = parquet_split(file)
+                k = counters[split] = counters.get(split, -1) + 1
+                yield f"{split}/{k}", item, self.images or file.parent
             return
         assert self.table is not None
         root = self.images or self.table.parent
@@ -71,6 +79,7 @@ class BiVLCSource(Source):
                     try:
                         item = json.loads(line)
                     except json.JSONDecodeError as err:
+                        self.item_seen()
                         self.skip(f"{self.table.name}:{lineno}", f"malformed JSON ({err.msg})")
                         continue
                     yield (
@@ -87,6 +96,7 @@ class BiVLCSource(Source):
 
     def _records(self) -> Iterator[ImageRecord]:
         for iid, item, root in self._items():
+            self.item_seen()
             if not isinstance(item, dict):
                 self.skip(iid, "item is not an object")
                 continue

@@ -91,6 +91,7 @@ class SugarCrepeSource(Source):
             for key in sorted(data, key=_item_order):
                 item = data[key]
                 where = f"{subset}/{key}"
+                self.item_seen()
                 if not isinstance(item, dict):
                     self.skip(where, "item is not an object")
                     continue

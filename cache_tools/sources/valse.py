@@ -7,13 +7,20 @@ image_file, caption, foil, mturk: {caption, foil, other}, ...}``. ``pieces=`` se
 (file stems, comma-separated); default all, in file-name order.
 
 Images come from several datasets. The image root is ``images=`` or ``DIR/images``; an item's
-image is looked up in ``<root>/<piece>/``, then ``<root>/<dataset>/`` (the item's ``dataset``
-field, e.g. ``visual7w``, ``SWiG``), then ``<root>/`` — the first of these folders that exists.
+image is looked up in ``<root>/<piece>/``, then in the folders of its ``dataset`` field as the
+official files spell it (:data:`DATASET_DIRS`: ``coco2017`` (plurals) and ``coco_2017``
+(relations) -> ``coco2017/``, ``coco_2017/``, ``val2017/``; ``visual7w`` -> ``visual7w/images/``,
+``visual7w/``; ``"FOIL dataset"`` (foil-it, COCO 2014 images) -> ``FOIL dataset/``, ``foil/``,
+``val2014/``; ``SWiG`` -> ``SWiG/``, ``images_512/``; ``VisDial`` -> ``VisDial/``,
+``VisualDialog_val2018/``; any other name -> ``<root>/<dataset>/``), then ``<root>/``: the first
+folder that holds the file (else the first that exists; the writer then records the missing
+image in ``skipped``).
 
 One record per distinct image (id: its path under the root); its texts are, item after item,
 the caption (positive) and the foil (its negative). Every text's meta holds ``piece``,
 ``item``, ``mturk`` and ``valid`` (caption chosen by >= 2 of 3 annotators; ``None`` without
-votes): the metric keeps only valid items, the source keeps all. ``op``/``kind`` by piece:
+votes): the metric keeps only valid items, the source keeps all. ``stats()["items"]`` counts
+the valid items (and those without votes): the size the report compares with the items scored. ``op``/``kind`` by piece:
 actant swap -> swap/object, action replacement and relations -> replace/relation, foil-it ->
 replace/object, others -> replace with no kind (the piece name says what changed).
 """
@@ -37,6 +44,21 @@ PIECE_OPS: dict[str, tuple[str, str]] = {
 """Piece file-name prefix -> (op, kind); pieces not listed are ("replace", "")."""
 
 USED = {"image_file", "caption", "foil", "foils"}
+
+DATASET_DIRS: dict[str, tuple[str, ...]] = {
+    "coco2017": ("coco2017", "coco_2017", "val2017", "coco/val2017", "coco"),
+    "visual7w": ("visual7w/images", "visual7w", "images"),
+    "foildataset": ("FOIL dataset", "foil", "FOIL", "val2014", "coco/val2014", "coco2014"),
+    "swig": ("SWiG", "swig", "images_512"),
+    "visdial": ("VisDial", "visdial", "VisualDialog_val2018"),
+}
+"""The ``dataset`` field, normalized by :func:`dataset_key` -> image folders under the root, in
+lookup order."""
+
+
+def dataset_key(dataset: str) -> str:
+    """``"coco_2017"`` / ``"coco2017"`` -> ``"coco2017"``, ``"FOIL dataset"`` -> ``"foildataset"``."""
+    return "".join(c for c in dataset.lower() if c.isalnum())
 
 
 def piece_op_kind(piece: str) -> tuple[str, str]:
@@ -86,19 +108,29 @@ class ValseSource(Source):
         self.image_root = self.images or first_dir([self.path / "images", data_dir / "images"])
         if self.image_root is None:
             raise UserError(f"{self.name}: no image folder {self.path / 'images'}; pass images=DIR")
-        self._dirs: dict[tuple[str, str], Path] = {}
+        self._dirs: dict[tuple[str, str], list[Path]] = {}
 
     def details(self) -> str:
         return f"pieces: {', '.join(f.stem for f in self.files)}; images: {self.image_root}"
 
-    def _image_dir(self, piece: str, dataset: str) -> Path:
+    def _candidates(self, piece: str, dataset: str) -> list[Path]:
+        """Existing folders where an image of (piece, dataset) may lie, in lookup order."""
         key = (piece, dataset)
         if key not in self._dirs:
             root = self.image_root
             assert root is not None
-            cands = [root / piece] + ([root / dataset] if dataset else [])
-            self._dirs[key] = first_dir(cands) or root
+            names = [piece, *DATASET_DIRS.get(dataset_key(dataset), ()), *([dataset] if dataset else [])]
+            cands = [root / n for n in dict.fromkeys(names)] + [root]
+            self._dirs[key] = [c for c in cands if c.is_dir()]
         return self._dirs[key]
+
+    def _image_path(self, piece: str, dataset: str, image: str) -> Path:
+        """The first candidate folder holding ``image``; else the first existing folder."""
+        cands = self._candidates(piece, dataset)
+        for c in cands:
+            if (c / image).is_file():
+                return c / image
+        return cands[0] / image
 
     def _records(self) -> Iterator[ImageRecord]:
         assert self.image_root is not None
@@ -112,6 +144,8 @@ class ValseSource(Source):
             op, kind = piece_op_kind(piece)
             for key, item in data.items():
                 where = f"{piece}/{key}"
+                # VALSE's benchmark is its valid items: those counted (invalid ones are cached, not counted)
+                self.item_seen(0 if isinstance(item, dict) and is_valid(item.get("mturk")) is False else 1)
                 if not isinstance(item, dict):
                     self.skip(where, "item is not an object")
                     continue
@@ -128,7 +162,7 @@ class ValseSource(Source):
                 if caption is None or not foils:
                     self.skip(where, "empty or missing caption / foil")
                     continue
-                full = self._image_dir(piece, str(item.get("dataset", ""))) / image
+                full = self._image_path(piece, str(item.get("dataset", "")), image)
                 rel = full.relative_to(self.image_root) if full.is_relative_to(self.image_root) else full
                 meta = {"piece": piece, "item": key, "valid": is_valid(item.get("mturk"))}
                 meta |= {k: v for k, v in item.items() if k not in USED}

@@ -10,8 +10,10 @@ installed.
 Each item gives two records with ``group`` = the item id: ``image_0`` with texts
 ``[caption_0 (positive), caption_1 (its negative)]`` and ``image_1`` with
 ``[caption_1 (positive), caption_0 (its negative)]``. The captions hold the same words in a
-different order, so ``op`` is ``"swap"``; ``kind`` comes from ``tag`` (Object -> object,
-Relation -> relation, Both -> ""). Text meta: item, caption index, tags.
+different order, so ``op`` is ``"swap"``; ``kind`` comes from ``collapsed_tag`` (Object ->
+object, Relation -> relation, Both -> ""; ``tag`` holds the fine-grained label such as "Noun" or
+"Verb"). Text meta: item, caption index, and the tags ``tag, secondary_tag, num_main_preds,
+collapsed_tag`` as published (the evaluation reports a row per collapsed tag).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class WinogroundSource(Source):
                 try:
                     yield f"{self.examples.name}:{lineno}", json.loads(line)
                 except json.JSONDecodeError as err:
+                    self.item_seen()
                     self.skip(f"{self.examples.name}:{lineno}", f"malformed JSON ({err.msg})")
 
     def _image(self, value: Any) -> Any:
@@ -89,6 +92,7 @@ class WinogroundSource(Source):
 
     def _records(self) -> Iterator[ImageRecord]:
         for where, item in self._items():
+            self.item_seen()
             if not isinstance(item, dict) or "id" not in item:
                 self.skip(where, 'not an object with an "id"')
                 continue
@@ -106,7 +110,7 @@ class WinogroundSource(Source):
                 self.skip(iid, "missing image_0 / image_1")
                 continue
             tags = {k: item[k] for k in TAG_FIELDS if k in item}
-            kind = normalize_kind(item.get("tag"))
+            kind = normalize_kind(item.get("collapsed_tag"))
             for x in (0, 1):
                 y = 1 - x
                 name = item.get(f"image_{x}")

@@ -5,6 +5,9 @@ accuracy, symmetric relations excluded (the list of ARO's ``main_aro.py``); VG-A
 mean over attribute pairs seen at least 25 times; a VG item is correct when the true caption
 scores strictly higher. The order sets score each true caption against its perturbations;
 precision@1 counts a tie with the true caption as correct (``argmax`` of ``[true, ...]``).
+Order rows are comparable with published numbers only when every perturbation was made by
+ARO's own procedure (text meta ``procedure == "aro"``); otherwise the row's subset reads
+:data:`NOT_COMPARABLE`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ SYMMETRIC_RELATIONS = frozenset([
 ])
 # fmt: on
 """Relations ARO's evaluation drops from the VG-Relation macro-average."""
+
+NOT_COMPARABLE = "all (tflocal perturbations, not comparable to published)"
+"""Subset label of an order row whose negatives are not all ARO's own."""
 
 VGA_MIN_COUNT = 25
 """VG-Attribution: attribute pairs with fewer items are left out of the macro-average."""
@@ -122,4 +128,6 @@ def evaluate_order(cache: Any, scorer: Any, benchmark: str = "coco_order") -> li
     scores = np.full(caps.shape, -np.inf)
     scores[valid] = scorer.score(img_rep[valid], caps[valid])
     correct = precision_at_1(scores, true_col=0)
-    return [ctx.row("all", "precision@1", mean(correct), correct.size)]
+    negs = caps[:, 1:][caps[:, 1:] >= 0]
+    official = bool(len(negs)) and all(p == "aro" for p in text_meta_column(cache, negs, "procedure", ""))
+    return [ctx.row("all" if official else NOT_COMPARABLE, "precision@1", mean(correct), correct.size)]

@@ -3,7 +3,8 @@
 Items are rebuilt from the cache: the two images of an item share ``image_group``; image 0 is
 the one whose meta ``image`` is 0 (Winoground) or whose ``role`` is ``original`` (BiVLC); caption
 k is the first positive text of image k. BiVLC also reports each score per item ``type`` (text
-meta ``type``: replace / swap / add).
+meta ``type``: replace / swap / add); Winoground per ``collapsed_tag`` (Object / Relation / Both,
+as the paper's table does).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def group_metric(s: np.ndarray, types: list[str] | None = None) -> dict[str, dic
     out = {"all": {k: (mean(v), int(v.size)) for k, v in correct.items()}}
     if types is not None:
         types_a = np.asarray(types, dtype=object).astype(str)
-        for t in sorted(set(types_a.tolist())):
+        for t in sorted(set(types_a.tolist()) - {""}):
             m = types_a == t
             out[t] = {k: (mean(v[m]), int(m.sum())) for k, v in correct.items()}
     return out
@@ -90,7 +91,7 @@ def _rows(benchmark: str, cache: Any, scorer: Any, type_key: str | None) -> list
 
 
 def evaluate_winoground(cache: Any, scorer: Any, benchmark: str = "winoground") -> list[Row]:
-    return _rows(benchmark, cache, scorer, None)
+    return _rows(benchmark, cache, scorer, "collapsed_tag")
 
 
 def evaluate_bivlc(cache: Any, scorer: Any, benchmark: str = "bivlc") -> list[Row]:

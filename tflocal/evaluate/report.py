@@ -108,7 +108,8 @@ def markdown_table(rows: list[Row], percent: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(rows: list[Row], path: str | Path, title: str = "Results") -> Path:
+def write_markdown(rows: list[Row], path: str | Path, title: str = "Results", notes: list[str] = ()) -> Path:
+    """The side-by-side table; ``notes`` (e.g. the item coverage lines) are listed under it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     encoders = sorted({r.encoder for r in rows if r.encoder})
@@ -119,5 +120,6 @@ def write_markdown(rows: list[Row], path: str | Path, title: str = "Results") ->
     if caches:
         head.append(f"cache: {', '.join(caches)}  ")
     head += ["values in %", ""]
-    path.write_text("\n".join(head) + "\n" + markdown_table(rows))
+    tail = "".join(["\n", *(f"- {n}\n" for n in notes)]) if notes else ""
+    path.write_text("\n".join(head) + "\n" + markdown_table(rows) + tail)
     return path
