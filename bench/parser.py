@@ -1,0 +1,133 @@
+"""Caption parser recall on a hand-labelled set of real-looking captions.
+
+Input: a JSONL file (default ``tests/data/captions_labelled.jsonl``), one caption a line:
+``{"caption", "domain", "objects": [head noun, ...], "bindings": [[attribute, noun], ...]}``
+(labels written by hand, compound nouns as one object: "fire hydrant", "ice cream cone").
+
+Figures, overall and per domain:
+
+* ``heads``: share of labelled objects whose head noun (last word, singular or plural) is the
+  head of a parsed object;
+* ``bindings``: share of labelled (attribute, noun) pairs where that attribute word is bound to
+  the parsed object with that head;
+* ``with_object``: share of captions where the parser finds at least one object;
+* ``object_precision``: share of parsed objects whose head is a labelled head (informational).
+
+Prints a table, then one last line holding a JSON object with every figure.
+
+    python bench/parser.py [--data FILE] [--backend rules|spacy] [--show-misses]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT / "tests" / "data" / "captions_labelled.jsonl"
+
+
+def singular(word: str) -> str:
+    """Crude English singular, enough to compare a label with a parsed head."""
+    w = word.lower()
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if w.endswith("ves") and len(w) > 4:
+        return w[:-3] + "f"
+    if w.endswith(("ses", "xes", "ches", "shes")):
+        return w[:-2]
+    if w.endswith("s") and not w.endswith("ss") and len(w) > 3:
+        return w[:-1]
+    return w
+
+
+def _same(a: str, b: str) -> bool:
+    a, b = a.lower().split()[-1], b.lower().split()[-1]
+    return a == b or singular(a) == singular(b) or singular(a).rstrip("e") == singular(b).rstrip("e")
+
+
+def score_caption(row: dict, parse_fn) -> dict:
+    """Counts for one labelled caption: found / expected heads and bindings, parsed objects."""
+    cap = parse_fn(row["caption"])
+    heads = [cap.tokens[o.span[1] - 1].text for o in cap.objects]
+    found_heads = sum(any(_same(h, exp) for h in heads) for exp in row["objects"])
+    bound = 0
+    missed = []
+    for attr, noun in row["bindings"]:
+        ok = False
+        for i, o in enumerate(cap.objects):
+            if not _same(heads[i], noun):
+                continue
+            if any(attr.lower() in a.word.lower().split() for a in cap.object_attributes(i)):
+                ok = True
+        bound += ok
+        if not ok:
+            missed.append((attr, noun))
+    precise = sum(any(_same(h, exp) for exp in row["objects"]) for h in heads)
+    return {
+        "heads": (found_heads, len(row["objects"])),
+        "bindings": (bound, len(row["bindings"])),
+        "with_object": (int(bool(cap.objects)), 1),
+        "object_precision": (precise, len(heads)),
+        "missed_heads": [e for e in row["objects"] if not any(_same(h, e) for h in heads)],
+        "missed_bindings": missed,
+        "parsed": [(h, [a.word for a in cap.object_attributes(i)]) for i, h in enumerate(heads)],
+    }
+
+
+def measure(path: Path = DEFAULT_DATA, parse_fn=None, show_misses: bool = False) -> dict:
+    """Figures over the whole file and per domain: ``{"overall": {...}, "domains": {d: {...}}, "n"}``."""
+    if parse_fn is None:
+        from tflocal.concepts import parse as parse_fn
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    keys = ("heads", "bindings", "with_object", "object_precision")
+    tot: dict[str, dict[str, list[int]]] = defaultdict(lambda: {k: [0, 0] for k in keys})
+    for row in rows:
+        r = score_caption(row, parse_fn)
+        for dom in ("overall", row["domain"]):
+            for k in keys:
+                tot[dom][k][0] += r[k][0]
+                tot[dom][k][1] += r[k][1]
+        if show_misses and (r["missed_heads"] or r["missed_bindings"]):
+            print(f"  miss: {row['caption']!r} heads={r['missed_heads']} bind={r['missed_bindings']}")
+            print(f"        parsed {r['parsed']}")
+
+    def ratios(d):
+        return {k: round(v[0] / v[1], 4) if v[1] else None for k, v in d.items()}
+
+    domains = sorted(d for d in tot if d != "overall")
+    return {"n": len(rows), "overall": ratios(tot["overall"]), "domains": {d: ratios(tot[d]) for d in domains}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--backend", choices=("rules", "spacy"), default="rules")
+    ap.add_argument("--show-misses", action="store_true")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    os.environ["TFLOCAL_PARSER"] = args.backend
+    from tflocal.concepts import parse
+
+    t0 = time.perf_counter()
+    res = measure(args.data, parse, args.show_misses)
+    res["backend"] = args.backend
+    res["seconds"] = round(time.perf_counter() - t0, 2)
+    print(f"parser recall on {res['n']} hand-labelled captions ({args.data.name}, backend {args.backend})")
+    print(f"{'domain':<10} {'heads':>7} {'bindings':>9} {'>=1 obj':>8} {'obj prec':>9}")
+    for name, fig in [("overall", res["overall"]), *res["domains"].items()]:
+        print(
+            f"{name:<10} {fig['heads']:>7.1%} {fig['bindings']:>9.1%} {fig['with_object']:>8.1%}"
+            f" {fig['object_precision']:>9.1%}"
+        )
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
