@@ -46,7 +46,12 @@ def singular(word: str) -> str:
     return w
 
 
-def _same(a: str, b: str) -> bool:
+def _same(parsed: str, b: str) -> bool:
+    """Does a parsed head ("written|lemma") name the labelled noun ``b`` (last words compared)?"""
+    return any(_same_word(a, b) for a in parsed.split("|"))
+
+
+def _same_word(a: str, b: str) -> bool:
     a, b = a.lower().split()[-1], b.lower().split()[-1]
     return a == b or singular(a) == singular(b) or singular(a).rstrip("e") == singular(b).rstrip("e")
 
@@ -54,7 +59,7 @@ def _same(a: str, b: str) -> bool:
 def score_caption(row: dict, parse_fn) -> dict:
     """Counts for one labelled caption: found / expected heads and bindings, parsed objects."""
     cap = parse_fn(row["caption"])
-    heads = [cap.tokens[o.span[1] - 1].text for o in cap.objects]
+    heads = [f"{cap.tokens[o.span[1] - 1].text}|{o.lemma}" for o in cap.objects]
     found_heads = sum(any(_same(h, exp) for h in heads) for exp in row["objects"])
     bound = 0
     missed = []
@@ -76,7 +81,7 @@ def score_caption(row: dict, parse_fn) -> dict:
         "object_precision": (precise, len(heads)),
         "missed_heads": [e for e in row["objects"] if not any(_same(h, e) for h in heads)],
         "missed_bindings": missed,
-        "parsed": [(h, [a.word for a in cap.object_attributes(i)]) for i, h in enumerate(heads)],
+        "parsed": [(h.split("|")[0], [a.word for a in cap.object_attributes(i)]) for i, h in enumerate(heads)],
     }
 
 

@@ -139,15 +139,38 @@ def verb_form(verb: str, plural_subject: bool) -> str:
 
 
 def _vocab_tag(w: str, v: Vocabulary) -> set[str]:
+    """Classes the vocabulary gives ``w``; a verb, or a noun in "-ing", keeps its other readings."""
     out = set()
     if (w,) in v.noun_lemma:
         out.add("NOUN")
+        if w.endswith("ing"):  # "building", "painting": verbs too
+            out |= open_classes(w) & {"VERB"}
     if w in v.attribute_category:
         out.add("ADJ")
     if w in v.verb_set:
-        out.add("VERB")
-    if w in v.prep_phrases_first and (w,) in v.prep_phrases:
+        out |= {"VERB"} | (open_classes(w) & {"NOUN"})
+    if (w,) in v.prep_phrases:
         out.add("ADP")
+    return out
+
+
+def _phrases(low: list[str], v: Vocabulary) -> dict[int, str]:
+    """Tags of tokens inside the vocabulary's multi-word phrases ("to the left of", "a pair
+    of", "fire hydrant"), longest match first."""
+    out: dict[int, str] = {}
+    j, n = 0, len(low)
+    tables = ((v.prep_phrases, "ADP"), (v.quantifiers, "DET"), (v.noun_lemma, "NOUN"))
+    while j < n:
+        best = (1, None)
+        for table, t in tables:
+            for L in range(min(6, n - j), 1, -1):
+                if L > best[0] and tuple(low[j : j + L]) in table:
+                    best = (L, t)
+        if best[1] is not None:
+            out.update(dict.fromkeys(range(j, j + best[0]), best[1]))
+            j += best[0]
+        else:
+            j += 1
     return out
 
 
@@ -201,9 +224,12 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
     low = [t.lower for t in tokens]
     n = len(tokens)
     opts: list[set[str]] = []
-    for t in tokens:
+    fixed = _phrases(low, v)
+    for k, t in enumerate(tokens):
         w = t.lower
-        if not t.is_word:
+        if k in fixed:
+            opts.append({fixed[k]})
+        elif not t.is_word:
             opts.append({"PUNCT"})
         elif w in CLOSED:
             opts.append({CLOSED[w]})
@@ -211,6 +237,8 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
             opts.append({"POSS"})
         else:
             o = _vocab_tag(w, v) or set(open_classes(w))
+            if "-" in w and o == {"NOUN"}:
+                o.add("ADJ")  # "a two-bedroom apartment", "over-ear headphones"
             if "VERB" in o and w.endswith(("ing", "ed", "en")):
                 o.add("ADJ")  # a participle can modify a noun: "a sleeping baby"
             opts.append(o)
@@ -225,9 +253,19 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
             tags.append(next(iter(o)))
             continue
         prev = tags[j - 1] if j else None
-        noun_next = bool(nxt & {"NOUN", "ADJ"}) and nxt != {"VERB"}
+        nxt_word = low[j + 1] if j + 1 < n else ""
+        nxt_participle = "VERB" in nxt and nxt_word.endswith(("ing", "ed"))
+        noun_next = "NOUN" in nxt or ("ADJ" in nxt and not nxt_participle)
         participle = w.endswith(("ing", "ed", "en")) and "VERB" in o
-        if prev in ("NOUN", "PRON") and "VERB" in o and (participle or nxt & {"DET", "POSS", "NUM", "PRON"}):
+        if (
+            prev == "NOUN"
+            and w.endswith("ing")
+            and w not in v.verb_set
+            and nxt == {"NOUN"}
+            and not is_plural_noun(nxt_word)
+        ):
+            tags.append("ADJ")  # "a walnut cutting board": a singular noun without determiner follows
+        elif prev in ("NOUN", "PRON") and "VERB" in o and (participle or nxt & {"DET", "POSS", "NUM", "PRON"}):
             tags.append("VERB")  # after a noun: "a man riding", "the diagram shows a ..."
         elif prev == "AUX" and "VERB" in o and w.endswith("ing"):
             tags.append("VERB")  # "is feeding"

@@ -110,15 +110,14 @@ class Vocabulary:
         self.filler_set = set(self.fillers)
         self.relation_words = {w for p in self.prep_phrases for w in p} | self.verb_set
         self.order_rank = {c: i for i, c in enumerate(self.attribute_order)}
+        # words whose role the vocabulary decides (the parser asks the tagger about all others);
+        # verbs, intensifiers and words of multi-word phrases are left to the tagger's context
         self.known_words = (
             set(self.attribute_category)
-            | {w for k in self.noun_lemma for w in k}
-            | self.verb_set
-            | self.relation_words
+            | {k[0] for k in self.noun_lemma if len(k) == 1}
+            | {p[0] for p in self.prep_phrases if len(p) == 1}
             | set(self.determiners)
             | self.filler_set
-            | set(self.intensifiers)
-            | {w for q in self.quantifiers for w in q}
         )
         self.synonym_of: dict[str, set[str]] = {}
         for group in self.synonyms:
