@@ -65,7 +65,7 @@ def score_caption(row: dict, parse_fn) -> dict:
     missed = []
     for attr, noun in row["bindings"]:
         ok = False
-        for i, o in enumerate(cap.objects):
+        for i in range(len(cap.objects)):
             if not _same(heads[i], noun):
                 continue
             if any(attr.lower() in a.word.lower().split() for a in cap.object_attributes(i)):
@@ -81,7 +81,9 @@ def score_caption(row: dict, parse_fn) -> dict:
         "object_precision": (precise, len(heads)),
         "missed_heads": [e for e in row["objects"] if not any(_same(h, e) for h in heads)],
         "missed_bindings": missed,
-        "parsed": [(h.split("|")[0], [a.word for a in cap.object_attributes(i)]) for i, h in enumerate(heads)],
+        "parsed": [
+            (h.split("|")[0], [a.word for a in cap.object_attributes(i)]) for i, h in enumerate(heads)
+        ],
     }
 
 
@@ -106,7 +108,11 @@ def measure(path: Path = DEFAULT_DATA, parse_fn=None, show_misses: bool = False)
         return {k: round(v[0] / v[1], 4) if v[1] else None for k, v in d.items()}
 
     domains = sorted(d for d in tot if d != "overall")
-    return {"n": len(rows), "overall": ratios(tot["overall"]), "domains": {d: ratios(tot[d]) for d in domains}}
+    return {
+        "n": len(rows),
+        "overall": ratios(tot["overall"]),
+        "domains": {d: ratios(tot[d]) for d in domains},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

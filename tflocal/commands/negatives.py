@@ -20,6 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--explain", metavar="PAIRS.jsonl", help='lines {"caption": ..., "negative": ...} to label'
     )
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="output JSONL")
+    parser.add_argument(
+        "--kinds",
+        choices=("benchmark", "tflocal"),
+        default="benchmark",
+        help="--explain: label two noun phrases that trade places an object swap (benchmark, "
+        "as SugarCrepe/Winoground) or, between a relation's subject and object, a relation swap "
+        "(tflocal, as the operators label it)",
+    )
     parser.add_argument("--ops", default="swap,replace,add", help="comma-separated operators (default: all)")
     parser.add_argument(
         "--depth", default="1", help="operators applied in a row: 1, 2, 3 or a list like 1,2,3"
@@ -34,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from tflocal.errors import UserError
 
     if args.explain:
-        counts = explain_file(args.explain, args.out)
+        counts = explain_file(args.explain, args.out, args.kinds)
     else:
         ops = [o.strip() for o in args.ops.split(",") if o.strip()]
         bad = [o for o in ops if o not in OPERATORS]

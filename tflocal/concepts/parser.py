@@ -57,9 +57,7 @@ class _Parser:
 
     def _open(self, j: int, *tags: str) -> bool:
         """Is token j a word the vocabulary lacks, tagged as one of ``tags``?"""
-        return (
-            self.open and j < self.n and self.tags[j] in tags and self.low[j] not in self.v.known_words
-        )
+        return self.open and j < self.n and self.tags[j] in tags and self.low[j] not in self.v.known_words
 
     # ---------------------------------------------------------------- helpers
     def _noun_at(self, j: int) -> int:

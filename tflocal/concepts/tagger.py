@@ -128,6 +128,20 @@ def is_plural_noun(word: str) -> bool:
     return noun_lemma(word) != word
 
 
+@lru_cache(maxsize=65536)
+def verb_lemma(word: str, present_only: bool = False) -> str:
+    """Base form of a verb ("feeds" -> "feed"); with ``present_only`` only a present-tense
+    form is reduced ("feeding", "fed" stay), so tense and aspect still count as words."""
+    if _lemminflect is None or not word.isalpha():
+        return word
+    lem = _lemminflect.getLemma(word, upos="VERB")
+    if not lem:
+        return word
+    if present_only and word not in _lemminflect.getInflection(lem[0], tag="VBZ") + (lem[0],):
+        return word
+    return lem[0]
+
+
 def verb_form(verb: str, plural_subject: bool) -> str:
     """Present tense of ``verb`` agreeing with its subject: ("feeds", True) -> "feed"."""
     if _lemminflect is None or not verb.isalpha():
@@ -265,7 +279,9 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
             and not is_plural_noun(nxt_word)
         ):
             tags.append("ADJ")  # "a walnut cutting board": a singular noun without determiner follows
-        elif prev in ("NOUN", "PRON") and "VERB" in o and (participle or nxt & {"DET", "POSS", "NUM", "PRON"}):
+        elif (
+            prev in ("NOUN", "PRON") and "VERB" in o and (participle or nxt & {"DET", "POSS", "NUM", "PRON"})
+        ):
             tags.append("VERB")  # after a noun: "a man riding", "the diagram shows a ..."
         elif prev == "AUX" and "VERB" in o and w.endswith("ing"):
             tags.append("VERB")  # "is feeding"
