@@ -142,6 +142,18 @@ def verb_lemma(word: str, present_only: bool = False) -> str:
     return lem[0]
 
 
+def is_present_verb(word: str) -> bool:
+    """Is ``word`` a present-tense verb form ("feeds", "feed"; not "feeding", "fed", "is")?"""
+    if _lemminflect is None or word in AUXILIARIES or not word.isalpha():
+        return False
+    lem = _lemminflect.getLemma(word, upos="VERB")
+    if not lem:
+        return False
+    return word in _lemminflect.getInflection(lem[0], tag="VBZ") + _lemminflect.getInflection(
+        lem[0], tag="VBP"
+    )
+
+
 def verb_form(verb: str, plural_subject: bool) -> str:
     """Present tense of ``verb`` agreeing with its subject: ("feeds", True) -> "feed"."""
     if _lemminflect is None or not verb.isalpha():
@@ -279,10 +291,12 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
             and not is_plural_noun(nxt_word)
         ):
             tags.append("ADJ")  # "a walnut cutting board": a singular noun without determiner follows
-        elif (
-            prev in ("NOUN", "PRON") and "VERB" in o and (participle or nxt & {"DET", "POSS", "NUM", "PRON"})
-        ):
+        elif prev == "PRON" and "VERB" in o:
+            tags.append("VERB")  # "while she smiles"
+        elif prev == "NOUN" and "VERB" in o and (participle or nxt & {"DET", "POSS", "NUM", "PRON"}):
             tags.append("VERB")  # after a noun: "a man riding", "the diagram shows a ..."
+        elif prev == "NOUN" and "NOUN" in o and "NOUN" in nxt and not participle:
+            tags.append("NOUN")  # inside a compound: "an ice cream cone"
         elif prev == "AUX" and "VERB" in o and w.endswith("ing"):
             tags.append("VERB")  # "is feeding"
         elif noun_next and "ADJ" in o:
