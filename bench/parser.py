@@ -15,7 +15,10 @@ Figures, overall and per domain:
 
 Prints a table, then one last line holding a JSON object with every figure.
 
-    python bench/parser.py [--data FILE] [--backend rules|spacy] [--show-misses]
+    python bench/parser.py [--data FILE] [--spacy-model NAME] [--show-misses]
+
+``--spacy-model`` (or ``TFLOCAL_SPACY_MODEL``) measures the parser with a spaCy pipeline's tags;
+without it, the built-in offline tagger.
 """
 
 from __future__ import annotations
@@ -115,27 +118,58 @@ def measure(path: Path = DEFAULT_DATA, parse_fn=None, show_misses: bool = False)
     }
 
 
+def explain_accuracy() -> dict:
+    """:func:`tflocal.concepts.explain` on the hand-written table of ``tests/test_concepts_explain.py``:
+    share of pairs with the right operator, and with the right operator and kind."""
+    import importlib.util
+
+    from tflocal.concepts import explain
+
+    spec = importlib.util.spec_from_file_location(
+        "explain_table", ROOT / "tests" / "test_concepts_explain.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    got = [(explain(c, n), op, kind) for c, n, op, kind in mod.TABLE]
+    n = len(got)
+    return {
+        "n": n,
+        "right_op": round(sum(g["op"] == op for g, op, _ in got) / n, 4),
+        "right_op_and_kind": round(sum((g["op"], g["kind"]) == (op, k) for g, op, k in got) / n, 4),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--backend", choices=("rules", "spacy"), default="rules")
+    ap.add_argument("--spacy-model", default=os.environ.get("TFLOCAL_SPACY_MODEL", ""), metavar="NAME")
     ap.add_argument("--show-misses", action="store_true")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    os.environ["TFLOCAL_PARSER"] = args.backend
+    if args.spacy_model:
+        os.environ["TFLOCAL_SPACY_MODEL"] = args.spacy_model
+    else:
+        os.environ.pop("TFLOCAL_SPACY_MODEL", None)
+    backend = f"spacy:{args.spacy_model}" if args.spacy_model else "built-in tagger"
     from tflocal.concepts import parse
 
     t0 = time.perf_counter()
     res = measure(args.data, parse, args.show_misses)
-    res["backend"] = args.backend
+    res["explain"] = explain_accuracy()
+    res["backend"] = backend
     res["seconds"] = round(time.perf_counter() - t0, 2)
-    print(f"parser recall on {res['n']} hand-labelled captions ({args.data.name}, backend {args.backend})")
+    print(f"parser recall on {res['n']} hand-labelled captions ({args.data.name}, {backend})")
     print(f"{'domain':<10} {'heads':>7} {'bindings':>9} {'>=1 obj':>8} {'obj prec':>9}")
     for name, fig in [("overall", res["overall"]), *res["domains"].items()]:
         print(
             f"{name:<10} {fig['heads']:>7.1%} {fig['bindings']:>9.1%} {fig['with_object']:>8.1%}"
             f" {fig['object_precision']:>9.1%}"
         )
+    ex = res["explain"]
+    print(
+        f"explain on its table of {ex['n']} pairs: right operator {ex['right_op']:.1%}, "
+        f"right operator and kind {ex['right_op_and_kind']:.1%}"
+    )
     print(json.dumps(res))
     return 0
 

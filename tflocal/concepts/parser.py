@@ -141,7 +141,7 @@ class _Parser:
                 # noun-noun compounds: the last noun of a run is the head
                 while True:
                     L2 = self._noun_at(j + L)
-                    if not L2 or low[j + L] in v.verb_set or low[j + L] in v.determiners:
+                    if not L2 or (L2 == 1 and low[j + L] in v.verb_set) or low[j + L] in v.determiners:
                         break
                     if v.noun_is_plural.get(tuple(low[j : j + L]), False):
                         break
