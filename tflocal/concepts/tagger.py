@@ -111,8 +111,8 @@ def open_classes(word: str) -> frozenset[str]:
 @lru_cache(maxsize=65536)
 def noun_lemma(word: str) -> str:
     """Singular of a (lowercased) noun: lemminflect's, or plural rules ("ies" -> "y", "s" off)."""
-    if _lemminflect is not None:
-        lem = _lemminflect.getLemma(word, upos="NOUN", lemmatize_oov=True)
+    if _lemminflect is not None:  # its dictionary only: its guesses for unknown words are poor
+        lem = _lemminflect.getAllLemmas(word, upos="NOUN").get("NOUN")
         if lem and lem[0]:
             return lem[0]
     if word.endswith("ies") and len(word) > 4:
@@ -293,8 +293,11 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
             tags.append("ADJ")  # "a walnut cutting board": a singular noun without determiner follows
         elif prev == "PRON" and "VERB" in o:
             tags.append("VERB")  # "while she smiles"
-        elif prev == "NOUN" and "VERB" in o and (participle or nxt & {"DET", "POSS", "NUM", "PRON"}):
-            tags.append("VERB")  # after a noun: "a man riding", "the diagram shows a ..."
+        elif "VERB" in o and (
+            (prev == "NOUN" and participle)
+            or (prev not in ("DET", "POSS", "NUM", "ADJ") and nxt & {"DET", "POSS", "NUM", "PRON"})
+        ):
+            tags.append("VERB")  # "a man riding", "the diagram shows a ...", "... and reads a book"
         elif prev == "NOUN" and "NOUN" in o and "NOUN" in nxt and not participle:
             tags.append("NOUN")  # inside a compound: "an ice cream cone"
         elif prev == "AUX" and "VERB" in o and w.endswith("ing"):
