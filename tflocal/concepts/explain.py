@@ -1,7 +1,7 @@
 """Which single operator turns a caption into a given negative?
 
 :func:`explain` compares the two texts word by word, read so that inflection does not count as
-a change: lowercased, "an" read as "a", nouns as their singular (also nouns the vocabulary
+a change: lowercased, the articles "a", "an", "the" as one word, nouns as their singular (also nouns the vocabulary
 lacks), "is/are", "was/were", "has/have" and present-tense verbs ("feeds"/"feed") as one word,
 and personal pronouns and possessives ("his", "her", "its", "their", "she", "it") as one
 pronoun. So a swap that re-inflects the verb, changes number or moves a possessive with its
@@ -16,7 +16,8 @@ parse of each side to name what changed:
   ``relation`` with ``convention="tflocal"`` when they are the subject and object of one
   relation (the label :mod:`tflocal.concepts.operators` gives that edit);
 - one contiguous span replaced -> ``replace`` (kind from the role of the replaced words);
-- one contiguous span inserted -> ``add`` (``object`` if it brings a noun, else ``attribute``);
+- one contiguous span inserted -> ``add`` (``object`` if it brings a noun, else ``attribute``;
+  a noun modifier before a head that stays, "a porcelain teapot", is an ``attribute``);
 - anything else (identical, deletions, several edits) -> ``none``.
 """
 
@@ -33,7 +34,7 @@ from tflocal.concepts.vocab import Vocabulary, default_vocabulary
 
 CONVENTIONS = ("benchmark", "tflocal")
 _PRONOUNS = {"he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "hers", "theirs"}
-_SAME = {"an": "a", "is": "be", "are": "be", "am": "be", "was": "were", "has": "have"}
+_SAME = {"an": "a", "the": "a", "is": "be", "are": "be", "am": "be", "was": "were", "has": "have"}
 
 
 def roles(cap: Caption) -> dict[int, str]:
@@ -99,6 +100,11 @@ def _kind_of(cap: Caption, tokens: list[int], v: Vocabulary) -> str | None:
     return None
 
 
+def _modifies_a_head(cap: Caption, tokens: list[int]) -> bool:
+    """Do ``tokens`` all lie inside one object's span, before its head word?"""
+    return any(all(o.span[0] <= k < o.span[1] - 1 for k in tokens) for o in cap.objects) and bool(tokens)
+
+
 def _related(cap: Caption, i: int, j: int) -> bool:
     return any({r.subject, r.object} == {i, j} for r in cap.relations)
 
@@ -162,6 +168,8 @@ def explain(
     result.update(removed=removed, added=added)
     if tag == "insert":
         kind = _kind_of(n, nidx[j1:j2], v)
+        if kind == "object" and _modifies_a_head(n, nidx[j1:j2]):
+            kind = "attribute"  # a noun modifier added before a kept head: "a porcelain teapot"
         result.update(op="add", kind="object" if kind in ("object", "relation") else kind or "attribute")
     elif tag == "replace":
         kind = _kind_of(c, cidx[i1:i2], v) or _kind_of(n, nidx[j1:j2], v)
