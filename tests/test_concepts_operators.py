@@ -183,3 +183,17 @@ def test_bad_arguments_are_user_errors():
         make_negatives("a dog", depth=4)
     with pytest.raises(UserError, match="unknown operator"):
         make_negatives("a dog", ops=("shuffle",))
+
+
+def test_pronouns_and_possessives_follow_their_noun():
+    from tflocal.concepts.agreement import pronoun_for
+
+    assert pronoun_for("his", "possessive", "animal", False) == "its"
+    assert pronoun_for("her", "possessive", "person", False) == "her"
+    assert pronoun_for("its", "possessive", "person", False) == "their"  # gender unknown
+    assert pronoun_for("she", "subject", "unknown", True) == "they"
+    assert pronoun_for("him", "object", "vehicle", False) == "it"
+    for neg in make_negatives("A man walking his dog.", depth=1, n=20, seed=0):
+        if neg.op == "swap":
+            assert "his dog" not in neg.text.lower() or neg.text.lower().startswith("a man"), neg
+            assert "his man" not in neg.text.lower(), neg
