@@ -36,6 +36,25 @@ EXPECTED = [
     ("An old man holding an umbrella.", "swap", "attribute", "A man holding an old umbrella."),
     ("Two dogs and a cat on a bed.", "swap", "object", "Two cats and a dog on a bed."),
     ("A dog is chasing two cats.", "swap", "relation", "Two cats are chasing a dog."),
+    # issue 12: agreement after a swap (verb number, copula, pronouns and possessives)
+    ("A dog chases two cats.", "swap", "relation", "Two cats chase a dog."),
+    (
+        "A woman is feeding two ducks by the pond.",
+        "swap",
+        "relation",
+        "Two ducks are feeding a woman by the pond.",
+    ),
+    ("Two men are carrying a surfboard.", "swap", "relation", "A surfboard is carrying two men."),
+    ("A toddler has two puppies.", "swap", "relation", "Two puppies have a toddler."),
+    ("A man walking his dog.", "swap", "relation", "A dog walking its man."),
+    ("A woman hugging her horse.", "swap", "relation", "A horse hugging its woman."),
+    ("A girl feeding a lamb while she smiles.", "swap", "relation", "A lamb feeding a girl while it smiles."),
+    ("A boy and his kite on a hill.", "swap", "object", "A kite and its boy on a hill."),
+    ("Two cats and their owner on a sofa.", "swap", "object", "Two owners and their cat on a sofa."),
+    # issue 12: nouns and adjectives outside the vocabulary
+    ("A flamingo next to a heron.", "swap", "relation", "A heron next to a flamingo."),
+    ("A sleepy face next to a grumpy cactus.", "swap", "attribute", "A grumpy face next to a sleepy cactus."),
+    ("An ice cream cone next to a sleepy dog.", "swap", "object", "A dog next to a sleepy ice cream cone."),
     ("A red car on the street.", "replace", "attribute", "A blue car on the street."),
     ("A small dog on a bed.", "replace", "attribute", "A large dog on a bed."),
     ("A cat on a table.", "replace", "object", "A dog on a table."),
@@ -164,3 +183,17 @@ def test_bad_arguments_are_user_errors():
         make_negatives("a dog", depth=4)
     with pytest.raises(UserError, match="unknown operator"):
         make_negatives("a dog", ops=("shuffle",))
+
+
+def test_pronouns_and_possessives_follow_their_noun():
+    from tflocal.concepts.agreement import pronoun_for
+
+    assert pronoun_for("his", "possessive", "animal", False) == "its"
+    assert pronoun_for("her", "possessive", "person", False) == "her"
+    assert pronoun_for("its", "possessive", "person", False) == "their"  # gender unknown
+    assert pronoun_for("she", "subject", "unknown", True) == "they"
+    assert pronoun_for("him", "object", "vehicle", False) == "it"
+    for neg in make_negatives("A man walking his dog.", depth=1, n=20, seed=0):
+        if neg.op == "swap":
+            assert "his dog" not in neg.text.lower() or neg.text.lower().startswith("a man"), neg
+            assert "his man" not in neg.text.lower(), neg

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tflocal.concepts import parse, segments
+import pytest
+
+from tflocal.concepts import parse, segments, tokenize
+from tflocal.concepts.vocab import default_vocabulary
 
 
 def _summary(text):
@@ -70,3 +73,112 @@ def test_segments():
         "man riding horse",
     ]
     assert segments("hello world") == ["hello world"]
+
+
+# ------------------------------------------------------------------ open vocabulary (issue 12)
+def test_nouns_outside_the_vocabulary_are_objects():
+    _, objs, _ = _summary("a sleepy face")
+    assert objs == [("face", 1, ["sleepy"])]
+    _, objs, rels = _summary("kite with a long tail")
+    assert objs == [("kite", None, []), ("tail", 1, ["long"])] and rels == [("kite", "with", "tail")]
+    _, objs, rels = _summary("Two pelicans resting on a weathered wooden pier")
+    assert objs == [("pelican", 2, []), ("pier", 1, ["weathered", "wooden"])]
+    assert rels == [("pelican", "resting on", "pier")]
+
+
+def test_colour_words_before_an_unknown_noun_are_attributes():
+    _, objs, _ = _summary("a green frog on a lily pad")
+    assert objs == [("frog", 1, ["green"]), ("lily pad", 1, [])]
+    _, objs, _ = _summary("a purple starfish on a sandy beach")
+    assert objs == [("starfish", 1, ["purple"]), ("beach", 1, ["sandy"])]
+
+
+def test_compounds_stay_one_object_and_participles_bind():
+    c, objs, rels = _summary("kid eating an ice cream cone at the beach")
+    assert [o[0] for o in objs] == ["kid", "ice cream cone", "beach"]
+    assert c.span_text(c.objects[1].span) == "ice cream cone"
+    assert rels[0] == ("kid", "eating", "ice cream cone")
+    _, objs, _ = _summary("A sleeping baby wrapped in a soft blanket.")
+    assert objs == [("baby", 1, ["sleeping"]), ("blanket", 1, ["soft"])]
+    _, objs, _ = _summary("a walnut cutting board")
+    assert [o[0] for o in objs] == ["walnut cutting board"]
+    _, objs, _ = _summary("A fire hydrant on a snowy sidewalk.")  # vocabulary compound, as before
+    assert objs == [("fire hydrant", 1, []), ("sidewalk", 1, ["snowy"])]
+
+
+def test_open_vocabulary_keeps_verbs_pronouns_and_noise_out_of_objects():
+    _, objs, rels = _summary("A girl feeding a lamb while she smiles")
+    assert [o[0] for o in objs] == ["girl", "lamb"] and rels == [("girl", "feeding", "lamb")]
+    _, objs, rels = _summary("the diagram shows a database behind a load balancer")
+    assert [o[0] for o in objs] == ["diagram", "database", "load balancer"]
+    assert ("diagram", "shows", "database") in rels
+    assert parse("zzz qqq").objects == []
+    _, objs, _ = _summary("A man walking his dog")
+    c = parse("A man walking his dog")
+    assert [o[0] for o in objs] == ["man", "dog"] and c.span_text(c.objects[1].det) == "his"
+
+
+def test_closed_vocabulary_switch():
+    from tflocal.concepts.vocab import Vocabulary, default_vocabulary
+
+    d = default_vocabulary()
+    closed = Vocabulary.from_dict(
+        {**{k: getattr(d, k) for k in Vocabulary.__dataclass_fields__}, "open_vocabulary": False}
+    )
+    assert parse("a sleepy face", closed).objects == []
+    assert [o.lemma for o in parse("a sleepy face").objects] == ["face"]
+
+
+def test_spacy_tags_are_used_when_a_pipeline_is_configured(monkeypatch):
+    """The spaCy branch, with a stand-in pipeline (no spaCy model ships with the tests)."""
+    pytest.importorskip("spacy", reason="spaCy not installed (the 'spacy' extra)")
+    from tflocal.concepts import tagger
+
+    class FakeNLP:
+        def __init__(self):
+            import spacy
+
+            self.vocab = spacy.blank("en").vocab
+            self.pipeline = [("tagger", self._tag)]
+
+        @staticmethod
+        def _tag(doc):
+            pos = {"a": ("DET", "DT"), "zorp": ("NOUN", "NN"), "glimmy": ("ADJ", "JJ")}
+            for t in doc:
+                t.pos_, t.tag_ = pos.get(t.lower_, ("NOUN", "NN"))
+            return doc
+
+    monkeypatch.setenv("TFLOCAL_SPACY_MODEL", "fake")
+    monkeypatch.setattr(tagger, "load_spacy", lambda name: FakeNLP())
+    toks = tokenize("a glimmy zorp")
+    assert tagger.tag(toks, default_vocabulary()) == ["DET", "ADJ", "NOUN"]
+
+
+def test_spacy_tag_mapping():
+    from tflocal.concepts.tagger import spacy_tag
+
+    assert spacy_tag("PRON", "PRP$", "his") == "POSS"
+    assert spacy_tag("PROPN", "NNP", "paris") == "NOUN"
+    assert spacy_tag("SCONJ", "IN", "while") == "CCONJ"
+    assert spacy_tag("ADJ", "JJ", "red") == "ADJ"
+
+
+def test_a_real_spacy_model_parses_the_labelled_captions():
+    """Runs only where an English spaCy pipeline is installed and named by TFLOCAL_SPACY_MODEL."""
+    import os
+
+    if not os.environ.get("TFLOCAL_SPACY_MODEL"):
+        pytest.skip("no spaCy model configured (set TFLOCAL_SPACY_MODEL=en_core_web_sm with spaCy installed)")
+    pytest.importorskip("spacy", reason="spaCy not installed (the 'spacy' extra)")
+    _, objs, _ = _summary("kite with a long tail")
+    assert [o[0] for o in objs] == ["kite", "tail"]
+
+
+def test_spacy_configured_but_missing_is_a_user_error(monkeypatch):
+    from tflocal.concepts import tagger
+    from tflocal.errors import UserError
+
+    tagger.load_spacy.cache_clear()
+    monkeypatch.setenv("TFLOCAL_SPACY_MODEL", "/nonexistent/tflocal-spacy-model")
+    with pytest.raises(UserError, match="TFLOCAL_SPACY_MODEL"):
+        tagger.tag(tokenize("a dog"), default_vocabulary())

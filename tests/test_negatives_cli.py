@@ -64,7 +64,7 @@ def test_add_negatives_to_manifest(tmp_path):
             assert normalize(n["text"]) != normalize(cap)
             assert n["depth"] in (1, 2)
             if n["depth"] == 1:
-                got = explain(cap, n["text"])
+                got = explain(cap, n["text"], convention="tflocal")
                 assert (got["op"], got["kind"]) == (n["op"], n["kind"])
     positives = {n["positive"] for n in rows[0]["negatives"]}
     assert positives == {0, 1}
@@ -90,11 +90,19 @@ def test_explain_file(tmp_path):
     rows = _read(out)
     assert [(r["op"], r["kind"]) for r in rows] == [
         ("replace", "relation"),
-        ("swap", "relation"),
+        ("swap", "object"),  # two objects trade places: the benchmarks' label (issue 12)
         ("add", "attribute"),
         ("none", None),
     ]
     assert rows[0]["subset"] == "r"
+    # the operators' own convention: a relation's subject and object exchanged is a relation swap
+    assert main(["negatives", "--explain", str(src), "--out", str(out), "--kinds", "tflocal"]) == 0
+    assert [(r["op"], r["kind"]) for r in _read(out)] == [
+        ("replace", "relation"),
+        ("swap", "relation"),
+        ("add", "attribute"),
+        ("none", None),
+    ]
 
 
 def test_user_errors(tmp_path, capsys):

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(NegativesConfig, args)
     if cfg.explain:
-        counts = explain_file(cfg.explain, cfg.out)
+        counts = explain_file(cfg.explain, cfg.out, cfg.kinds)
     else:
         counts = add_negatives(cfg.data, cfg.out, cfg.ops, cfg.depth, cfg.per_caption, cfg.seed)
     for key, n in sorted(counts.items()):

@@ -24,6 +24,10 @@ class NegativesConfig:
     per_caption: int = 3
     """Negatives per caption and depth."""
     seed: int = 0
+    kinds: str = "benchmark"
+    """--explain: two noun phrases that trade places are an object swap ('benchmark', as SugarCrepe
+    and Winoground label them) or, between a relation's subject and object, a relation swap
+    ('tflocal', as the operators label it)."""
 
     def __post_init__(self) -> None:
         if bool(self.data) == bool(self.explain):
@@ -35,5 +39,7 @@ class NegativesConfig:
             raise UserError(f"--ops: unknown operator(s) {bad}; choose from {sorted(OPERATORS)}")
         if not self.depth or any(d not in (1, 2, 3) for d in self.depth):
             raise UserError(f"--depth must be integers in 1..3 (got {self.depth!r})")
+        if self.kinds not in ("benchmark", "tflocal"):
+            raise UserError(f"--kinds {self.kinds!r}: choose benchmark or tflocal")
         if self.per_caption < 1:
             raise UserError("--per-caption must be >= 1")

@@ -1,14 +1,23 @@
 """Which single operator turns a caption into a given negative?
 
-:func:`explain` compares the two texts word by word (lowercased, "an" read as "a", nouns
-read as their singular) and uses the parse of each side to name what changed:
+:func:`explain` compares the two texts word by word, read so that inflection does not count as
+a change: lowercased, the articles "a", "an", "the" as one word, nouns as their singular (also nouns the vocabulary
+lacks), "is/are", "was/were", "has/have" and present-tense verbs ("feeds"/"feed") as one word,
+and personal pronouns and possessives ("his", "her", "its", "their", "she", "it") as one
+pronoun. So a swap that re-inflects the verb, changes number or moves a possessive with its
+noun ("A man walking his dog" -> "A dog walking its man") is still a swap. It then uses the
+parse of each side to name what changed:
 
 - same words, different order -> ``swap``; the kind comes from the parsed structure:
   attributes moved between objects -> ``attribute``; head nouns exchanged with attributes
-  in place -> ``object``; whole noun phrases exchanged -> ``relation`` when they are the
-  subject and object of one relation, else ``object``;
+  in place -> ``object``; predicates exchanged between relations ("a man riding a horse and
+  holding a rope" -> "... holding a horse and riding a rope") -> ``relation``; whole noun
+  phrases exchanged -> ``object`` (two objects trade places, the benchmarks' label), or
+  ``relation`` with ``convention="tflocal"`` when they are the subject and object of one
+  relation (the label :mod:`tflocal.concepts.operators` gives that edit);
 - one contiguous span replaced -> ``replace`` (kind from the role of the replaced words);
-- one contiguous span inserted -> ``add`` (``object`` if it brings a noun, else ``attribute``);
+- one contiguous span inserted -> ``add`` (``object`` if it brings a noun, else ``attribute``;
+  a noun modifier before a head that stays, "a porcelain teapot", is an ``attribute``);
 - anything else (identical, deletions, several edits) -> ``none``.
 """
 
@@ -20,7 +29,12 @@ from typing import Any
 
 from tflocal.concepts.parser import parse
 from tflocal.concepts.structure import Caption
+from tflocal.concepts.tagger import noun_lemma, verb_lemma
 from tflocal.concepts.vocab import Vocabulary, default_vocabulary
+
+CONVENTIONS = ("benchmark", "tflocal")
+_PRONOUNS = {"he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "hers", "theirs"}
+_SAME = {"an": "a", "the": "a", "is": "be", "are": "be", "am": "be", "was": "were", "has": "have"}
 
 
 def roles(cap: Caption) -> dict[int, str]:
@@ -43,13 +57,23 @@ def roles(cap: Caption) -> dict[int, str]:
 
 
 def _words(cap: Caption, v: Vocabulary) -> tuple[list[str], list[int]]:
-    """Normalized words (a/an merged, nouns singular) and their token indices."""
+    """Normalized words (see module docstring) and their token indices."""
+    heads = {o.span[1] - 1 for o in cap.objects}
+    verbs = {k for r in cap.relations if r.verb_span for k in range(*r.verb_span)}
     words, idx = [], []
     for k, t in enumerate(cap.tokens):
         if not t.is_word:
             continue
-        w = "a" if t.lower == "an" else t.lower
-        words.append(v.noun_lemma.get((w,), w))
+        w = _SAME.get(t.lower, t.lower)
+        if w in _PRONOUNS:
+            w = "<pronoun>"
+        elif (w,) in v.noun_lemma:
+            w = v.noun_lemma[(w,)]
+        elif k in heads:
+            w = noun_lemma(w)
+        elif k in verbs or w in v.verb_set:
+            w = verb_lemma(w, present_only=True)
+        words.append(w)
         idx.append(k)
     return words, idx
 
@@ -76,12 +100,17 @@ def _kind_of(cap: Caption, tokens: list[int], v: Vocabulary) -> str | None:
     return None
 
 
+def _modifies_a_head(cap: Caption, tokens: list[int]) -> bool:
+    """Do ``tokens`` all lie inside one object's span, before its head word?"""
+    return any(all(o.span[0] <= k < o.span[1] - 1 for k in tokens) for o in cap.objects) and bool(tokens)
+
+
 def _related(cap: Caption, i: int, j: int) -> bool:
     return any({r.subject, r.object} == {i, j} for r in cap.relations)
 
 
 def _swap_kind(
-    c: Caption, n: Caption, cw: list[str], nw: list[str], cidx: list[int], v: Vocabulary
+    c: Caption, n: Caption, cw: list[str], nw: list[str], cidx: list[int], v: Vocabulary, convention: str
 ) -> str | None:
     objs_c = [
         (o.lemma, tuple(sorted(a.word for a in c.object_attributes(i)))) for i, o in enumerate(c.objects)
@@ -96,20 +125,31 @@ def _swap_kind(
             return "attribute" if attrs_c != attrs_n else "relation"
         if sorted(objs_c) == sorted(objs_n):
             diff = [k for k in range(len(objs_c)) if objs_c[k] != objs_n[k]]
-            return "relation" if len(diff) == 2 and _related(c, *diff) else "object"
+            related = len(diff) == 2 and _related(c, *diff)
+            return "relation" if related and convention == "tflocal" else "object"
         if attrs_c == attrs_n:
             return "object"
     moved = [cidx[k] for k in range(min(len(cw), len(nw))) if cw[k] != nw[k]]
     return _kind_of(c, moved, v)
 
 
-def explain(caption: str, negative: str, vocab: Vocabulary | None = None) -> dict[str, Any]:
+def explain(
+    caption: str, negative: str, vocab: Vocabulary | None = None, convention: str = "benchmark"
+) -> dict[str, Any]:
     """Name the single operator that turns ``caption`` into ``negative``.
+
+    ``convention``: "benchmark" (default) labels two noun phrases that trade places an object
+    swap, as SugarCrepe and Winoground do; "tflocal" labels it a relation swap when they are a
+    relation's subject and object, as the operators of :mod:`tflocal.concepts.operators` do.
 
     Returns ``{"op": "swap"|"replace"|"add"|"none", "kind": "object"|"attribute"|
     "relation"|None, "removed": [...], "added": [...]}`` (``removed``/``added``: the words
     that left / entered, empty for a swap).
     """
+    if convention not in CONVENTIONS:
+        from tflocal.errors import UserError
+
+        raise UserError(f"explain: unknown convention {convention!r}; choose from {list(CONVENTIONS)}")
     v = vocab or default_vocabulary()
     c, n = parse(caption, v), parse(negative, v)
     cw, cidx = _words(c, v)
@@ -118,7 +158,7 @@ def explain(caption: str, negative: str, vocab: Vocabulary | None = None) -> dic
     if cw == nw:
         return result
     if Counter(cw) == Counter(nw):
-        result.update(op="swap", kind=_swap_kind(c, n, cw, nw, cidx, v))
+        result.update(op="swap", kind=_swap_kind(c, n, cw, nw, cidx, v, convention))
         return result
     ops = [o for o in SequenceMatcher(None, cw, nw, autojunk=False).get_opcodes() if o[0] != "equal"]
     if len(ops) != 1:
@@ -128,6 +168,8 @@ def explain(caption: str, negative: str, vocab: Vocabulary | None = None) -> dic
     result.update(removed=removed, added=added)
     if tag == "insert":
         kind = _kind_of(n, nidx[j1:j2], v)
+        if kind == "object" and _modifies_a_head(n, nidx[j1:j2]):
+            kind = "attribute"  # a noun modifier added before a kept head: "a porcelain teapot"
         result.update(op="add", kind="object" if kind in ("object", "relation") else kind or "attribute")
     elif tag == "replace":
         kind = _kind_of(c, cidx[i1:i2], v) or _kind_of(n, nidx[j1:j2], v)

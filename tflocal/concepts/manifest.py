@@ -87,9 +87,10 @@ def add_negatives(
     return counts
 
 
-def explain_file(in_path: str | Path, out_path: str | Path) -> Counter:
+def explain_file(in_path: str | Path, out_path: str | Path, convention: str = "benchmark") -> Counter:
     """For each ``{"caption", "negative"}`` line write the line plus ``op``, ``kind``,
-    ``removed``, ``added`` (see :func:`tflocal.concepts.explain`). Returns counts per op/kind."""
+    ``removed``, ``added`` (see :func:`tflocal.concepts.explain`, whose ``convention`` this
+    passes on). Returns counts per op/kind."""
     from tflocal.concepts.explain import explain
 
     rows = _read_jsonl(in_path)
@@ -98,7 +99,7 @@ def explain_file(in_path: str | Path, out_path: str | Path) -> Counter:
     for ln, row in enumerate(rows, start=1):
         if not isinstance(row.get("caption"), str) or not isinstance(row.get("negative"), str):
             raise UserError(f"{in_path}:{ln}: each line needs string fields 'caption' and 'negative'")
-        res = explain(row["caption"], row["negative"])
+        res = explain(row["caption"], row["negative"], convention=convention)
         out.append({**row, **res})
         counts[f"{res['op']}/{res['kind']}"] += 1
     _write_jsonl(out_path, out)

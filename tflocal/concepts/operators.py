@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tflocal.concepts.agreement import POSSESSIVES, agreement_edits
 from tflocal.concepts.render import Edit, token_texts
 from tflocal.concepts.structure import Caption
 from tflocal.concepts.vocab import Vocabulary
 
-_SING_COPULA = {"are": "is", "were": "was"}
-_PLUR_COPULA = {"is": "are", "was": "were"}
+_SING_COPULA = {"are": "is", "were": "was", "have": "has"}
+_PLUR_COPULA = {"is": "are", "was": "were", "has": "have"}
 
 
 @dataclass
@@ -98,7 +99,9 @@ def _same_signature(cap: Caption, i: int, j: int) -> bool:
 def swap_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
     """Exchange two head nouns, attributes staying in place ("a red cube left of a blue
     ball" -> "a red ball left of a blue cube"). When both objects carry the same attributes
-    and are linked by a relation, this is a subject/object exchange: kind ``relation``."""
+    and are linked by a relation, this is a subject/object exchange: kind ``relation``.
+    Pronouns and possessives that refer to the caption's subject follow its new noun ("A man
+    walking his dog" -> "A dog walking its man")."""
     out = []
     n = len(cap.objects)
     for i in range(n):
@@ -112,6 +115,8 @@ def swap_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
                 (oi.span, v.inflect(oj.lemma, oi.plural).split()),
                 (oj.span, v.inflect(oi.lemma, oj.plural).split()),
             ]
+            if i == 0:
+                edit += agreement_edits(cap, 0, oj.category, oi.plural, [oi.span, oj.span])
             same_attrs = _attr_words(cap, i) == _attr_words(cap, j)
             kind = "relation" if same_attrs and _related(cap, i, j) else "object"
             out.append(Candidate("swap", kind, edit, (oi.lemma, oj.lemma)))
@@ -120,7 +125,10 @@ def swap_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
 
 def swap_relation(cap: Caption, v: Vocabulary) -> list[Candidate]:
     """Exchange the subject and object phrases of a relation ("a dog chasing a cat" -> "a
-    cat chasing a dog"), fixing is/are agreement before the predicate."""
+    cat chasing a dog"), with agreement: is/are before the predicate, present-tense verbs
+    ("Two cats chase a dog"), pronouns after the subject ("... while it smiles"). A phrase
+    with a possessive determiner keeps its determiners in place and exchanges what follows
+    them ("A man walking his dog" -> "A dog walking its man")."""
     texts = token_texts(cap, v)
     out = []
     for r in cap.relations:
@@ -129,12 +137,21 @@ def swap_relation(cap: Caption, v: Vocabulary) -> list[Candidate]:
             continue
         if not (s.phrase[1] <= o.phrase[0]):
             continue
-        edit: Edit = [(s.phrase, _words(cap, o.phrase, texts)), (o.phrase, _words(cap, s.phrase, texts))]
+        if any(x.det[1] > x.det[0] and cap.tokens[x.det[0]].lower in POSSESSIVES for x in (s, o)):
+            sa, oa = (s.det[1], s.phrase[1]), (o.det[1], o.phrase[1])
+            s_new = texts[o.det[1] : o.span[0]] + v.inflect(o.lemma, s.plural).split()
+            o_new = texts[s.det[1] : s.span[0]] + v.inflect(s.lemma, o.plural).split()
+            edit: Edit = [(sa, s_new), (oa, o_new)]
+            edit += agreement_edits(cap, r.subject, o.category, s.plural, [sa, oa])
+            out.append(Candidate("swap", "relation", edit, (s.lemma, r.canonical, o.lemma)))
+            continue
+        edit = [(s.phrase, _words(cap, o.phrase, texts)), (o.phrase, _words(cap, s.phrase, texts))]
         if s.plural != o.plural:
             table = _PLUR_COPULA if o.plural else _SING_COPULA
             for q in range(s.phrase[1], r.span[0]):
                 if cap.tokens[q].lower in table:
                     edit.append(((q, q + 1), [table[cap.tokens[q].lower]]))
+        edit += agreement_edits(cap, r.subject, o.category, o.plural, [s.phrase, o.phrase], copulas=False)
         out.append(Candidate("swap", "relation", edit, (s.lemma, r.canonical, o.lemma)))
     return out
 

@@ -1,10 +1,16 @@
 """Rule-based caption parser: objects (head nouns with counts), attributes bound to their
 object, and relations (subject, predicate, object), each with its token span.
 
-Works offline from a closed :class:`~tflocal.concepts.vocab.Vocabulary`. It is built for
-short descriptive captions (COCO style, ShapesWorld): a sequence of noun phrases
-``[det] [attributes] noun`` joined by relation phrases ``[verb] [preposition]``, "and" or
-commas, with optional predicative attributes ("the towels are white").
+Works offline. Words the :class:`~tflocal.concepts.vocab.Vocabulary` knows take their role
+from it (so ShapesWorld captions parse exactly as with the closed vocabulary); every other word
+takes it from its part-of-speech tag (:mod:`tflocal.concepts.tagger`: closed-class lists, a
+lexicon of open classes and phrase position, or spaCy when configured). So a noun phrase is an
+object whether or not its noun is in the vocabulary ("a sleepy face", "kite with a long
+tail"), adjectives and participles before a noun are its attributes, and a run of nouns is one
+object whose last noun is the head ("ice cream cone": one object, head "cone"). It is built
+for short descriptive captions: a sequence of noun phrases ``[det] [attributes] noun`` joined
+by relation phrases ``[verb] [preposition]``, "and" or commas, with optional predicative
+attributes ("the towels are white").
 
 Subject attachment: a prepositional relation attaches to the noun phrase just before it;
 a verb attaches to the most recent noun phrase that is not already the object of a
@@ -17,6 +23,7 @@ import re
 from functools import lru_cache
 
 from tflocal.concepts.structure import Attribute, Caption, Object, Relation, Token
+from tflocal.concepts.tagger import is_plural_noun, noun_lemma, number_value, tag
 from tflocal.concepts.vocab import Vocabulary, default_vocabulary
 
 _TOKEN = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
@@ -45,6 +52,12 @@ class _Parser:
         self.n = len(self.tokens)
         self.role: dict[int, str] = {}
         self.cap = Caption(text=text, tokens=self.tokens, capitalized=text[:1].isupper())
+        self.open = vocab.open_vocabulary
+        self.tags = tag(self.tokens, vocab) if self.open else []
+
+    def _open(self, j: int, *tags: str) -> bool:
+        """Is token j a word the vocabulary lacks, tagged as one of ``tags``?"""
+        return self.open and j < self.n and self.tags[j] in tags and self.low[j] not in self.v.known_words
 
     # ---------------------------------------------------------------- helpers
     def _noun_at(self, j: int) -> int:
@@ -52,7 +65,7 @@ class _Parser:
         for L in range(min(self.v.max_noun_len, self.n - j), 0, -1):
             if tuple(self.low[j : j + L]) in self.v.noun_lemma:
                 return L
-        return 0
+        return 1 if self._open(j, "NOUN") else 0
 
     def _prep_at(self, j: int, end: int) -> int:
         for L in range(min(self.v.max_prep_len, end - j), 0, -1):
@@ -67,13 +80,21 @@ class _Parser:
         return 0
 
     def _is_attr(self, j: int) -> bool:
-        return j < self.n and self.low[j] in self.v.attribute_category
+        return j < self.n and (self.low[j] in self.v.attribute_category or self._open(j, "ADJ"))
 
     def _attr_len(self, j: int) -> int:
-        """Tokens taken by an attribute at j: 1, or 2 for 'light blue' style; 0 if none."""
-        if j + 1 < self.n and self.low[j] in self.v.intensifiers and self._is_attr(j + 1):
-            return 2
+        """Tokens taken by an attribute at j: 1, or 2 for 'light blue' / 'freshly baked'; 0 if none."""
+        if j + 1 < self.n and self._is_attr(j + 1):
+            if self.low[j] in self.v.intensifiers or self._open(j, "ADV"):
+                return 2
         return 1 if self._is_attr(j) else 0
+
+    def _attr_category(self, e: int) -> str:
+        """Category of the attribute ending at token e - 1 ("state" for an unknown participle)."""
+        w = self.low[e - 1]
+        if w in self.v.attribute_category:
+            return self.v.attribute_category[w]
+        return "state" if w.endswith(("ing", "ed")) else "other"
 
     def _nominal_follows(self, j: int) -> bool:
         """Does a noun start at j, possibly after more attributes / 'and' between them?"""
@@ -96,8 +117,8 @@ class _Parser:
         q = self._quant_at(j)
         if q:
             j, has_det = j + q, True
-        elif low[j] in v.determiners or low[j].isdigit():
-            count = int(low[j]) if low[j].isdigit() else v.determiners[low[j]]
+        elif low[j] in v.determiners or low[j].isdigit() or self._open(j, "DET", "POSS", "NUM"):
+            count = v.determiners[low[j]] if low[j] in v.determiners else number_value(low[j])
             j, has_det = j + 1, True
         det = (i, j)
         mods: list[tuple[int, int, str]] = []  # (start, end, category)
@@ -105,7 +126,7 @@ class _Parser:
             w = low[j]
             al = self._attr_len(j)
             if al and self._nominal_follows(j + al):
-                mods.append((j, j + al, v.attribute_category[low[j + al - 1]]))
+                mods.append((j, j + al, self._attr_category(j + al)))
                 j += al
                 continue
             if w in ("and", ",") and mods and self._attr_len(j + 1):
@@ -120,15 +141,18 @@ class _Parser:
                 # noun-noun compounds: the last noun of a run is the head
                 while True:
                     L2 = self._noun_at(j + L)
-                    if not L2 or low[j + L] in v.verb_set or low[j + L] in v.determiners:
+                    if not L2 or (L2 == 1 and low[j + L] in v.verb_set) or low[j + L] in v.determiners:
                         break
                     if v.noun_is_plural.get(tuple(low[j : j + L]), False):
                         break
                     for k in range(j, j + L):
                         self.role[k] = "mod"
                     j, L = j + L, L2
-                self._add_object(det, mods, j, j + L, count, start)
-                return j + L
+                end = j + L
+                if any(low[k] not in v.known_words for k in range(start, end)):
+                    j = start  # a compound with a word the vocabulary lacks: one object, all of it
+                self._add_object(det, mods, j, end, count, start)
+                return end
             if has_det and len(mods) < 3 and w not in v.filler_set and w not in v.prep_phrases_first:
                 if w in v.verb_set or (w not in v.determiners and w.isalpha()):
                     if self._nominal_follows(j + 1) or self._noun_at(j + 1):
@@ -140,15 +164,21 @@ class _Parser:
 
     def _add_object(self, det, mods, s: int, e: int, count, phrase_start: int) -> None:
         key = tuple(self.low[s:e])
-        lemma = self.v.noun_lemma[key]
-        plural = self.v.noun_is_plural[key]
+        if key in self.v.noun_lemma:
+            lemma, plural = self.v.noun_lemma[key], self.v.noun_is_plural[key]
+        else:  # open vocabulary: the head's singular, its modifiers as written
+            lemma = " ".join((*key[:-1], noun_lemma(key[-1])))
+            plural = is_plural_noun(key[-1])
+        category = self.v.noun_category.get(lemma) or self.v.noun_category.get(
+            self.v.noun_lemma.get(key[-1:], ""), "unknown"
+        )
         if count is None and not plural and det[1] > det[0] and self.low[det[0]] in ("a", "an"):
             count = 1
         oi = len(self.cap.objects)
         obj = Object(
             head=" ".join(t.text for t in self.tokens[s:e]),
             lemma=lemma,
-            category=self.v.noun_category[lemma],
+            category=category,
             span=(s, e),
             phrase=(det[0], e),
             det=det,
@@ -187,7 +217,7 @@ class _Parser:
         self.role[i] = "filler"
         for ms, me in found:
             self.cap.objects[oi].attributes.append(len(self.cap.attributes))
-            cat = self.v.attribute_category[self.low[me - 1]]
+            cat = self._attr_category(me)
             self.cap.attributes.append(Attribute(" ".join(self.low[ms:me]), cat, oi, (ms, me), True))
             for k in range(ms, me):
                 self.role[k] = "attr"
@@ -205,7 +235,9 @@ class _Parser:
         while p < len(idx) and (low[idx[p]] in v.filler_set or low[idx[p]] == "and"):
             p += 1
         verb_span = prep_span = None
-        if p < len(idx) and low[idx[p]] in v.verb_set:
+        if p < len(idx) and (
+            low[idx[p]] in v.verb_set or self._open(idx[p], "VERB") or low[idx[p]] in ("has", "have", "had")
+        ):
             verb_span = (idx[p], idx[p] + 1)
             p += 1
         if p < len(idx):

@@ -39,8 +39,9 @@ class Attribute:
 
 @dataclass
 class Object:
-    """A noun phrase's head. ``lemma`` is the singular vocabulary form, ``category`` its
-    group (animal, person, ...), ``count`` the number stated (1 for "a", 2 for "two", None if
+    """A noun phrase's head. ``lemma`` is the singular vocabulary form (for a noun outside
+    the vocabulary: the singular of its last word, after any compound modifiers), ``category``
+    its group (animal, person, ...; "unknown" outside the vocabulary), ``count`` the number stated (1 for "a", 2 for "two", None if
     unstated), ``plural`` the grammatical number; ``span`` covers the head noun, ``phrase``
     the whole phrase from determiner to head, ``det`` the determiner span (may be empty)."""
 

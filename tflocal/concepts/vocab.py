@@ -76,6 +76,8 @@ class Vocabulary:
     antonym_categories: list[str] = field(default_factory=lambda: ["size", "age", "state"])
     add_object_with_color: bool = False
     mass_nouns: list[str] = field(default_factory=list)
+    open_vocabulary: bool = True
+    """Parse nouns and adjectives this vocabulary lacks (tagger.py); False: closed lists only."""
 
     def __post_init__(self) -> None:
         self.attribute_category: dict[str, str] = {}
@@ -108,6 +110,15 @@ class Vocabulary:
         self.filler_set = set(self.fillers)
         self.relation_words = {w for p in self.prep_phrases for w in p} | self.verb_set
         self.order_rank = {c: i for i, c in enumerate(self.attribute_order)}
+        # words whose role the vocabulary decides (the parser asks the tagger about all others);
+        # verbs, intensifiers and words of multi-word phrases are left to the tagger's context
+        self.known_words = (
+            set(self.attribute_category)
+            | {k[0] for k in self.noun_lemma if len(k) == 1}
+            | {p[0] for p in self.prep_phrases if len(p) == 1}
+            | set(self.determiners)
+            | self.filler_set
+        )
         self.synonym_of: dict[str, set[str]] = {}
         for group in self.synonyms:
             for w in group:
