@@ -89,16 +89,15 @@ def parse_list(value: Any) -> list[str] | None:
     return [str(v) for v in value]
 
 
-def parse_bool(name: str, value: Any) -> bool:
-    """An option given as a bool or as ``true/false/1/0/yes/no``."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise UserError(f"option {name}={value!r}: expected true or false")
+def select_files(name: str, files: list[Path], wanted: list[str] | None, what: str) -> list[Path]:
+    """The ``files`` whose stems are ``wanted`` (all when None); UserError naming each missing one."""
+    if wanted is None:
+        return files
+    stems = [f.stem for f in files]
+    missing = [w for w in wanted if w not in stems]
+    if missing:
+        raise UserError(f"{name}: {what} {', '.join(missing)} not found; choices: {', '.join(stems)}")
+    return [f for f in files if f.stem in wanted]
 
 
 class Source(ABC):

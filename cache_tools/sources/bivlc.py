@@ -116,17 +116,14 @@ class BiVLCSource(Source):
             op, subtype = str(item.get("type", "")), str(item.get("subtype", ""))
             kind = normalize_kind(subtype)
             meta = {"item": iid, "type": op, "subtype": subtype}
-            yield ImageRecord(
-                f"{iid}:original",
-                image,
-                [TextRecord(caption, meta=dict(meta)), TextRecord(negative, 0, op, kind, dict(meta))],
-                group=iid,
-                meta={"role": "original", "item": iid},
-            )
-            yield ImageRecord(
-                f"{iid}:negative",
-                neg_image,
-                [TextRecord(negative, meta=dict(meta)), TextRecord(caption, 0, op, kind, dict(meta))],
-                group=iid,
-                meta={"role": "negative", "item": iid},
-            )
+            for role, img, true, false in (
+                ("original", image, caption, negative),
+                ("negative", neg_image, negative, caption),
+            ):
+                yield ImageRecord(
+                    f"{iid}:{role}",
+                    img,
+                    [TextRecord(true, meta=dict(meta)), TextRecord(false, 0, op, kind, dict(meta))],
+                    group=iid,
+                    meta={"role": role, "item": iid},
+                )

@@ -28,7 +28,14 @@ from typing import Any
 
 from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
-from cache_tools.sources.base import Source, clean_text, normalize_kind, parse_list, resolve_path
+from cache_tools.sources.base import (
+    Source,
+    clean_text,
+    normalize_kind,
+    parse_list,
+    resolve_path,
+    select_files,
+)
 
 RESERVED = {"id", "image", "captions", "caption", "negatives", "negative_images", "group"}
 
@@ -45,16 +52,7 @@ class JsonlSource(Source):
             files = sorted(self.path.glob("*.jsonl"))
             if not files:
                 raise UserError(f"{self.name}: no *.jsonl manifest in {self.path}")
-            splits = parse_list(self.options.get("split"))
-            if splits is not None:
-                stems = [f.stem for f in files]
-                missing = [s for s in splits if s not in stems]
-                if missing:
-                    raise UserError(
-                        f"{self.name}: split {', '.join(missing)} not found in {self.path}; choices: {', '.join(stems)}"
-                    )
-                files = [f for f in files if f.stem in splits]
-            self.files = files
+            self.files = select_files(self.name, files, parse_list(self.options.get("split")), "split")
             self.split_meta = True
         else:
             if "split" in self.options:

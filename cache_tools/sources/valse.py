@@ -33,7 +33,7 @@ from typing import Any
 
 from cache_tools.errors import UserError
 from cache_tools.records import ImageRecord, TextRecord
-from cache_tools.sources.base import Source, clean_text, first_dir, load_json, parse_list
+from cache_tools.sources.base import Source, clean_text, first_dir, load_json, parse_list, select_files
 
 PIECE_OPS: dict[str, tuple[str, str]] = {
     "actant-swap": ("swap", "object"),
@@ -95,16 +95,9 @@ class ValseSource(Source):
             raise UserError(
                 f"{self.name}: no piece JSON (existence.json, ...) in {self.path} or {self.path / 'data'}"
             )
-        wanted = parse_list(self.options.get("pieces"))
-        if wanted is not None:
-            stems = [f.stem for f in files]
-            missing = [p for p in wanted if p not in stems]
-            if missing:
-                raise UserError(
-                    f"{self.name}: piece(s) {', '.join(missing)} not found; choices: {', '.join(stems)}"
-                )
-            files = [f for f in files if f.stem in wanted]
-        self.files = files
+        self.files = files = select_files(
+            self.name, files, parse_list(self.options.get("pieces")), "piece(s)"
+        )
         self.image_root = self.images or first_dir([self.path / "images", data_dir / "images"])
         if self.image_root is None:
             raise UserError(f"{self.name}: no image folder {self.path / 'images'}; pass images=DIR")

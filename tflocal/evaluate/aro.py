@@ -56,22 +56,26 @@ VGA_MIN_COUNT = 25
 """VG-Attribution: attribute pairs with fewer items are left out of the macro-average."""
 
 
+def _macro_micro(
+    pos: np.ndarray, neg: np.ndarray, keys: list[str], **rule: Any
+) -> tuple[float, int, float, int]:
+    correct = pair_correct(pos, neg)
+    macro, kept = macro_accuracy(correct, keys, **rule)
+    return macro, len(kept), mean(correct), int(correct.size)
+
+
 def vg_relation_metric(
     pos: np.ndarray, neg: np.ndarray, relations: list[str]
 ) -> tuple[float, int, float, int]:
     """-> (macro accuracy over non-symmetric relations, relations kept, micro accuracy, n items)."""
-    correct = pair_correct(pos, neg)
-    macro, kept = macro_accuracy(correct, relations, exclude=SYMMETRIC_RELATIONS)
-    return macro, len(kept), mean(correct), int(correct.size)
+    return _macro_micro(pos, neg, relations, exclude=SYMMETRIC_RELATIONS)
 
 
 def vg_attribution_metric(
     pos: np.ndarray, neg: np.ndarray, attributes: list[str]
 ) -> tuple[float, int, float, int]:
     """attributes: [N] keys ``"attr0_attr1"`` -> (macro over pairs seen >= 25 times, pairs kept, micro, n)."""
-    correct = pair_correct(pos, neg)
-    macro, kept = macro_accuracy(correct, attributes, min_count=VGA_MIN_COUNT)
-    return macro, len(kept), mean(correct), int(correct.size)
+    return _macro_micro(pos, neg, attributes, min_count=VGA_MIN_COUNT)
 
 
 def _attribute_key(value: Any) -> str:
