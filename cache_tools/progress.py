@@ -34,10 +34,20 @@ class _Lines:
         self.stream.flush()
 
 
+class _LogBar(plain_tqdm):
+    """tqdm for a log file: a new postfix waits for the next timed refresh instead of forcing one."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(s, refresh=False)
+
+
 def progress(iterable: Iterable[Any] | None = None, *, disable: bool = False, **kw: Any) -> plain_tqdm:
     """A tqdm bar over ``iterable`` (or a manual one), suited to where stderr goes."""
     if disable or notebook_or_plain_tqdm is not plain_tqdm or sys.stderr.isatty():
         return auto_tqdm(iterable, disable=disable, **kw)
     kw.setdefault("mininterval", LOG_INTERVAL_S)
     kw.setdefault("ncols", 100)
-    return plain_tqdm(iterable, file=_Lines(sys.stderr), ascii=True, **kw)
+    return _LogBar(iterable, file=_Lines(sys.stderr), ascii=True, **kw)
