@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "eval": "tflocal.commands.eval",
     "search": "tflocal.commands.search",
     "quickstart": "tflocal.commands.quickstart",
+    "serve": "tflocal.commands.serve",
 }
 
 
