@@ -7,9 +7,10 @@ Routes: ``GET /`` (the page), ``GET /health``, ``POST /search`` (JSON: ``query``
 Every error is JSON ``{"error": message}`` with a 4xx status naming the problem; an unexpected
 failure is a 500 whose body names the exception type only (the traceback goes to the log).
 Model work runs in the server's thread pool, so requests are served concurrently.
-"""
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: FastAPI reads the route signatures, whose
+types are imported inside :func:`create_app`.)
+"""
 
 import base64
 import binascii
