@@ -220,6 +220,12 @@ def test_command_line(built, capsys):
         "tflocal serve --cache runs/q/caches/test.h5 --split test_ood "
         "--scorer 'global head=runs/q/g.pt' --scorer TFLocal=runs/q/t.pt"
     )
+    import shlex
+
+    from tflocal.cli import build_parser
+
+    args = build_parser().parse_args(shlex.split(cmd)[1:])
+    assert args.split == "test_ood" and args.scorer == ["global head=runs/q/g.pt", "TFLocal=runs/q/t.pt"]
     assert main(["serve", "--cache", str(built["cache"]) + ".nope", "--scorer", "cosine"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["serve", "--cache", str(built["cache"]), "--scorer", "cosine", "--port", "0"]) == 2

@@ -227,6 +227,11 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     print(
         f"total {timings['total']:.0f} s  ({', '.join(f'{k}: {v:.0f}s' for k, v in timings.items() if k != 'total')})"
     )
+    from tflocal.serve import serve_command
+
+    heads = {"global head": checkpoints["global"], "TFLocal": checkpoints["tflocal"]}
+    print("\ntry your own queries on test_ood, both heads side by side (then open http://127.0.0.1:8000/):")
+    print("  " + serve_command(paths["test"], heads, split="test_ood"))
     return rows
 
 

@@ -157,6 +157,10 @@ def create_app(engine: Any, limits: Limits | None = None) -> Any:
     def page() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {
