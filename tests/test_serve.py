@@ -70,7 +70,10 @@ def test_search_ranks_per_scorer_like_the_scorers_themselves(client, built, engi
     np.testing.assert_allclose([h["score"] for h in hits], cos[cand[:4]], atol=1e-5)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4]
     assert all(h["url"] == f"/image/{h['id']}" for h in hits)
-    # TFLocal re-ranks the same six candidates by its own score
+    # TFLocal re-ranks the same six candidates by its own score (its region vectors computed
+    # once at start-up: the late-interaction copy must give the plain scorer's numbers)
+    assert engine._pre["local"][0] is not engine.scorers["local"]
+    assert engine._pre["cosine"][0] is engine.scorers["cosine"]
     local = engine.scorers["local"].score_text_query(QUERY, cand)
     want = cand[np.argsort(-local, kind="stable")[:4]]
     got = out["results"]["local"]

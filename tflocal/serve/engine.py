@@ -60,6 +60,8 @@ class SearchEngine:
         rows: the searchable image rows (default all).
         images: an :class:`~tflocal.serve.images.ImageStore` or None.
         k_rerank: first-stage candidates re-ranked.
+        preload_bytes: per scorer, the searchable images' inputs are held in RAM as float32
+            tensors up to this size (queries then skip the cache reads).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class SearchEngine:
         rows: np.ndarray | None = None,
         images: Any = None,
         k_rerank: int = 100,
+        preload_bytes: int = 2 << 30,
     ):
         if not scorers:
             raise UserError("serve: give at least one --scorer")
@@ -95,6 +98,50 @@ class SearchEngine:
         self.encoder = next(iter(scorers.values())).encoder
         self._plot_lock = threading.Lock()
         self._captions: tuple[np.ndarray, list[str]] | None = None
+        self._pos = np.full(cache.n_images, -1, dtype=np.int64)
+        self._pos[self.rows] = np.arange(self.rows.size)
+        self._pre = {name: self._preload(sc, preload_bytes) for name, sc in scorers.items()}
+
+    def _preload(self, sc: Any, budget: int) -> tuple[Any, dict[str, torch.Tensor]] | None:
+        """(scorer, the image inputs it reads for every searchable row as tensors) when they fit
+        in ``budget`` bytes; late-interaction heads get their region vectors computed here once
+        (:mod:`tflocal.serve.fast`). None: read per query (always for crop-based scorers)."""
+        from tflocal.scorers.features import IMAGE_FIELDS, from_cache
+        from tflocal.serve.fast import late_interaction
+
+        needs = [n for n in sc.needs if n in IMAGE_FIELDS]
+        if "crops" in needs:
+            return None
+        a = self.cache.attrs
+        row = (4 * int(a.get("global_image_dim") or 0)) if "image_global" in needs else 0
+        if {"patches", "patch_mask"} & set(needs):
+            row += (4 * int(a["image_dim"]) + 1) * int(np.prod(a["grid"]))
+        if row * self.rows.size > budget:
+            return None
+        b = from_cache(self.cache, self.rows, self.rows, needs).batch
+        fields = {n: getattr(b, n) for n in needs if getattr(b, n) is not None}
+        probe = ("a red cube left of a blue ball", np.arange(min(8, self.rows.size)), self._score_fields)
+        return late_interaction(sc, fields, probe) or (sc, fields)
+
+    def _score_fields(self, sc: Any, fields: dict[str, torch.Tensor], query: str, pos: Any) -> np.ndarray:
+        """Scores of ``query`` against the preloaded rows at positions ``pos`` (a slice or [K])."""
+        from tflocal.models.batch import PairBatch
+        from tflocal.scorers.features import Pairs
+
+        text = self._encode_query(query, [sc.name]) if isinstance(query, str) else query
+        txt = {k: v for k, v in text.items() if k in sc.needs and k != "captions"}
+        caps = text.get("captions") if "captions" in sc.needs else None
+        sel = {k: v[pos] for k, v in fields.items()}
+        n = len(next(iter(sel.values())))
+        out = np.empty(n, dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, n, sc.batch_size):
+                f = {k: v[s : s + sc.batch_size] for k, v in sel.items()}
+                b = len(next(iter(f.values())))
+                f.update({k: v.expand(b, *v.shape[1:]) for k, v in txt.items()})
+                pairs = Pairs(PairBatch(**f), captions=None if caps is None else caps * b)
+                out[s : s + b] = sc.score_pairs_batch(pairs).float().cpu().numpy()
+        return out
 
     # -- text -> image ---------------------------------------------------------------------
     def first_stage(self, query: str, k_rerank: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -117,9 +164,12 @@ class SearchEngine:
         rows, first = self.first_stage(query)
         timings = {"first_stage_ms": round(1e3 * (time.perf_counter() - t0), 2)}
         results = {}
+        t1 = time.perf_counter()
+        text = self._encode_query(query, scorers)
+        timings["encode_ms"] = round(1e3 * (time.perf_counter() - t1), 2)
         for name in scorers:
             t1 = time.perf_counter()
-            s = self.scorers[name].score_text_query(query, rows)
+            s = self._score(name, query, text, rows)
             order = np.argsort(-s, kind="stable")[:k]
             results[name] = [
                 {
@@ -133,6 +183,25 @@ class SearchEngine:
             ]
             timings[f"{name}_ms"] = round(1e3 * (time.perf_counter() - t1), 2)
         return {"candidates": int(rows.size), "results": results, "timings": timings}
+
+    def _encode_query(self, query: str, scorers: list[str]) -> dict[str, Any]:
+        """The query's text inputs for all ``scorers`` at once (one encoder pass)."""
+        from tflocal.scorers.features import TEXT_FIELDS, encode_texts
+
+        needs = {n for name in scorers for n in self.scorers[name].needs if n in TEXT_FIELDS}
+        return encode_texts(self.encoder, [query], sorted(needs))
+
+    def _score(self, name: str, query: str, text: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+        """Scores [K] of the query against image ``rows`` [K]; the same numbers as
+        :meth:`Scorer.score_text_query`, from the preloaded image inputs when there are any."""
+        pre = self._pre[name]
+        if pre is None:
+            return self.scorers[name].score_text_query(query, rows)
+        sc, fields = pre
+        whole = rows.size == self.rows.size and bool((rows == self.rows).all())
+        return self._score_fields(
+            sc, fields, text, slice(None) if whole else torch.from_numpy(self._pos[rows])
+        )
 
     # -- image -> text ---------------------------------------------------------------------
     def caption_rows(self) -> tuple[np.ndarray, list[str]]:
