@@ -62,7 +62,10 @@ def load_engine(
 
     cache = open_cache(cache_path)
     if in_memory:
-        cache.load_into_memory(max_bytes=8 << 30)
+        try:
+            cache.load_into_memory(max_bytes=8 << 30)
+        except UserError as err:  # too big for RAM: read from disk per query
+            print(f"tflocal serve: {err}; reading it from disk")
     rows = None
     if split:
         rows = np.array(
