@@ -13,6 +13,7 @@ lock; scoring itself runs concurrently; matplotlib drawing is serialized.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
@@ -23,6 +24,8 @@ import numpy as np
 import torch
 
 from tflocal.errors import UserError
+
+log = logging.getLogger("tflocal.serve")
 
 
 class LockedEncoder:
@@ -106,8 +109,8 @@ class SearchEngine:
         """(scorer, the image inputs it reads for every searchable row as tensors) when they fit
         in ``budget`` bytes; late-interaction heads get their region vectors computed here once
         (:mod:`tflocal.serve.fast`). None: read per query (always for crop-based scorers)."""
-        from tflocal.scorers.features import IMAGE_FIELDS, from_cache
         from tflocal.serve.fast import late_interaction
+        from tflocal.serve.inputs import IMAGE_FIELDS, image_inputs
 
         needs = [n for n in sc.needs if n in IMAGE_FIELDS]
         if "crops" in needs:
@@ -118,19 +121,30 @@ class SearchEngine:
             row += (4 * int(a["image_dim"]) + 1) * int(np.prod(a["grid"]))
         if row * self.rows.size > budget:
             return None
-        b = from_cache(self.cache, self.rows, self.rows, needs).batch
-        fields = {n: getattr(b, n) for n in needs if getattr(b, n) is not None}
-        probe = ("a red cube left of a blue ball", np.arange(min(8, self.rows.size)), self._score_fields)
-        return late_interaction(sc, fields, probe) or (sc, fields)
+        fields = image_inputs(self.cache, self.rows, needs)
+        # the preloaded path must give the scorer's own numbers, else it is not used
+        query, pos = "a red cube left of a blue ball", np.arange(min(8, self.rows.size))
+        try:
+            same = np.allclose(
+                self._score_fields(sc, fields, query, pos),
+                sc.score_text_query(query, self.rows[pos]),
+                rtol=1e-4,
+                atol=1e-4,
+            )
+        except Exception as err:  # noqa: BLE001 - any misfit: serve the plain way
+            log.info("serve: %s scored the plain way (%s: %s)", sc.name, type(err).__name__, err)
+            return None
+        if not same:
+            log.info("serve: %s scored the plain way (preloaded inputs disagree)", sc.name)
+            return None
+        return late_interaction(sc, fields, (query, pos, self._score_fields)) or (sc, fields)
 
     def _score_fields(self, sc: Any, fields: dict[str, torch.Tensor], query: str, pos: Any) -> np.ndarray:
         """Scores of ``query`` against the preloaded rows at positions ``pos`` (a slice or [K])."""
-        from tflocal.models.batch import PairBatch
-        from tflocal.scorers.features import Pairs
+        from tflocal.serve.inputs import pairs
 
         text = self._encode_query(query, [sc.name]) if isinstance(query, str) else query
-        txt = {k: v for k, v in text.items() if k in sc.needs and k != "captions"}
-        caps = text.get("captions") if "captions" in sc.needs else None
+        txt = {k: v for k, v in text.items() if k in sc.needs}
         sel = {k: v[pos] for k, v in fields.items()}
         n = len(next(iter(sel.values())))
         out = np.empty(n, dtype=np.float32)
@@ -138,9 +152,7 @@ class SearchEngine:
             for s in range(0, n, sc.batch_size):
                 f = {k: v[s : s + sc.batch_size] for k, v in sel.items()}
                 b = len(next(iter(f.values())))
-                f.update({k: v.expand(b, *v.shape[1:]) for k, v in txt.items()})
-                pairs = Pairs(PairBatch(**f), captions=None if caps is None else caps * b)
-                out[s : s + b] = sc.score_pairs_batch(pairs).float().cpu().numpy()
+                out[s : s + b] = sc.score_pairs_batch(pairs(f, txt, b)).float().cpu().numpy()
         return out
 
     # -- text -> image ---------------------------------------------------------------------
@@ -186,10 +198,10 @@ class SearchEngine:
 
     def _encode_query(self, query: str, scorers: list[str]) -> dict[str, Any]:
         """The query's text inputs for all ``scorers`` at once (one encoder pass)."""
-        from tflocal.scorers.features import TEXT_FIELDS, encode_texts
+        from tflocal.serve.inputs import query_inputs
 
-        needs = {n for name in scorers for n in self.scorers[name].needs if n in TEXT_FIELDS}
-        return encode_texts(self.encoder, [query], sorted(needs))
+        needs = {n for name in scorers for n in self.scorers[name].needs}
+        return query_inputs(self.encoder, query, sorted(needs))
 
     def _score(self, name: str, query: str, text: dict[str, Any], rows: np.ndarray) -> np.ndarray:
         """Scores [K] of the query against image ``rows`` [K]; the same numbers as
@@ -218,7 +230,7 @@ class SearchEngine:
     def search_image(self, image: Any, k: int, scorers: list[str]) -> dict[str, Any]:
         """Top ``k`` cached captions for a PIL image, per scorer (first stage: global cosine
         when the space is joint, else every caption)."""
-        from tflocal.scorers.features import IMAGE_FIELDS, TEXT_FIELDS, encode_images, from_cache
+        from tflocal.serve.inputs import cached_text_inputs, encoded_image_inputs, pairs
 
         rows, strings = self.caption_rows()
         if not rows.size:
@@ -226,21 +238,14 @@ class SearchEngine:
         results = {}
         for name in scorers:
             sc = self.scorers[name]
-            img = encode_images(
-                sc.encoder, [image], [n for n in sc.needs if n in IMAGE_FIELDS], sc._crop_boxes()
-            )
-            crops = img.pop("crops", None)
-            txt_needs = [n for n in sc.needs if n in TEXT_FIELDS]
+            img, crops = encoded_image_inputs(sc.encoder, image, sc.needs, sc._crop_boxes())
             out = np.empty(rows.size, dtype=np.float32)
             with torch.inference_mode():
                 for s in range(0, rows.size, sc.batch_size):
                     sl = rows[s : s + sc.batch_size]
-                    pairs = from_cache(self.cache, sl, sl, txt_needs)
-                    for key, v in img.items():
-                        setattr(pairs.batch, key, v.expand(len(sl), *v.shape[1:]))
-                    if crops is not None:
-                        pairs.crops = crops.expand(len(sl), *crops.shape[1:])
-                    out[s : s + len(sl)] = sc.score_pairs_batch(pairs).float().cpu().numpy()
+                    txt = cached_text_inputs(self.cache, sl, sc.needs)
+                    batch = pairs(txt, img, len(sl), crops)
+                    out[s : s + len(sl)] = sc.score_pairs_batch(batch).float().cpu().numpy()
             order = np.argsort(-out, kind="stable")[:k]
             results[name] = [
                 {"text_row": int(rows[j]), "caption": strings[j], "rank": r + 1, "score": float(out[j])}
@@ -257,8 +262,8 @@ class SearchEngine:
 
     def word_map(self, row: int, query: str, scorer: str | None = None) -> tuple[str, list[str], np.ndarray]:
         """(scorer used, T words, [T, P] weights of each query word over the image's patches)."""
-        from tflocal.scorers.features import IMAGE_FIELDS, TEXT_FIELDS, encode_texts, from_cache
         from tflocal.scorers.head import token_patch_attention
+        from tflocal.serve.inputs import image_inputs, pairs, query_inputs
 
         able = self.attention_scorers()
         if scorer is None:
@@ -274,19 +279,16 @@ class SearchEngine:
             )
         sc = self.scorers[scorer]
         needs = {"patches", "patch_mask", "tokens", "token_mask", *sc.needs} - {"captions", "crops"}
-        pairs = from_cache(
-            self.cache, np.array([row]), np.array([row]), [n for n in needs if n in IMAGE_FIELDS]
-        )
-        txt = encode_texts(self.encoder, [query], [n for n in needs if n in TEXT_FIELDS])
-        for key, v in txt.items():
-            setattr(pairs.batch, key, v)
+        batch = pairs(
+            image_inputs(self.cache, np.array([row]), needs), query_inputs(self.encoder, query, needs), 1
+        ).batch
         words = self.encoder.encode_texts([query]).token_strings[0]
         with torch.inference_mode():
             if has_attention(sc):
-                att = sc.head.word_region_attention(pairs.batch.to(sc.device)).float().cpu()
+                att = sc.head.word_region_attention(batch.to(sc.device)).float().cpu()
             else:
-                att = token_patch_attention(pairs.batch.tokens, pairs.batch.patches, self.cache.attrs)
-        n = int(pairs.batch.token_mask[0].sum())
+                att = token_patch_attention(batch.tokens, batch.patches, self.cache.attrs)
+        n = int(batch.token_mask[0].sum())
         return scorer, list(words)[:n], att[0, :n].numpy()
 
     def heatmap_png(self, row: int, query: str, scorer: str | None = None) -> tuple[str, bytes]:

@@ -102,7 +102,10 @@ class ImageStore:
         if rec is None:
             why = self._error or f"image {image_id!r} was not found in source {self.source}"
             raise ImageUnavailable(why)
-        from cache_tools.writer import load_image
+        try:
+            from cache_tools.images import load_image
+        except ImportError:  # older trees
+            from cache_tools.writer import load_image
 
         try:
             return load_image(rec)
