@@ -97,7 +97,6 @@ class SearchEngine:
         self.images = images
         self.k_rerank = int(k_rerank)
         self.id_to_row = {str(i): r for r, i in enumerate(cache.image_ids)}
-        self.searchable = set(self.rows.tolist())
         self.encoder = next(iter(scorers.values())).encoder
         self._plot_lock = threading.Lock()
         self._captions: tuple[np.ndarray, list[str]] | None = None
