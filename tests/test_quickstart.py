@@ -24,6 +24,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "| global head | TFLocal |" in printed and "test_ood/all" in printed
+    assert printed.rstrip().splitlines()[-1].strip().startswith(f"tflocal serve --cache {out}/caches/test.h5")
     report = out / "report"
     rows = json.loads((report / "results.json").read_text())
     keys = {"benchmark", "subset", "metric", "value", "n", "scorer", "encoder", "cache", "checkpoint"}

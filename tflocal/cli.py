@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate scorers on a benchmark (SugarCrepe, Winoground, ARO, ...) and write results + plots",
     "search": "search a cache's images with a caption: faiss top-k by global cosine, re-ranked by a scorer",
     "quickstart": "run the whole pipeline offline on ShapesWorld with pretrained towers (CPU, minutes)",
+    "serve": "serve a cache over HTTP: a JSON search API and a page comparing two scorers side by side",
 }
 """Subcommand -> one-line help; the code is in ``tflocal.commands.<name>``."""
 

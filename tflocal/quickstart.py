@@ -29,6 +29,7 @@ from tflocal.evaluate.config import EvalConfig
 from tflocal.evaluate.report import markdown_table
 from tflocal.models.config import ModelConfig
 from tflocal.pipeline import run_pipeline
+from tflocal.serve import serve_command
 from tflocal.shapesworld import generate
 from tflocal.train_config import DEVICES, DataConfig, Device, OptimConfig, TrainConfig
 
@@ -189,6 +190,9 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     print(
         f"total {timings['total']:.0f} s  ({', '.join(f'{k}: {v:.0f}s' for k, v in timings.items() if k != 'total')})"
     )
+    heads = {HEADS[t.head]: ckpt for t, ckpt in zip(cfg.heads(), result.checkpoints)}
+    print("\ntry your own queries on test_ood, both heads side by side (then open http://127.0.0.1:8000/):")
+    print("  " + serve_command(evaluation.cache, heads, split="test_ood"))
     return result.rows
 
 
