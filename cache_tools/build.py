@@ -11,7 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cache_tools.config import CacheConfig
-from cache_tools.writer import WriteSummary, shard_path, write_cache
+from cache_tools.locks import OutputLock
+from cache_tools.writer import LOCK_ADVICE, WriteSummary, shard_path, write_cache
 
 
 class _Limited:
@@ -37,11 +38,29 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
 
     source = open_source(cfg.data, images=cfg.images, **cfg.options)
     state = PartialState(cpu=cfg.device == "cpu")
+    rank, world = state.process_index, state.num_processes
+    out = Path(cfg.out)
+    # the output is locked before the model is loaded: a second run with the same --out stops at once
+    with OutputLock(out if world == 1 else shard_path(out, rank, world), "`tflocal cache` run", LOCK_ADVICE):
+        summary = _build(cfg, source, state, rank, world, progress, load_encoder)
+    if world > 1:
+        state.wait_for_everyone()
+        if state.is_main_process:
+            from cache_tools.shards import merge_shards
+
+            with OutputLock(out, "`tflocal cache` run", LOCK_ADVICE):
+                merge_shards(out, [shard_path(out, i, world) for i in range(world)])
+        state.wait_for_everyone()
+    return summary
+
+
+def _build(
+    cfg: CacheConfig, source, state, rank: int, world: int, progress: bool, load_encoder
+) -> WriteSummary:
     device = cfg.device or str(state.device)
     encoder = load_encoder(cfg.encoder, device=device, precision=cfg.precision)
     records = _Limited(source, cfg.limit) if cfg.limit else source
-    rank, world = state.process_index, state.num_processes
-    summary = write_cache(
+    return write_cache(
         records,
         encoder,
         cfg.out,
@@ -54,12 +73,3 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
         progress=progress and state.is_local_main_process,
         skipped_from_source=lambda: list(getattr(source, "skipped", [])),
     )
-    if world > 1:
-        state.wait_for_everyone()
-        if state.is_main_process:
-            from cache_tools.shards import merge_shards
-
-            out = Path(cfg.out)
-            merge_shards(out, [shard_path(out, i, world) for i in range(world)])
-        state.wait_for_everyone()
-    return summary

@@ -18,7 +18,10 @@ writes ``OUT`` as a small file whose payload datasets are HDF5 virtual datasets 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import shutil
 import sys
 import time
@@ -36,6 +39,7 @@ from cache_tools.arrays import write_arrays
 from cache_tools.encoders.base import Encoder
 from cache_tools.errors import UserError
 from cache_tools.images import crop_boxes
+from cache_tools.locks import OutputLock
 from cache_tools.pipeline import ImageLoader, Part, encode_part
 from cache_tools.records import ImageRecord
 from cache_tools.schema import FORMAT_VERSION, encoder_signature
@@ -159,7 +163,66 @@ def write_cache(
     out = Path(out_path)
     index, count = shard
     target = out if count == 1 else shard_path(out, index, count)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = OutputLock(target, "`tflocal cache` run", LOCK_ADVICE)
+    with lock:  # before touching anything: a second writer stops here
+        try:
+            return _write_locked(
+                records, encoder, target, shard, batch_size, crops, source, config, num_workers,
+                part_records, progress, skipped_from_source, t0,
+            )  # fmt: skip
+        except OSError as err:
+            if not no_space(err):
+                raise
+            for tmp in target.parent.glob(f"{target.name}*.tmp"):
+                tmp.unlink(missing_ok=True)
+            parts_dir = target.with_name(target.name + ".parts")
+            for tmp in parts_dir.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
+            raise UserError(
+                f"no space left on the disk of {target} ({space_reason(err)}): free some space "
+                f"(the finished cache needs about as much as the parts in {parts_dir}) and run the "
+                "same command again; the finished parts are kept"
+            ) from None
+
+
+LOCK_ADVICE = "Wait for it to finish (or stop it), or choose another --out"
+
+
+def no_space(err: BaseException) -> bool:
+    """Whether ``err`` (an OSError, or h5py's OSError wrapping HDF5's) means the disk or the
+    file-size limit is full."""
+    codes = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+    if getattr(err, "errno", None) in codes:
+        return True
+    found = re.findall(r"errno = (\d+)", str(err))
+    text = str(err).lower()
+    return any(int(c) in codes for c in found) or "no space left" in text or "file too large" in text
+
+
+def space_reason(err: BaseException) -> str:
+    code = getattr(err, "errno", None)
+    if code is None:
+        found = re.findall(r"errno = (\d+)", str(err))
+        code = int(found[0]) if found else errno.ENOSPC
+    return os.strerror(code)
+
+
+def _write_locked(
+    records: Iterable[ImageRecord],
+    encoder: Encoder,
+    target: Path,
+    shard: tuple[int, int],
+    batch_size: int,
+    crops: bool,
+    source: str,
+    config: dict[str, Any] | None,
+    num_workers: int,
+    part_records: int | None,
+    progress: bool,
+    skipped_from_source: Callable[[], list[tuple[str, str]]] | None,
+    t0: float,
+) -> WriteSummary:
+    index, count = shard
     records_list = records if isinstance(records, Sequence) else None
     total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
     lo, hi = 0, total
@@ -180,11 +243,12 @@ def write_cache(
     }
     parts_dir = target.with_name(target.name + ".parts")
     if target.exists():
-        with h5py.File(target, "r") as f:
-            finished = bool(f.attrs.get("complete")) and json.loads(f.attrs.get("plan", "{}")) == plan
-        if finished:
+        if _finished(target, plan):
             return WriteSummary.of(target, 0.0, -1)
         raise UserError(f"{target} exists and was made by another command: remove it or choose another --out")
+    if total == 0:
+        _no_records(source, skipped_from_source)
+    target.parent.mkdir(parents=True, exist_ok=True)
     parts_dir.mkdir(exist_ok=True)
     plan_file = parts_dir / "plan.json"
     if plan_file.exists():
@@ -196,7 +260,9 @@ def write_cache(
                 "run the same command again to resume it, or delete that folder to start over"
             )
     else:
-        plan_file.write_text(json.dumps(plan, indent=1))
+        tmp = plan_file.with_name("plan.json.tmp")
+        tmp.write_text(json.dumps(plan, indent=1))
+        os.replace(tmp, plan_file)
 
     def part_file(i: int) -> Path:
         return parts_dir / f"part-{i:06d}.h5"
@@ -244,9 +310,15 @@ def write_cache(
             i += 1
             if n_range is not None and i * part_size >= n_range:
                 break
+        if index == 0:  # read the source to its end: entries it skips after the last record count too
+            for _ in it:
+                pass
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
+    if not part_paths:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        _no_records(source, skipped_from_source)
     source_skipped = skipped_from_source() if skipped_from_source else []
     attrs = {
         **encoder.metadata(),
@@ -258,6 +330,27 @@ def write_cache(
     assemble(part_paths, target, attrs, extra_skipped=source_skipped if index == 0 else [])
     shutil.rmtree(parts_dir, ignore_errors=True)
     return WriteSummary.of(target, time.perf_counter() - t0, n_parts_done)
+
+
+def _finished(target: Path, plan: dict[str, Any]) -> bool:
+    """Whether ``target`` is a complete cache of this plan; UserError when it is no cache at all."""
+    try:
+        with h5py.File(target, "r") as f:
+            return bool(f.attrs.get("complete")) and json.loads(f.attrs.get("plan", "{}")) == plan
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(
+            f"{target} exists and is not a readable tflocal cache ({str(err).splitlines()[0][:120]}): "
+            "remove it or choose another --out"
+        ) from None
+
+
+def _no_records(source: str, skipped_from_source: Callable[[], list[tuple[str, str]]] | None) -> None:
+    skipped = skipped_from_source() if skipped_from_source else []
+    first = f"; first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+    raise UserError(
+        f"{source or 'the data source'} gave no records to cache ({len(skipped)} entries skipped{first}): "
+        "check the path and its format; nothing was written"
+    )
 
 
 def assemble(

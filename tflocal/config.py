@@ -9,6 +9,7 @@ Nested dataclasses are addressed with dots (``optim.lr=1e-4``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -73,6 +74,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             v = yaml.safe_load(value) if isinstance(value, str) else value
             if tp is int and isinstance(v, float) and not v.is_integer():
                 raise ValueError
+            if tp is float and not math.isfinite(float(v)):
+                raise UserError(f"config key '{key}': {value!r} is not a finite number: give a real value")
             return tp(v)
         except (ValueError, TypeError) as err:
             raise UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}") from err
@@ -109,7 +112,13 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise UserError(f"override {item!r}: '{p}' is not a section")
-    node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError as err:
+        raise UserError(
+            f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', None) or err}); "
+            "quote it or fix the brackets"
+        ) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
