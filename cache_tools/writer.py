@@ -18,10 +18,8 @@ writes ``OUT`` as a small file whose payload datasets are HDF5 virtual datasets 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -44,6 +42,7 @@ from cache_tools.pipeline import ImageLoader, Part, encode_part
 from cache_tools.records import ImageRecord
 from cache_tools.schema import FORMAT_VERSION, encoder_signature
 from cache_tools.shards import concat_caches
+from cache_tools.space import check_space, no_space, space_reason
 
 PART_BYTES = 256 << 20
 """Target payload per part; a part is also the most work a kill can lose."""
@@ -179,32 +178,23 @@ def write_cache(
             for tmp in parts_dir.glob("*.tmp"):
                 tmp.unlink(missing_ok=True)
             raise UserError(
-                f"no space left on the disk of {target} ({space_reason(err)}): free some space "
-                f"(the finished cache needs about as much as the parts in {parts_dir}) and run the "
-                "same command again; the finished parts are kept"
+                f"no space left on the disk of {target} ({space_reason(err)}) while writing it: {SPACE_ADVICE}"
             ) from None
 
 
 LOCK_ADVICE = "Wait for it to finish (or stop it), or choose another --out"
+SPACE_ADVICE = "Free some space and run the same command again: the finished parts are kept"
 
 
-def no_space(err: BaseException) -> bool:
-    """Whether ``err`` (an OSError, or h5py's OSError wrapping HDF5's) means the disk or the
-    file-size limit is full."""
-    codes = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
-    if getattr(err, "errno", None) in codes:
-        return True
-    found = re.findall(r"errno = (\d+)", str(err))
-    text = str(err).lower()
-    return any(int(c) in codes for c in found) or "no space left" in text or "file too large" in text
-
-
-def space_reason(err: BaseException) -> str:
-    code = getattr(err, "errno", None)
-    if code is None:
-        found = re.findall(r"errno = (\d+)", str(err))
-        code = int(found[0]) if found else errno.ENOSPC
-    return os.strerror(code)
+def part_bytes(part: Part) -> int:
+    """About how many bytes the part's file takes (payload arrays and strings)."""
+    arrays = [*part.patches, *part.image_global, *part.crops_global, *part.tokens, *part.text_global]
+    strings = [*part.texts, *part.token_strings, *part.text_meta, *part.image_meta, *part.image_ids]
+    return (
+        sum(int(np.asarray(a).nbytes) for a in arrays)
+        + sum(len(x) + 16 for x in strings)
+        + 64 * len(part.texts)
+    )
 
 
 def _write_locked(
@@ -306,6 +296,7 @@ def _write_locked(
                 bar.update(len(chunk))
             else:
                 part = encode_part(chunk, encoder, batch_size, loader, pool, bar, warn)
+                check_space(path, part_bytes(part), "the cache part", SPACE_ADVICE)
                 _write_part(path, part, encoder, crops)
             i += 1
             if n_range is not None and i * part_size >= n_range:
@@ -327,6 +318,7 @@ def _write_locked(
         "plan": plan,
         "shard": [index, count],
     }
+    check_space(target, sum(p.stat().st_size for p in part_paths), "the cache", SPACE_ADVICE)
     assemble(part_paths, target, attrs, extra_skipped=source_skipped if index == 0 else [])
     shutil.rmtree(parts_dir, ignore_errors=True)
     return WriteSummary.of(target, time.perf_counter() - t0, n_parts_done)
