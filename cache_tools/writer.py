@@ -10,6 +10,14 @@ How a run is made safe to kill at any point (``kill -9`` included):
 * when all parts exist they are assembled into ``OUT`` (again through a temporary name) and the
   parts folder is removed. Starting the same command again skips finished parts.
 
+What is guaranteed: a resumed run writes a file identical (every dataset) to an uninterrupted
+run of the same *plan* (encoder signature, source, batch size, part size, crops, record range);
+a rerun with another plan is refused. Image rows do not depend on the part size (fixed batches
+from each part's start); caption rows may differ by float rounding across part sizes, because
+captions are batched within a part. Only one process writes an output at a time
+(:class:`cache_tools.locks.OutputLock`, taken before anything is touched), and free space is
+checked before each file is started (:mod:`cache_tools.space`).
+
 With ``accelerate launch`` (or ``shard=(index, count)``) each process takes one contiguous
 range of records and writes one shard ``OUT.shardIIIII-of-NNNNN.h5``; the main process then
 writes ``OUT`` as a small file whose payload datasets are HDF5 virtual datasets over the shards

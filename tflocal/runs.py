@@ -58,12 +58,18 @@ def open_for_training(path: str, in_memory: bool) -> Any:
 
 
 class Log:
-    """JSONL log (main process only); ``append=False`` starts it empty."""
+    """JSONL log (main process only); ``append=False`` starts it empty. Appending drops a last
+    line cut short by a kill, so every line stays one JSON record."""
 
     def __init__(self, path: Path, append: bool, enabled: bool):
         self.path, self.enabled = path, enabled
         if enabled and not append:
             path.write_text("")
+        elif enabled and path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with path.open("r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
 
     def __call__(self, **record: Any) -> None:
         if self.enabled:
