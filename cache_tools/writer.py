@@ -242,6 +242,7 @@ def _write_locked(
     parts_dir = target.with_name(target.name + ".parts")
     if target.exists():
         if _finished(target, plan):
+            shutil.rmtree(parts_dir, ignore_errors=True)  # a run killed after its final rename left it
             return WriteSummary.of(target, 0.0, -1)
         raise UserError(f"{target} exists and was made by another command: remove it or choose another --out")
     if total == 0:

@@ -5,6 +5,7 @@ checkpoints that never hold non-finite weights (so "last.pt holds the last good 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -121,9 +122,14 @@ def open_out(cfg: Any, resumed: bool) -> tuple[Path, OutputLock, bool]:
     out = Path(cfg.out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    lock = OutputLock(out, "`tflocal train` run", "", folder=True)
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun the main process holds it
+        return out, lock, False
     lock = OutputLock(out, "`tflocal train` run", "Wait for it to finish (or stop it), or choose another out_dir",
                       folder=True).acquire()  # fmt: skip
     try:
+        for stale in out.glob("*.pt.tmp"):  # a save cut short by a kill: we hold the lock, nobody writes it
+            stale.unlink()
         old = [name for name in ARTIFACTS if (out / name).is_file()]
         if not resumed and old:
             if not cfg.overwrite:

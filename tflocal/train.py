@@ -3,8 +3,7 @@
 ``train(cfg)`` reads top to bottom: data (units, split, loaders) -> head, AdamW, warm-up + cosine
 schedule -> optional resume from ``out_dir/last.pt`` -> epochs of candidate-set cross-entropy with
 gradient clipping -> validation (pair accuracy against hard negatives) each epoch, keeping the
-best. ``out_dir`` gets ``config.yaml``, ``log.jsonl``, ``last.pt`` and ``best.pt``.
-"""
+best. ``out_dir`` (locked for the run, see :mod:`tflocal.runs`) gets config.yaml, log.jsonl, last.pt, best.pt."""
 
 from __future__ import annotations
 
@@ -253,8 +252,9 @@ def setup(cfg: TrainConfig) -> Run:
     """Data (units, split, batches) -> head -> AdamW + schedule -> resume -> log, on the accelerator."""
     acc = accelerator(cfg)
     set_seed(cfg.seed)
-    out = Path(cfg.out_dir)
     cache, val_cache, train_units, val_units = load_data(cfg)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # train() made and locked it already; setup() alone works too
     model = build_head(cfg.head, cfg.model, cache.spec)
     cfg = dataclasses.replace(cfg, model=model.cfg)  # resolved (max_text_tokens from the cache)
     dataset = BatchDataset(cache, train_units, batch_size=cfg.data.batch_size, n_neg=cfg.data.n_neg,
