@@ -56,7 +56,9 @@ def validate(
         by_op = accelerator.reduce(by_op.to(accelerator.device), reduction="sum").cpu()
     model.train(was_training)
     if accelerator.num_processes > 1:
-        nonfinite = int(accelerator.reduce(torch.tensor(nonfinite, device=accelerator.device), reduction="sum"))
+        nonfinite = int(
+            accelerator.reduce(torch.tensor(nonfinite, device=accelerator.device), reduction="sum")
+        )
     out = {"val_pairs": int(sums[1]), "val_sets": int(sums[5]), "val_nonfinite": nonfinite}
     out["val_pair_acc"] = float(sums[0] / sums[1]) if sums[1] else float("nan")
     out["val_group_acc"] = float(sums[2] / sums[3]) if sums[3] else float("nan")
