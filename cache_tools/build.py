@@ -13,8 +13,16 @@ import itertools
 from dataclasses import asdict
 from pathlib import Path
 
+import h5py
+from accelerate import PartialState
+
 from cache_tools.config import CacheConfig
-from cache_tools.writer import WriteSummary, shard_path, write_cache
+from cache_tools.encoders import load_encoder
+from cache_tools.locks import OutputLock
+from cache_tools.shards import merge_shards
+from cache_tools.sources import open_source
+from cache_tools.wds_build import build_per_shard
+from cache_tools.writer import LOCK_ADVICE, WriteSummary, shard_path, write_cache
 
 
 class _Limited:
@@ -32,26 +40,36 @@ class _Limited:
 
 def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
     """Encode ``cfg.data`` with ``cfg.encoder`` into ``cfg.out`` (resumable; see writer)."""
-    from accelerate import PartialState
-
-    from cache_tools.encoders import load_encoder
-    from cache_tools.sources import open_source
-
     source = open_source(cfg.data, images=cfg.images, **cfg.options)
     state = PartialState(cpu=cfg.device == "cpu")
+    rank, world = state.process_index, state.num_processes
+    out = Path(cfg.out)
+    # the output is locked before the model is loaded: a second run with the same --out stops at once
+    with OutputLock(out if world == 1 else shard_path(out, rank, world), "`tflocal cache` run", LOCK_ADVICE):
+        summary = _build(cfg, source, state, rank, world, progress)
+    if world > 1:
+        state.wait_for_everyone()
+    if state.is_main_process:
+        with OutputLock(out, "`tflocal cache` run", LOCK_ADVICE):
+            if world > 1:
+                merge_shards(out, [shard_path(out, i, world) for i in range(world)])
+            record_items(out, source)
+    if world > 1:
+        state.wait_for_everyone()
+    return summary
+
+
+def _build(cfg: CacheConfig, source, state, rank: int, world: int, progress: bool) -> WriteSummary:
     device = cfg.device or str(state.device)
     encoder = load_encoder(cfg.encoder, device=device, precision=cfg.precision)
     if getattr(source, "per_shard", False):
-        from cache_tools.wds_build import build_per_shard
-
         return build_per_shard(cfg, source, encoder, state, progress)
     records = _Limited(source, cfg.limit) if cfg.limit else source
-    rank, world = state.process_index, state.num_processes
     full_skipped = None
     if world > 1 and hasattr(source, "stats"):
         source.stats()  # a full pass: process 0 stores every source-level skip, not just its range's
         full_skipped = list(source.skipped)
-    summary = write_cache(
+    return write_cache(
         records,
         encoder,
         cfg.out,
@@ -66,23 +84,10 @@ def build_cache(cfg: CacheConfig, progress: bool = True) -> WriteSummary:
             full_skipped if full_skipped is not None else list(getattr(source, "skipped", []))
         ),
     )
-    if world > 1:
-        state.wait_for_everyone()
-        if state.is_main_process:
-            from cache_tools.shards import merge_shards
-
-            out = Path(cfg.out)
-            merge_shards(out, [shard_path(out, i, world) for i in range(world)])
-        state.wait_for_everyone()
-    if state.is_main_process:
-        record_items(Path(cfg.out), source)
-    return summary
 
 
 def record_items(out: Path, source) -> None:
     """Write the source's benchmark item count (when it counts items) as root attr ``source_items``."""
-    import h5py
-
     items = source.stats().get("items", 0) if hasattr(source, "stats") else 0
     if items and out.is_file():
         with h5py.File(out, "r+") as f:

@@ -91,6 +91,29 @@ def check_texts(record: ImageRecord, part: Part) -> list[int]:
     return keep
 
 
+UNKNOWN_TOKENS = {"[unk]", "<unk>", "<|unk|>", "<unk_token>"}
+SPECIAL = {
+    "[cls]",
+    "[sep]",
+    "[pad]",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<bos>",
+    "<eos>",
+    "<|startoftext|>",
+    "<|endoftext|>",
+}
+
+
+def unreadable(text: str, token_strings: list[str]) -> bool:
+    """A caption with no letter or digit, or whose every word token is the unknown token."""
+    if not any(ch.isalnum() for ch in text):
+        return True
+    words = [s.lower() for s in token_strings if s.lower() not in SPECIAL]
+    return bool(words) and all(w in UNKNOWN_TOKENS for w in words)
+
+
 def _add_record(part: Part, record: ImageRecord, row: int, keep: list[int]) -> None:
     """Append the kept texts of ``record`` (image row ``row``, -1 for none) to the part's columns."""
     local: dict[int, int] = {}
@@ -166,6 +189,12 @@ def encode_part(
     part.token_strings = [json.dumps(ts) for ts in enc.token_strings]
     part.text_global = list(enc.global_)
     part.truncated = enc.truncated.tolist()
+    for text, strings in zip(part.texts, enc.token_strings):
+        if unreadable(text, strings):
+            warn(
+                f"caption {text[:60]!r} has no letters or digits the encoder's vocabulary knows "
+                "(emoji or punctuation only): encoded anyway, but it carries no words; fix or remove it"
+            )
     for t in np.flatnonzero(enc.truncated):
         warn(
             f"caption truncated to the encoder's {encoder.context_length} tokens: "

@@ -69,11 +69,19 @@ class Cache:
         self._file: h5py.File | None = None
         self._pid = -1
         self._mem: dict[str, np.ndarray] = {}
-        f = self.file
         try:
-            self.attrs: dict[str, Any] = decode_attrs(f.attrs)
-        except OSError as err:
-            raise CacheFormatError(f"{self.path} is not readable as HDF5: {err}") from err
+            self._read_index()
+        except (OSError, KeyError, ValueError, TypeError) as err:
+            self.close()
+            first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+            raise CacheFormatError(
+                f"{self.path} is not a readable tflocal cache ({first}): it is not HDF5, or truncated or "
+                "damaged; build it again with `tflocal cache` (or give the right file)"
+            ) from None
+
+    def _read_index(self) -> None:
+        f = self.file
+        self.attrs: dict[str, Any] = decode_attrs(f.attrs)
         check_version(self.attrs, str(self.path))
         if not self.attrs.get("complete", False):
             raise CacheFormatError(
@@ -91,6 +99,9 @@ class Cache:
         self.n_texts = len(self.strings)
         self.has_crops = "images/crops/global" in f
         self.crop_boxes = f["images/crops/boxes"][()] if self.has_crops else np.zeros((0, 4), np.float32)
+        for name in _PAYLOAD.values():  # a payload dataset pointing past the end of a cut file
+            if name in f and f[name].shape[0]:
+                f[name][-1:]
 
     # -- file handle, per process -------------------------------------------------------
     @property

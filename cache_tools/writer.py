@@ -10,6 +10,14 @@ How a run is made safe to kill at any point (``kill -9`` included):
 * when all parts exist they are assembled into ``OUT`` (again through a temporary name) and the
   parts folder is removed. Starting the same command again skips finished parts.
 
+What is guaranteed: a resumed run writes a file identical (every dataset) to an uninterrupted
+run of the same *plan* (encoder signature, source, batch size, part size, crops, record range);
+a rerun with another plan is refused. Image rows do not depend on the part size (fixed batches
+from each part's start); caption rows may differ by float rounding across part sizes, because
+captions are batched within a part. Only one process writes an output at a time
+(:class:`cache_tools.locks.OutputLock`, taken before anything is touched), and free space is
+checked before each file is started (:mod:`cache_tools.space`).
+
 With ``accelerate launch`` (or ``shard=(index, count)``) each process takes one contiguous
 range of records and writes one shard ``OUT.shardIIIII-of-NNNNN.h5``; the main process then
 writes ``OUT`` as a small file whose payload datasets are HDF5 virtual datasets over the shards
@@ -19,6 +27,7 @@ writes ``OUT`` as a small file whose payload datasets are HDF5 virtual datasets 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -36,11 +45,13 @@ from cache_tools.arrays import write_arrays
 from cache_tools.encoders.base import Encoder
 from cache_tools.errors import UserError
 from cache_tools.images import crop_boxes
+from cache_tools.locks import OutputLock
 from cache_tools.pipeline import ImageLoader, Part, encode_part
 from cache_tools.progress import progress as progress_bar
 from cache_tools.records import ImageRecord
 from cache_tools.schema import FORMAT_VERSION, encoder_signature
 from cache_tools.shards import concat_caches
+from cache_tools.space import check_space, no_space, space_reason
 
 PART_BYTES = 256 << 20
 """Target payload per part; a part is also the most work a kill can lose."""
@@ -160,7 +171,57 @@ def write_cache(
     out = Path(out_path)
     index, count = shard
     target = out if count == 1 else shard_path(out, index, count)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = OutputLock(target, "`tflocal cache` run", LOCK_ADVICE)
+    with lock:  # before touching anything: a second writer stops here
+        try:
+            return _write_locked(
+                records, encoder, target, shard, batch_size, crops, source, config, num_workers,
+                part_records, progress, skipped_from_source, t0,
+            )  # fmt: skip
+        except OSError as err:
+            if not no_space(err):
+                raise
+            for tmp in target.parent.glob(f"{target.name}*.tmp"):
+                tmp.unlink(missing_ok=True)
+            parts_dir = target.with_name(target.name + ".parts")
+            for tmp in parts_dir.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
+            raise UserError(
+                f"no space left on the disk of {target} ({space_reason(err)}) while writing it: {SPACE_ADVICE}"
+            ) from None
+
+
+LOCK_ADVICE = "Wait for it to finish (or stop it), or choose another --out"
+SPACE_ADVICE = "Free some space and run the same command again: the finished parts are kept"
+
+
+def part_bytes(part: Part) -> int:
+    """About how many bytes the part's file takes (payload arrays and strings)."""
+    arrays = [*part.patches, *part.image_global, *part.crops_global, *part.tokens, *part.text_global]
+    strings = [*part.texts, *part.token_strings, *part.text_meta, *part.image_meta, *part.image_ids]
+    return (
+        sum(int(np.asarray(a).nbytes) for a in arrays)
+        + sum(len(x) + 16 for x in strings)
+        + 64 * len(part.texts)
+    )
+
+
+def _write_locked(
+    records: Iterable[ImageRecord],
+    encoder: Encoder,
+    target: Path,
+    shard: tuple[int, int],
+    batch_size: int,
+    crops: bool,
+    source: str,
+    config: dict[str, Any] | None,
+    num_workers: int,
+    part_records: int | None,
+    progress: bool,
+    skipped_from_source: Callable[[], list[tuple[str, str]]] | None,
+    t0: float,
+) -> WriteSummary:
+    index, count = shard
     records_list = records if isinstance(records, Sequence) else None
     total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
     lo, hi = 0, total
@@ -181,11 +242,13 @@ def write_cache(
     }
     parts_dir = target.with_name(target.name + ".parts")
     if target.exists():
-        with h5py.File(target, "r") as f:
-            finished = bool(f.attrs.get("complete")) and json.loads(f.attrs.get("plan", "{}")) == plan
-        if finished:
+        if _finished(target, plan):
+            shutil.rmtree(parts_dir, ignore_errors=True)  # a run killed after its final rename left it
             return WriteSummary.of(target, 0.0, -1)
         raise UserError(f"{target} exists and was made by another command: remove it or choose another --out")
+    if total == 0:
+        _no_records(source, skipped_from_source)
+    target.parent.mkdir(parents=True, exist_ok=True)
     parts_dir.mkdir(exist_ok=True)
     plan_file = parts_dir / "plan.json"
     if plan_file.exists():
@@ -197,7 +260,9 @@ def write_cache(
                 "run the same command again to resume it, or delete that folder to start over"
             )
     else:
-        plan_file.write_text(json.dumps(plan, indent=1))
+        tmp = plan_file.with_name("plan.json.tmp")
+        tmp.write_text(json.dumps(plan, indent=1))
+        os.replace(tmp, plan_file)
 
     def part_file(i: int) -> Path:
         return parts_dir / f"part-{i:06d}.h5"
@@ -243,13 +308,20 @@ def write_cache(
                 bar.update(len(chunk))
             else:
                 part = encode_part(chunk, encoder, batch_size, loader, pool, bar, warn)
+                check_space(path, part_bytes(part), "the cache part", SPACE_ADVICE)
                 _write_part(path, part, encoder, crops)
             i += 1
             if n_range is not None and i * part_size >= n_range:
                 break
+        if index == 0:  # read the source to its end: entries it skips after the last record count too
+            for _ in it:
+                pass
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
+    if not part_paths:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        _no_records(source, skipped_from_source)
     source_skipped = skipped_from_source() if skipped_from_source else []
     attrs = {
         **encoder.metadata(),
@@ -258,9 +330,31 @@ def write_cache(
         "plan": plan,
         "shard": [index, count],
     }
+    check_space(target, sum(p.stat().st_size for p in part_paths), "the cache", SPACE_ADVICE)
     assemble(part_paths, target, attrs, extra_skipped=source_skipped if index == 0 else [])
     shutil.rmtree(parts_dir, ignore_errors=True)
     return WriteSummary.of(target, time.perf_counter() - t0, n_parts_done)
+
+
+def _finished(target: Path, plan: dict[str, Any]) -> bool:
+    """Whether ``target`` is a complete cache of this plan; UserError when it is no cache at all."""
+    try:
+        with h5py.File(target, "r") as f:
+            return bool(f.attrs.get("complete")) and json.loads(f.attrs.get("plan", "{}")) == plan
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(
+            f"{target} exists and is not a readable tflocal cache ({str(err).splitlines()[0][:120]}): "
+            "remove it or choose another --out"
+        ) from None
+
+
+def _no_records(source: str, skipped_from_source: Callable[[], list[tuple[str, str]]] | None) -> None:
+    skipped = skipped_from_source() if skipped_from_source else []
+    first = f"; first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+    raise UserError(
+        f"{source or 'the data source'} gave no records to cache ({len(skipped)} entries skipped{first}): "
+        "check the path and its format; nothing was written"
+    )
 
 
 def assemble(

@@ -21,6 +21,7 @@ from torch import nn
 
 from cache_tools.reader import open_cache
 from cache_tools.schema import CacheSpec, encoder_signature
+from cache_tools.space import check_space, free_bytes, no_space
 from tflocal.errors import UserError
 from tflocal.models import build_head
 
@@ -70,9 +71,30 @@ def save_checkpoint(
         "extra": _plain(extra or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    keep = f"{path} still holds the previous state" if path.is_file() else f"nothing was written to {path}"
+    advice = f"Free some space (or choose another out_dir) and run again; {keep}"
+    check_space(path, _tensor_bytes(payload), "the checkpoint", advice)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        why = (
+            "no space left" if no_space(err) or free_bytes(path.parent) < _tensor_bytes(payload) else str(err)
+        )
+        raise UserError(f"cannot write the checkpoint {path} ({why[:200]}). {advice}") from None
     return path
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested payload (what torch.save writes, besides small metadata)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ values are coerced to the field's type (a ``Literal`` to its values' type; the c
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -79,6 +80,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             v = yaml.safe_load(value) if isinstance(value, str) else value
             if tp is int and isinstance(v, float) and not v.is_integer():
                 raise ValueError
+            if tp is float and not math.isfinite(float(v)):
+                raise UserError(f"config key '{key}': {value!r} is not a finite number: give a real value")
             return tp(v)
         except (ValueError, TypeError) as err:
             raise UserError(f"config key '{key}': expected {tp.__name__}, got {value!r}") from err
@@ -158,7 +161,14 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise UserError(f"override {item!r} is not of the form key=value")
     key, value = item.split("=", 1)
-    set_key(data, key, yaml.safe_load(value) if value != "" else "")
+    try:
+        parsed = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError as err:
+        raise UserError(
+            f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', None) or err}); "
+            "quote it or fix the brackets"
+        ) from None
+    set_key(data, key, parsed)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

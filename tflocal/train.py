@@ -3,40 +3,46 @@
 ``train(cfg)`` reads top to bottom: data (units, split, loaders) -> head, AdamW, warm-up + cosine
 schedule -> optional resume from ``out/last.pt`` -> epochs of candidate-set cross-entropy with
 gradient clipping -> validation (pair accuracy against hard negatives) each epoch, keeping the
-best. ``out`` gets ``config.yaml``, ``log.jsonl``, ``last.pt`` and ``best.pt``.
-"""
+best. ``out`` (locked for the run, see :mod:`tflocal.runs`) gets config.yaml, log.jsonl, last.pt, best.pt."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import set_seed
 
 from cache_tools.progress import progress
-from cache_tools.reader import open_cache
-from tflocal.checkpoint import check_signature, load_checkpoint, save_checkpoint
+from tflocal.checkpoint import save_checkpoint
 from tflocal.config import to_dict
 from tflocal.data import (
     BatchDataset,
     CandidateBatch,
     Units,
-    build_units,
     make_loader,
-    split_by_image,
 )
 from tflocal.errors import UserError
+from tflocal.loss import candidate_loss
 from tflocal.models import build_head, count_parameters
 from tflocal.optim import make_optimizer
+from tflocal.runs import (
+    Log,
+    NonFiniteLossError,
+    accelerator,
+    check_finite,
+    close_out,
+    load_data,
+    note_no_validation,
+    open_out,
+    resume,
+    stop_advice,
+    will_resume,
+)
 from tflocal.train_config import DataConfig, OptimConfig, TrainConfig  # noqa: F401 - configs live there
 from tflocal.validate import validate
 
@@ -51,73 +57,6 @@ CACHE_INFO = (
     "package_version",
 )
 """Cache attributes recorded in checkpoints besides the encoder signature (provenance only)."""
-
-
-class NonFiniteLossError(UserError):
-    """The loss (or gradient norm) became NaN/inf: the run stopped without saving."""
-
-
-def candidate_loss(
-    scores: torch.Tensor, batch: CandidateBatch, temperature: float, t2i_weight: float = 1.0
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy over each candidate set (target: column 0). scores [N] -> (scalar loss, stats)."""
-    logits = batch.score_matrix(scores.float()) / temperature  # [S, C]
-    ce = F.cross_entropy(
-        logits, torch.zeros(batch.n_sets, dtype=torch.long, device=logits.device), reduction="none"
-    )
-    loss = ce[: batch.n_i2t].mean()
-    if batch.n_sets > batch.n_i2t:
-        loss = loss + t2i_weight * ce[batch.n_i2t :].mean()
-    acc = (logits[: batch.n_i2t].argmax(dim=1) == 0).float().mean()
-    return loss, {"acc": float(acc)}
-
-
-def _accelerator(cfg: TrainConfig) -> Any:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA device is visible: use device=auto or device=cpu")
-    # accelerate keeps process-wide singletons: clear the settings of an earlier train() call in this
-    # process (mixed precision, device), keeping the process group of an `accelerate launch` run
-    single = not PartialState._shared_state or PartialState().num_processes == 1
-    AcceleratorState._reset_state(reset_partial_state=single)
-    GradientState._reset_state()
-    try:
-        return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
-    except ValueError as err:
-        raise UserError(
-            f"mixed_precision={cfg.mixed_precision!r} is not available here ({err}): use 'no' or 'bf16'"
-        ) from err
-
-
-def _open(path: str, in_memory: bool) -> Any:
-    cache = open_cache(path)
-    return cache.load_into_memory() if in_memory else cache
-
-
-class _Log:
-    """JSONL log (main process only)."""
-
-    def __init__(self, path: Path, append: bool, enabled: bool):
-        self.path, self.enabled = path, enabled
-        if enabled and not append:
-            path.write_text("")
-
-    def __call__(self, **record: Any) -> None:
-        if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-
-
-def _data(cfg: TrainConfig) -> tuple[Any, Any, Units, Units | None]:
-    """(train cache, validation cache, training units, validation units or None)."""
-    cache = _open(cfg.cache, cfg.data.in_memory)
-    units = build_units(cache, max_negs=cfg.data.max_negs)
-    if cfg.val_cache:
-        val_cache = _open(cfg.val_cache, cfg.data.in_memory)
-        check_signature(cache.signature, val_cache, f"training cache {cfg.cache}")
-        return cache, val_cache, units, build_units(val_cache, max_negs=cfg.data.max_negs)
-    if cfg.data.val_fraction > 0:
-        return cache, cache, *split_by_image(units, cfg.data.val_fraction, cfg.seed)
-    return cache, cache, units, None
 
 
 @dataclass
@@ -136,7 +75,7 @@ class Run:
     dataset: BatchDataset
     opt: torch.optim.Optimizer
     sched: Any
-    log: _Log
+    log: Log
     per_epoch: int
     total: int
     resumed: bool
@@ -155,9 +94,11 @@ class Run:
         return self.out / "best.pt"
 
     def save(self, path: Path, epoch: int) -> None:
-        """Checkpoint (main process only): weights, optimizer, schedule and progress."""
+        """Checkpoint (main process only): weights, optimizer, schedule and progress. Non-finite
+        weights are never saved (NonFiniteLossError instead)."""
         if not self.acc.is_main_process:
             return
+        check_finite(self, f"before saving {path.name}")
         extra = {
             "epoch": epoch,
             "best": self.best,
@@ -170,32 +111,13 @@ class Run:
                         self.opt, self.sched, extra)  # fmt: skip
 
 
-def _resume(run: Run) -> None:
-    """Load ``last.pt`` into the run (same head, same model config, same embedding space)."""
-    cfg, last_path = run.cfg, run.last_path
-    if not last_path.is_file():
-        raise UserError(f"resume=true but {last_path} does not exist: use resume=auto or resume=false")
-    ckpt = load_checkpoint(last_path)
-    check_signature(ckpt["cache_signature"], run.cache, f"checkpoint {last_path}")
-    if ckpt["head"] != cfg.head or ckpt["model_cfg"] != to_dict(cfg.model):
-        raise UserError(
-            f"{last_path} holds head {ckpt['head']!r} {ckpt['model_cfg']}, not {cfg.head!r} {to_dict(cfg.model)}: "
-            "set resume=false or use another --out"
-        )
-    run.model.load_state_dict(ckpt["state_dict"])
-    run.opt.load_state_dict(ckpt["optimizer"])
-    run.sched.load_state_dict(ckpt["scheduler"])
-    run.step = int(ckpt["step"])
-    run.best, run.best_step = ckpt["extra"].get("best", -1.0), ckpt["extra"].get("best_step")
-
-
 def setup(cfg: TrainConfig) -> Run:
     """Data (units, split, batches) -> head -> AdamW + schedule -> resume -> log, on the accelerator."""
-    acc = _accelerator(cfg)
+    acc = accelerator(cfg)
     set_seed(cfg.seed)
+    cache, val_cache, train_units, val_units = load_data(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache, val_cache, train_units, val_units = _data(cfg)
+    out.mkdir(parents=True, exist_ok=True)  # train() made and locked it already; setup() alone works too
     model = build_head(cfg.head, cfg.model, cache.spec)
     cfg = dataclasses.replace(cfg, model=model.cfg)  # resolved (max_text_tokens from the cache)
     dataset = BatchDataset(cache, train_units, batch_size=cfg.data.batch_size, n_neg=cfg.data.n_neg,
@@ -209,12 +131,14 @@ def setup(cfg: TrainConfig) -> Run:
         )
     total = cfg.max_steps or cfg.epochs * per_epoch
     opt, sched = make_optimizer(model, cfg.optim, total)
-    resumed = cfg.resume is True or (cfg.resume == "auto" and (out / "last.pt").is_file())
+    resumed = will_resume(cfg)
     run = Run(cfg, acc, out, cache, val_cache, train_units, val_units, model, model, dataset, opt, sched,
-              _Log(out / "log.jsonl", append=resumed, enabled=acc.is_main_process), per_epoch, total, resumed,
-              count_parameters(model))  # fmt: skip
+              Log(out / "log.jsonl", append=not cfg.overwrite, enabled=acc.is_main_process), per_epoch, total,
+              resumed, count_parameters(model))  # fmt: skip
     if resumed:
-        _resume(run)
+        resume(run)
+    if val_units is None or not len(val_units):
+        note_no_validation(run)
     if acc.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     run.log(event="start", step=run.step, total_steps=total, batches_per_epoch=per_epoch, params=run.n_params,
@@ -242,15 +166,15 @@ def train_step(run: Run, batch: CandidateBatch, epoch: int) -> tuple[float, floa
         run.log(event="nonfinite", step=run.step, loss=float(loss.detach()))
         raise NonFiniteLossError(
             f"loss became {float(loss.detach())} at step {run.step} (epoch {epoch}): stopped without saving; "
-            f"{run.last_path} still holds the last good state. Lower optim.lr, set mixed_precision=no "
-            "or a smaller optim.grad_clip, then resume"
+            + stop_advice(run)
         )
     acc.backward(loss)
     if cfg.optim.grad_clip > 0 and acc.sync_gradients:
         norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         if cfg.mixed_precision != "fp16" and not torch.isfinite(torch.as_tensor(norm)):
             raise NonFiniteLossError(
-                f"gradient norm became {float(norm)} at step {run.step}: stopped without saving"
+                f"gradient norm became {float(norm)} at step {run.step}: stopped without saving; "
+                + stop_advice(run)
             )
     run.opt.step()
     run.sched.step()
@@ -295,6 +219,11 @@ def fit(run: Run) -> dict[str, Any]:
         if (end_of_epoch or run.step >= run.total) and run.val_units is not None and len(run.val_units):
             run.last_val = validate(run.model, run.val_cache, run.val_units, cfg, acc)
             run.log(event="val", step=run.step, epoch=epoch, **run.last_val)
+            if run.last_val.get("val_nonfinite", 0):
+                raise NonFiniteLossError(
+                    f"{run.last_val['val_nonfinite']} validation scores were non-finite after step {run.step}: "
+                    f"the weights broke; stopped without saving; {stop_advice(run)}"
+                )
             if run.last_val["val_metric"] > run.best:
                 run.best, run.best_step = run.last_val["val_metric"], run.step
                 run.save(run.best_path, epoch)
@@ -321,7 +250,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.head`` on ``cfg.cache``: :func:`setup`, then :func:`fit`. Returns a summary:
     steps, best_val_acc, best_step, checkpoint (best.pt, or last.pt without validation), last,
     out, params, pairs_per_s."""
-    run = setup(cfg)
-    summary = fit(run)
-    run.log(event="end", **{k: v for k, v in summary.items() if k != "val"})
-    return summary
+    out, lock, created = open_out(cfg, will_resume(cfg))  # locked before anything in it is touched
+    failed = True
+    try:
+        run = setup(cfg)
+        summary = fit(run)
+        run.log(event="end", **{k: v for k, v in summary.items() if k != "val"})
+        failed = False
+        return summary
+    finally:
+        close_out(out, lock, created, failed)

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -37,6 +39,11 @@ class OptimConfig:
     """Max global gradient norm (0 = no clipping)."""
 
     def __post_init__(self) -> None:
+        bad = [k for k, v in dataclasses.asdict(self).items() if not math.isfinite(v)]
+        if bad:
+            raise UserError(
+                f"optim.{bad[0]}={getattr(self, bad[0])} is not a finite number: give a real value"
+            )
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise UserError("optim: lr must be > 0; weight_decay, warmup_steps and grad_clip >= 0")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -110,7 +117,10 @@ class TrainConfig:
     save_every: int | None = None
     """Also save last.pt every this many steps (always at each epoch end)."""
     resume: bool | str = "auto"
-    """'auto': continue from out/last.pt when it exists; true: it must exist; false: start over."""
+    """'auto': continue from out/last.pt when it exists; true: it must exist; false: start over
+    (refused when out holds an earlier run, unless overwrite)."""
+    overwrite: bool = False
+    """Replace an earlier run in out (its checkpoints and log) instead of refusing to start."""
     device: Device = "auto"
     """'auto', 'cpu' or 'cuda'."""
     progress: bool = True
@@ -137,9 +147,16 @@ class TrainConfig:
             raise UserError(f"device={self.device!r} unknown; choices: {', '.join(DEVICES)}")
         if self.resume not in (True, False, "auto"):
             raise UserError(f"resume={self.resume!r}: use true, false or auto")
+        if self.resume is True and self.overwrite:
+            raise UserError("resume=true and overwrite=true contradict each other: choose one")
         if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
             raise UserError("epochs and max_steps must be >= 1")
-        if self.temperature <= 0 or self.log_every < 1 or self.val_every < 1:
+        if (
+            not math.isfinite(self.temperature)
+            or self.temperature <= 0
+            or self.log_every < 1
+            or self.val_every < 1
+        ):
             raise UserError("temperature must be > 0, log_every and val_every >= 1")
 
     @property

@@ -29,12 +29,14 @@ def validate(
     text_op = np.where(op_names[text_op] == "", -1, text_op).astype(np.int64)  # "" = a positive
     by_op = torch.zeros(2, len(op_names), dtype=torch.float64)  # pair ok, pairs per operator
     bs = cfg.data.val_batch_size
+    nonfinite = 0  # scores the model returned as NaN/inf: a broken state, never a result
     for b in range(accelerator.process_index, -(-len(units) // bs), accelerator.num_processes):
         sub = units.subset(np.arange(b * bs, min((b + 1) * bs, len(units))))
         batch = make_batch(cache, sub, n_neg=n_neg, k_inbatch=cfg.data.k_inbatch, needs=needs, t2i=False,
                            max_text_tokens=cfg.model.max_text_tokens).to(accelerator.device)  # fmt: skip
         with accelerator.autocast():
             scores = model(batch.pairs(needs, dedup_images=dedup))
+        nonfinite += int((~torch.isfinite(scores.float())).sum())
         m = batch.score_matrix(scores.float()).cpu()
         hard = m[:, 1 : 1 + n_neg]
         real = torch.isfinite(hard)
@@ -53,7 +55,11 @@ def validate(
         sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
         by_op = accelerator.reduce(by_op.to(accelerator.device), reduction="sum").cpu()
     model.train(was_training)
-    out = {"val_pairs": int(sums[1]), "val_sets": int(sums[5])}
+    if accelerator.num_processes > 1:
+        nonfinite = int(
+            accelerator.reduce(torch.tensor(nonfinite, device=accelerator.device), reduction="sum")
+        )
+    out = {"val_pairs": int(sums[1]), "val_sets": int(sums[5]), "val_nonfinite": nonfinite}
     out["val_pair_acc"] = float(sums[0] / sums[1]) if sums[1] else float("nan")
     out["val_group_acc"] = float(sums[2] / sums[3]) if sums[3] else float("nan")
     out["val_top1"] = float(sums[4] / sums[5]) if sums[5] else float("nan")

@@ -69,15 +69,22 @@ class JsonlSource(Source):
         for file in self.files:
             root = self.images or file.parent
             split = file.stem if self.split_meta else None
-            with open(file, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
+            with open(file, "rb") as f:
+                for lineno, raw in enumerate(f, 1):
+                    where = f"{file.name}:{lineno}"
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as err:
+                        raise UserError(
+                            f"{file}:{lineno} is not UTF-8 text (byte 0x{raw[err.start]:02x} at column "
+                            f"{err.start + 1}): save the manifest as UTF-8 and run again"
+                        ) from None
                     if not line.strip():
                         continue
-                    where = f"{file.name}:{lineno}"
                     try:
                         item = json.loads(line)
                     except json.JSONDecodeError as err:
-                        self.skip(where, f"malformed JSON ({err.msg})")
+                        self.skip(where, f"malformed JSON ({err.msg} at column {err.colno})")
                         continue
                     if not isinstance(item, dict):
                         self.skip(where, "line is not a JSON object")

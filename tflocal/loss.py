@@ -1,0 +1,23 @@
+"""The training loss: cross-entropy over candidate sets (the positive in column 0)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tflocal.data import CandidateBatch
+
+
+def candidate_loss(
+    scores: torch.Tensor, batch: CandidateBatch, temperature: float, t2i_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy over each candidate set (target: column 0). scores [N] -> (scalar loss, stats)."""
+    logits = batch.score_matrix(scores.float()) / temperature  # [S, C]
+    ce = F.cross_entropy(
+        logits, torch.zeros(batch.n_sets, dtype=torch.long, device=logits.device), reduction="none"
+    )
+    loss = ce[: batch.n_i2t].mean()
+    if batch.n_sets > batch.n_i2t:
+        loss = loss + t2i_weight * ce[batch.n_i2t :].mean()
+    acc = (logits[: batch.n_i2t].argmax(dim=1) == 0).float().mean()
+    return loss, {"acc": float(acc)}
