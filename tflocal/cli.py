@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "train": "tflocal.commands.train",
     "eval": "tflocal.commands.eval",
     "search": "tflocal.commands.search",
+    "index": "tflocal.commands.index",
     "quickstart": "tflocal.commands.quickstart",
 }
 

@@ -28,6 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--k-rerank", type=int, default=100, dest="k_rerank", help="first-stage candidates re-ranked"
     )
+    p.add_argument(
+        "--late-index",
+        dest="late_index",
+        help="index folder from `tflocal index` for --scorer: late-interaction first stage when it exists",
+    )
+    p.add_argument(
+        "--fuse", action="store_true", help="with --late-index: also score the global top --k-rerank"
+    )
     p.add_argument("--encoder", help="encoder for the query (default: the cache's own)")
     p.add_argument("--device", default="cpu")
 
@@ -53,9 +61,21 @@ def run(args: argparse.Namespace) -> int:
             save_index(index, args.index)
             print(f"built {args.factory} index over {cache.n_images} images -> {args.index}")
     scorer = load_scorer(args.scorer, cache, encoder=encoder, device=args.device, progress=False)
+    late = None
+    if args.late_index and Path(args.late_index, "meta.json").is_file():
+        from tflocal.index import open_late_index
+
+        late = open_late_index(args.late_index, scorer)
+    elif args.late_index:
+        print(f"no index at {args.late_index} (build it with `tflocal index`): global first stage")
+    stage = f"re-ranking the top {args.k_rerank}"
+    if late is not None:
+        stage = "late-interaction first stage" + (f" + global top {args.k_rerank}" if args.fuse else "")
     for query in args.query:
-        rows, scores, first = search_text(cache, index, scorer, query, k=args.k, k_rerank=args.k_rerank)
-        print(f"query: {query!r}  (scorer {scorer.name}, re-ranking the top {args.k_rerank})")
+        rows, scores, first = search_text(
+            cache, index, scorer, query, k=args.k, k_rerank=args.k_rerank, late=late, fuse=args.fuse
+        )
+        print(f"query: {query!r}  (scorer {scorer.name}, {stage})")
         print(f"{'rank':>4}  {'score':>9}  {'cosine':>8}  image")
         for r, (i, s, d) in enumerate(zip(rows, scores, first), 1):
             print(f"{r:>4}  {s:9.4f}  {d:8.4f}  {cache.image_ids[i]}")
