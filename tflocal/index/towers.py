@@ -34,11 +34,13 @@ from tflocal.models.segment_head import SegmentHead
 class Tower:
     """image(head, patches [N,P,D], mask [N,P]) -> [N,P,d]; query(head, texts of 1) -> [M,d];
     attach(head, batch, vectors [U,P,d], pair_image [B]) puts stored vectors where the head's
-    forward reads its image side."""
+    forward reads its image side; text(head, texts of NT) -> [NT, T, d] text tower states the
+    forward reads from ``PairBatch.text_states`` (None: the head has no text tower)."""
 
     image: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
     query: Callable[[nn.Module, TextSide], torch.Tensor]
     attach: Callable[[nn.Module, PairBatch, torch.Tensor, torch.Tensor], None]
+    text: Callable[[nn.Module, TextSide], torch.Tensor] | None = None
 
 
 def _real_tokens(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -58,6 +60,7 @@ def _segments_query(head: SegmentHead, texts: TextSide) -> torch.Tensor:
 
 
 def _segments_attach(head: nn.Module, batch: PairBatch, vectors: torch.Tensor, pair_image: torch.Tensor):
+    """Stored region vectors, and the text tower run once per distinct caption (not per pair)."""
     batch.regions = vectors
     batch.patch_mask = torch.ones(vectors.shape[:2], dtype=torch.bool, device=vectors.device)
     batch.pair_image = pair_image
@@ -73,6 +76,7 @@ TOWERS: dict[type, Tower] = {
         image=lambda head, p, m: head.encode_image(p, m),
         query=_segments_query,
         attach=_segments_attach,
+        text=lambda head, t: head.encode_text(t.tokens, t.token_mask),
     ),
     MaxSimHead: Tower(
         image=lambda head, p, m: F.normalize(p.float(), dim=-1),
@@ -116,7 +120,10 @@ def score_stored(
     computed in float32). ``images``: other image inputs of the U images (e.g. image_global)."""
     batch = pair_batch(images or ImageSide(), texts, pair_image, pair_text)
     batch.patches = None
-    tower_of(head).attach(head, batch, vectors.float(), pair_image)
+    tower = tower_of(head)
+    tower.attach(head, batch, vectors.float(), pair_image)
+    if tower.text is not None:  # [NT, T, d] once, then per pair
+        batch.text_states = tower.text(head, texts)[pair_text]
     return head(batch).float()
 
 

@@ -27,6 +27,8 @@ class PairBatch:
     regions: optional [B|U, P, d] float, the image side of a late-interaction head computed
     beforehand (``encode_image`` of the rows of ``patches``; :mod:`tflocal.index` stores them).
     A head that reads it (``segments``) then skips its image tower; ``patches`` may be None.
+    text_states: optional [B, T, d] float, its text tower's output per pair computed beforehand
+    (``encode_text``, once per distinct caption); a head that reads it skips its text tower.
     """
 
     patches: torch.Tensor | None = None
@@ -40,6 +42,7 @@ class PairBatch:
     relations: torch.Tensor | None = None
     pair_image: torch.Tensor | None = None
     regions: torch.Tensor | None = None
+    text_states: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PairBatch:
         """A copy with every present tensor on ``device``."""
@@ -85,5 +88,5 @@ class PairBatch:
 
 
 PAIR_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in fields(PairBatch) if f.name not in ("pair_image", "regions")
+    f.name for f in fields(PairBatch) if f.name not in ("pair_image", "regions", "text_states")
 )

@@ -137,7 +137,11 @@ class SegmentHead(nn.Module):
     def forward(self, batch: PairBatch) -> torch.Tensor:
         self._check(batch)
         v, pmask = self._regions(batch)
-        u = self.encode_text(batch.tokens, batch.token_mask)
+        u = (
+            batch.text_states
+            if batch.text_states is not None
+            else self.encode_text(batch.tokens, batch.token_mask)
+        )
         sim, has_obj = self.phrase_similarity(batch, v, pmask, u)
         n_obj = has_obj.sum(-1)
         best = torch.where(has_obj, sim.amax(-1), torch.zeros_like(sim[..., 0]))
