@@ -54,13 +54,24 @@ class Codec:
         """codes [...], residual bits [..., d*nbits/8] -> unit vectors float32 [..., d]."""
         lead = codes.shape
         c = self.centroids[codes.reshape(-1)]
-        if self.nbits:
+        if self.nbits and (self.dim * self.nbits) % 8 == 0:
+            # one lookup per byte: byte value -> the residual values of its 8 / nbits dimensions
+            c = c + self._byte_table()[residuals.reshape(c.shape[0], -1)].reshape(c.shape[0], self.dim)
+        elif self.nbits:
             bits = np.unpackbits(residuals.reshape(c.shape[0], -1), axis=1)[:, : self.dim * self.nbits]
             bits = bits.reshape(c.shape[0], self.dim, self.nbits)
             bucket = (bits * (1 << np.arange(self.nbits - 1, -1, -1, dtype=np.uint8))).sum(-1)
             c = c + self.weights[bucket]
         c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
         return c.reshape(*lead, self.dim)
+
+    def _byte_table(self) -> np.ndarray:
+        """[256, 8 / nbits] float32: the residual values packed in each byte value (MSB first)."""
+        if getattr(self, "_table", None) is None:
+            per = 8 // self.nbits
+            b = np.arange(256)[:, None] >> (8 - self.nbits * (np.arange(per)[None, :] + 1))
+            self._table = self.weights[b & ((1 << self.nbits) - 1)].astype(np.float32)
+        return self._table
 
     def bytes_per_vector(self) -> int:
         return 4 + (self.dim * self.nbits + 7) // 8

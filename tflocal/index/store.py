@@ -87,12 +87,11 @@ class VectorStore:
         """Image rows [U] -> their stored vectors float32 [U, P, d] (decoded when compressed)."""
         rows = np.asarray(rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable")  # sorted reads are kinder to the page cache
-        inv = np.empty_like(order)
-        inv[order] = np.arange(order.size)
+        inv = torch.from_numpy(np.argsort(order, kind="stable"))
         data = self._data[rows[order]]
         if self.storage == "residual":
             data = self.codec.decode(np.asarray(self.codes[rows[order]]), data)
-        return torch.from_numpy(np.ascontiguousarray(data[inv], dtype=np.float32))
+        return torch.from_numpy(data).float()[inv]  # torch converts float16 far faster than numpy
 
     def bytes_per_image(self) -> float:
         """Index bytes on disk per image (vectors or residuals + codes + inverted lists + codec)."""
