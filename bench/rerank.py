@@ -148,6 +148,7 @@ def main() -> None:
     p.add_argument("--index-depth", type=int, default=2, dest="index_depth")
     p.add_argument("--centroids", type=int, default=4096)
     p.add_argument("--nprobe", type=int, default=4)
+    p.add_argument("--refine", type=int, default=4, help="late stage: refine x candidates get the centroid interaction")
     p.add_argument("--candidates", type=int, default=256, help="late stage: images scored exactly (maxsim)")
     p.add_argument("--seg-candidates", type=int, default=1024, dest="seg_candidates")
     p.add_argument("--threads", type=int, default=2)
@@ -236,7 +237,7 @@ def main() -> None:
         ("maxsim_residual2", late_ms_res, args.candidates),
         (f"segments_{narrow.replace(' ', '')}", late_seg, args.seg_candidates),
     ):
-        late.nprobe, late.n_candidates = args.nprobe, n_cand
+        late.nprobe, late.n_candidates, late.refine = args.nprobe, n_cand, args.refine
         rows[f"late first stage, {key}, top 10"] = timed(
             lambda q, late=late: late.search(late.cached_caption(int(q)), k=10), queries
         )

@@ -9,11 +9,14 @@ For one caption:
 3. **pruning** (PLAID's centroid interaction): each candidate's approximate score is the mean
    over query vectors of the best centroid score among its probed centroids (a query vector
    that probed none of the image's centroids counts the best unprobed score, an upper bound);
-   the ``n_candidates`` best are kept;
-4. **exact scoring**: the head's own ``forward`` on the kept candidates, its image tower
+   the ``refine * n_candidates`` best go on;
+4. **centroid interaction**: each of those scores mean over query vectors of the best centroid
+   score over *all* its vectors (``codes`` [n, P]: S[:, codes] [M, n, P], max over P); the
+   ``n_candidates`` best are kept;
+5. **exact scoring**: the head's own ``forward`` on the kept candidates, its image tower
    replaced by the stored vectors (:func:`.towers.score_stored`); the top ``k`` are returned.
 
-``extra`` candidates (e.g. a global first stage's top k) join step 4: fusion of both stages.
+``extra`` candidates (e.g. a global first stage's top k) join step 5: fusion of both stages.
 """
 
 from __future__ import annotations
@@ -34,16 +37,20 @@ class LateIndex:
     """A :class:`VectorStore` bound to the head that built it (refused otherwise) and its cache.
 
     scorer: a :class:`~tflocal.scorers.HeadScorer` (its ``head``, ``cache`` and ``encoder``).
-    nprobe: centroids probed per query vector; n_candidates: images scored exactly.
+    nprobe: centroids probed per query vector; n_candidates: images scored exactly; refine:
+    ``refine * n_candidates`` images pass the probed-centroid pruning to the centroid interaction
+    over all their vectors (1: skip that stage).
     """
 
-    def __init__(self, store: VectorStore | str, scorer: Any, nprobe: int = 8, n_candidates: int = 256):
+    def __init__(
+        self, store: VectorStore | str, scorer: Any, nprobe: int = 8, n_candidates: int = 256, refine: int = 4
+    ):
         self.store = store if isinstance(store, VectorStore) else VectorStore(store)
         self.scorer, self.head = scorer, scorer.head
         self.cache = scorer.cache
         self.tower = tower_of(self.head, scorer.name)
         self.store.check(self.head, self.cache, scorer.name)
-        self.nprobe, self.n_candidates = int(nprobe), int(n_candidates)
+        self.nprobe, self.n_candidates, self.refine = int(nprobe), int(n_candidates), int(refine)
         self._centroids = torch.from_numpy(self.store.codec.centroids)
         self._text_needs = text_needs(self.head)
         self._image_needs = image_needs(self.head)
@@ -91,8 +98,17 @@ class LateIndex:
         uimg = img[starts]
         # sum over query vectors: the floor of every query vector, plus (best - floor) where probed
         approx = (floor.sum() + np.add.reduceat(s - floor[qv], starts)) / M
-        keep = np.argsort(-approx, kind="stable")[: self.n_candidates]
-        return uimg[keep], approx[keep].astype(np.float32)
+        keep = np.argsort(-approx, kind="stable")[: self.refine * self.n_candidates]
+        uimg, approx = uimg[keep], approx[keep].astype(np.float32)
+        if self.refine > 1 and uimg.size > self.n_candidates:
+            # centroid interaction over all of each image's vectors: mean_m max_p S[m, code[p]]
+            rows = np.sort(uimg)
+            codes = torch.from_numpy(np.asarray(self.store.codes[rows], dtype=np.int64))  # [n, P]
+            St = torch.from_numpy(S)
+            full = St[:, codes.reshape(-1)].view(M, *codes.shape).amax(-1).mean(0).numpy()  # [n]
+            keep = np.argsort(-full, kind="stable")[: self.n_candidates]
+            uimg, approx = rows[keep], full[keep]
+        return uimg, approx[: self.n_candidates]
 
     def score(self, texts: TextSide, image_rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Exact scores [K] of one caption against images image_rows [K], from stored vectors."""
