@@ -149,7 +149,7 @@ def main() -> None:
     p.add_argument("--centroids", type=int, default=4096)
     p.add_argument("--nprobe", type=int, default=4)
     p.add_argument("--refine", type=int, default=4, help="late stage: refine x candidates get the centroid interaction")
-    p.add_argument("--candidates", type=int, default=256, help="late stage: images scored exactly (maxsim)")
+    p.add_argument("--candidates", type=int, default=512, help="late stage: images scored exactly (maxsim)")
     p.add_argument("--seg-candidates", type=int, default=1024, dest="seg_candidates")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
