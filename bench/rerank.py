@@ -148,11 +148,14 @@ def main() -> None:
     p.add_argument("--index-depth", type=int, default=2, dest="index_depth")
     p.add_argument("--centroids", type=int, default=4096)
     p.add_argument("--nprobe", type=int, default=4)
-    p.add_argument("--refine", type=int, default=4, help="late stage: refine x candidates get the centroid interaction")
+    p.add_argument(
+        "--refine", type=int, default=4, help="late stage: refine x candidates get the centroid interaction"
+    )
     p.add_argument("--candidates", type=int, default=512, help="late stage: images scored exactly (maxsim)")
     p.add_argument("--seg-candidates", type=int, default=1024, dest="seg_candidates")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--in-memory", action="store_true", help="load the cache payload into RAM first")
     args = p.parse_args()
 
     import torch
@@ -167,6 +170,8 @@ def main() -> None:
     if not path.is_file():
         make_cache(path, args.images, args.grid, args.dim, 2000)
     cache = open_cache(path)
+    if args.in_memory:
+        cache.load_into_memory()
     n = cache.n_images
     index = build_index(cache.image_global(np.arange(n)), "Flat")
     queries = np.random.default_rng(1).choice(cache.n_texts, args.queries, replace=False)
