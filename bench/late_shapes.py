@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/tflocal_late_shapes", help="where the sub-cache and index go")
     p.add_argument("--k-rerank", type=int, default=20, dest="k_rerank")
     p.add_argument("--nprobe", type=int, default=8)
-    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("--candidates", type=int, default=50)
     p.add_argument("--centroids", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()

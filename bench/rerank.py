@@ -12,7 +12,7 @@ phrases copying objects 1 and 2; globals are mean patches plus noise. Every capt
 "a small red circle is left of a blue square" (2 objects, 1 relation). (With tokens that match
 no object, e.g. function words of random direction, the scores of an image's nearest rivals
 are near-ties decided by noise and the late stage's recall@10 drops: 0.71 for MaxSim at 256
-exactly scored candidates in an earlier variant of this corpus.)
+exactly scored candidates, before the centroid-interaction stage, in an earlier variant.)
 
 Heads have random weights (latency does not depend on them), except that the indexed
 ``segments`` head's text tower is a copy of its image tower, so phrases and regions share a
