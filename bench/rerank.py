@@ -1,74 +1,95 @@
-"""Added latency per query of re-ranking the first stage's top 100 with MaxSim and with TFLocal.
+"""Retrieval latency over 100,000 images, side by side in one run: the faiss first stage,
+re-ranking its top 100 (MaxSim, the joint TFLocal head, the ``segments`` read-out; image
+vectors recomputed per query or read from a :mod:`tflocal.index`), and the late-interaction
+first stage over the whole corpus with its recall@10 against exhaustive scoring by the same head.
 
-A synthetic cache of 100,000 images (random patch tokens P = 7x7, random globals) and 2,000
-captions is written once (``--cache``, reused when present). For each query caption:
+A synthetic joint-space cache (``--cache``, written once and reused) of 100,000 images x 7x7
+patches x 64 dims and 2,000 captions of 12 tokens. It has structure, as real embeddings do:
+every image holds 4 objects (instances of 1,000 concept prototypes, 3 patches each) on
+background prototypes; each of a caption's 12 tokens is a noisy copy of one of its image's 4
+objects (3 tokens per object: contextualized tokens carry content), those of the two parsed
+phrases copying objects 1 and 2; globals are mean patches plus noise. Every caption parses as
+"a small red circle is left of a blue square" (2 objects, 1 relation). (With tokens that match
+no object, e.g. function words of random direction, the scores of an image's nearest rivals
+are near-ties decided by noise and the late stage's recall@10 drops: 0.71 for MaxSim at 256
+exactly scored candidates, before the centroid-interaction stage, in an earlier variant.)
 
-* first stage: faiss ``Flat`` inner product over the 100,000 image globals, top ``k_rerank``;
-* + MaxSim: score the (caption, candidate) pairs with the parameter-free MaxSim scorer;
-* + TFLocal: score them with a TFLocal head (random weights: latency does not depend on them),
-  the joint transformer (summary read-out) and ``readout: segments`` (which also parses each
-  caption into its layout; every synthetic caption has 2 objects and 1 relation).
+Heads have random weights (latency does not depend on them), except that the indexed
+``segments`` head's text tower is a copy of its image tower, so phrases and regions share a
+space as after training (recall needs that). Image-side indexes are built once per head
+(``--index-dir``, reused: the index refuses another head). Queries run one at a time after
+warm-up; re-ranking reads candidates from the HDF5 cache or the index's memory-mapped files
+(page cache). The last line is a JSON object of the figures.
 
-Queries run one at a time (latency, not throughput), after warm-up; the re-ranking time
-includes reading the candidates' patches from the HDF5 file (``--in-memory`` loads the payload
-into RAM first). Prints median and p90 milliseconds per query.
-
-    python bench/rerank.py --cache /tmp/rerank_100k.h5 --queries 30 --threads 2
+    python bench/rerank.py                       # the full run (builds cache + indexes once)
+    python bench/rerank.py --images 20000 --queries 10 --cache /tmp/r20k.h5 --index-dir /tmp/r20k_idx
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 CAPTION = "a small red circle is left of a blue square"
-"""Every synthetic caption: parseable, so the segments read-out does its real work (2 objects, 1 relation)."""
+WORDS = ["[CLS]", *CAPTION.split(), "[SEP]"]
+OBJECT_TOKENS = {1: (2, 3, 4), 2: (9, 10, 11), 3: (0, 1, 5), 4: (6, 7, 8)}
+"""Token positions copying each object: 1 = "a small red circle", 2 = "a blue square" (parsed)."""
 
 
-def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, tokens: int, seed: int = 0) -> Path:
+def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, seed: int = 0) -> Path:
     from cache_tools.arrays import write_arrays
 
     rng = np.random.default_rng(seed)
-    print(
-        f"writing synthetic cache {path}: {n:,} images x {grid * grid} patches x {dim} (float16) ...",
-        flush=True,
-    )
-    t0 = time.perf_counter()
-    patches = rng.standard_normal((n, grid * grid, dim), dtype=np.float32).astype(np.float16)
-    image_global = rng.standard_normal((n, dim), dtype=np.float32)
+    P, t0 = grid * grid, time.perf_counter()
+    print(f"writing synthetic cache {path}: {n:,} images x {P} patches x {dim} (float16) ...", flush=True)
+    concepts = rng.standard_normal((1000, dim), dtype=np.float32)
+    background = rng.standard_normal((50, dim), dtype=np.float32)
+    patches = np.empty((n, P, dim), np.float16)
+    objects = np.empty((n, 4, dim), np.float32)
+    for s in range(0, n, 10000):
+        b = min(10000, n - s)
+        x = background[rng.integers(0, 50, (b, P))] + 0.5 * rng.standard_normal((b, P, dim), dtype=np.float32)
+        inst = concepts[rng.integers(0, 1000, (b, 4))] + 0.5 * rng.standard_normal(
+            (b, 4, dim), dtype=np.float32
+        )
+        where = np.argsort(rng.random((b, P)), axis=1)[:, :12].reshape(b, 4, 3)
+        for o in range(4):
+            for j in range(3):
+                x[np.arange(b), where[:, o, j]] = inst[:, o] + 0.3 * rng.standard_normal(
+                    (b, dim), dtype=np.float32
+                )
+        patches[s : s + b], objects[s : s + b] = x, inst
+    image_global = patches.astype(np.float32).mean(1) + 0.3 * rng.standard_normal((n, dim), dtype=np.float32)
     text_image = rng.integers(0, n, n_texts)
+    toks = []
+    for t in range(n_texts):
+        x = np.empty((len(WORDS), dim), np.float32)
+        for o, pos in OBJECT_TOKENS.items():
+            x[list(pos)] = objects[text_image[t], o - 1] + 0.3 * rng.standard_normal(
+                (3, dim), dtype=np.float32
+            )
+        toks.append(x)
     text_global = image_global[text_image] + rng.standard_normal((n_texts, dim), dtype=np.float32)
-    toks = [rng.standard_normal((tokens, dim), dtype=np.float32) for _ in range(n_texts)]
-    words = ["[CLS]", *CAPTION.split(), "[SEP]"]
-    pieces = (words + ["."] * tokens)[:tokens]
+    attrs = {"encoder": "synthetic:bench", "grid": [grid, grid], "context_length": 77}
+    attrs.update(space="joint", global_space="joint")
     write_arrays(
-        path,
-        {
-            "encoder": "synthetic:bench",
-            "grid": [grid, grid],
-            "context_length": 77,
-            "space": "joint",
-            "global_space": "joint",
-        },
-        [f"img{i:06d}" for i in range(n)],
-        patches,
-        image_global,
-        [CAPTION] * n_texts,
-        toks,
-        text_global,
-        text_image,
-        [-1] * n_texts,
-        token_strings=[pieces] * n_texts,
-    )
+        path, attrs, [f"img{i:06d}" for i in range(n)], patches, image_global, [CAPTION] * n_texts, toks,
+        text_global, text_image, [-1] * n_texts, token_strings=[WORDS] * n_texts,
+    )  # fmt: skip
     print(f"  done in {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 2**30:.2f} GiB", flush=True)
     return path
 
 
-def timed(fn, queries: np.ndarray, warmup: int = 2) -> list[float]:
+def timed(fn, queries, warmup: int = 2) -> list[float]:
     for q in queries[:warmup]:
         fn(q)
     out = []
@@ -79,17 +100,59 @@ def timed(fn, queries: np.ndarray, warmup: int = 2) -> list[float]:
     return out
 
 
+def aligned(seg):
+    """``seg`` with its text tower a copy of its image tower (phrases and regions in one space)."""
+    import torch
+
+    out = copy.deepcopy(seg)
+    with torch.no_grad():
+        out.token_in.load_state_dict(seg.patch_in.state_dict())
+        out.text_out.load_state_dict(seg.image_out.state_dict())
+        for a, b in zip(out.text_blocks, seg.image_blocks):
+            a.load_state_dict(b.state_dict())
+    return out
+
+
+def get_index(cache, head, folder: Path, storage: str, centroids: int, name: str):
+    """The head's index in ``folder``, built when missing or built by another head."""
+    from tflocal.errors import UserError
+    from tflocal.index import LateIndex, VectorStore, build_index
+    from tflocal.scorers.head import HeadScorer
+
+    scorer = HeadScorer(head, name, cache, batch_size=256, progress=False)
+    try:
+        return LateIndex(VectorStore(folder), scorer)
+    except UserError:
+        t0 = time.perf_counter()
+        print(f"building index {folder} ({name}, {storage}) ...", flush=True)
+        store = build_index(cache, head, folder, storage=storage, n_centroids=centroids, name=name)
+        print(f"  built in {time.perf_counter() - t0:.0f} s ({store.meta})", flush=True)
+        return LateIndex(store, scorer)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cache", default="/tmp/tflocal_rerank_100k_v2.h5")
+    p.add_argument("--cache", default="/tmp/tflocal_rerank_100k_v4.h5")
+    p.add_argument("--index-dir", default="/tmp/tflocal_rerank_100k_v4_index", dest="index_dir")
     p.add_argument("--images", type=int, default=100_000)
     p.add_argument("--grid", type=int, default=7, help="patch grid side (7 -> 49 patches, as ViT-B/32)")
     p.add_argument("--dim", type=int, default=64, help="token / global dimension of the synthetic cache")
-    p.add_argument("--tokens", type=int, default=12, help="caption tokens")
     p.add_argument("--queries", type=int, default=30)
+    p.add_argument(
+        "--slow-queries", type=int, default=8, dest="slow_queries", help="for per-query recompute rows"
+    )
     p.add_argument("--k-rerank", type=int, default=100, dest="k_rerank")
-    p.add_argument("--width", type=int, default=512, help="TFLocal head width (default: ModelConfig's)")
+    p.add_argument("--width", type=int, default=512, help="TFLocal head width")
     p.add_argument("--depth", type=int, default=4, help="TFLocal head layers")
+    p.add_argument("--index-width", type=int, default=128, dest="index_width", help="indexed segments head")
+    p.add_argument("--index-depth", type=int, default=2, dest="index_depth")
+    p.add_argument("--centroids", type=int, default=4096)
+    p.add_argument("--nprobe", type=int, default=4)
+    p.add_argument(
+        "--refine", type=int, default=4, help="late stage: refine x candidates get the centroid interaction"
+    )
+    p.add_argument("--candidates", type=int, default=512, help="late stage: images scored exactly (maxsim)")
+    p.add_argument("--seg-candidates", type=int, default=1024, dest="seg_candidates")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--in-memory", action="store_true", help="load the cache payload into RAM first")
@@ -105,51 +168,146 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     path = Path(args.cache)
     if not path.is_file():
-        make_cache(path, args.images, args.grid, args.dim, 2000, args.tokens)
+        make_cache(path, args.images, args.grid, args.dim, 2000)
     cache = open_cache(path)
     if args.in_memory:
         cache.load_into_memory()
     n = cache.n_images
-    t0 = time.perf_counter()
     index = build_index(cache.image_global(np.arange(n)), "Flat")
-    print(f"faiss Flat over {n:,} x {index.d}: built in {time.perf_counter() - t0:.2f} s")
     queries = np.random.default_rng(1).choice(cache.n_texts, args.queries, replace=False)
-    qvec = cache.text_global(np.sort(queries))
-    qpos = {int(t): i for i, t in enumerate(np.sort(queries))}
+    qvec = {int(t): cache.text_global(np.array([t])) for t in queries}
 
     def first(q: int) -> np.ndarray:
-        return search(index, qvec[qpos[int(q)]][None], args.k_rerank)[1]
+        return search(index, qvec[int(q)], args.k_rerank)[1]
 
-    head = build_head("tflocal", ModelConfig(width=args.width, depth=args.depth, heads=8), cache.attrs)
-    seg_cfg = ModelConfig(width=args.width, depth=args.depth, heads=8, readout="segments")
-    seg = build_head("tflocal", seg_cfg, cache.attrs)
-    scorers = {
-        "maxsim": maxsim_scorer(cache, device=args.device, batch_size=args.k_rerank, progress=False),
-        f"tflocal (w{args.width}, d{args.depth})": HeadScorer(
-            head, "tflocal", cache, device=args.device, batch_size=args.k_rerank, progress=False
-        ),
-        f"tflocal segments (w{args.width}, d{args.depth})": HeadScorer(
-            seg, "tflocal", cache, device=args.device, batch_size=args.k_rerank, progress=False
-        ),
-    }
-    first_name = f"first stage (faiss Flat, top {args.k_rerank})"
-    results = {first_name: timed(first, queries)}
-    for name, sc in scorers.items():
-        results[f"first stage + {name} re-rank"] = timed(
-            lambda q, sc=sc: rerank(sc, np.array([q]), first(q), "t2i"), queries
-        )
-    base = statistics.median(results[first_name])
-    print(
-        f"\n{n:,} images, {args.queries} queries one at a time, re-ranking the top {args.k_rerank}, "
-        f"{args.threads} CPU threads, device {args.device}, payload {'in RAM' if args.in_memory else 'read from HDF5'}"
+    kw = dict(device=args.device, batch_size=args.k_rerank, progress=False)
+    torch.manual_seed(0)
+    big = dict(width=args.width, depth=args.depth, heads=8)
+    joint = build_head("tflocal", ModelConfig(**big), cache.attrs).eval()
+    seg_big = build_head("tflocal", ModelConfig(**big, readout="segments"), cache.attrs).eval()
+    small = dict(width=args.index_width, depth=args.index_depth, heads=4, readout="segments")
+    seg = aligned(build_head("tflocal", ModelConfig(**small), cache.attrs).eval())
+    ms = maxsim_scorer(cache, **kw)
+    d_idx = Path(args.index_dir)
+    late_ms = get_index(cache, ms.head, d_idx / "maxsim_f16", "float16", args.centroids, "maxsim")
+    late_ms_res = get_index(cache, ms.head, d_idx / "maxsim_res2", "residual", args.centroids, "maxsim")
+    late_seg = get_index(
+        cache, seg, d_idx / f"seg_w{args.index_width}d{args.index_depth}", "float16", args.centroids, "seg"
     )
-    print(f"{'':48s} {'median ms':>10s} {'p90 ms':>9s} {'added ms':>9s}")
-    for name, ts in results.items():
-        med = statistics.median(ts)
-        p90 = float(np.percentile(ts, 90))
-        added = "" if name.startswith("first stage (") else f"{med - base:9.1f}"
-        print(f"{name:48s} {med:10.1f} {p90:9.1f} {added:>9s}")
+    full_text = {int(t): late_seg.cached_caption(int(t)) for t in queries}
+
+    def stored_rerank(late):
+        def fn(q):
+            cand = first(q)[0]
+            s = late.score(late.cached_caption(int(q)), cand)  # the caption read + parsed, as rerank() does
+            return cand[np.argsort(-s, kind="stable")]
+
+        return fn
+
+    def joint_rerank(sc):
+        def fn(q):
+            if args.device.startswith("cuda"):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    return rerank(sc, np.array([q]), first(q), "t2i")
+            return rerank(sc, np.array([q]), first(q), "t2i")
+
+        return fn
+
+    wide, narrow = f"w{args.width} d{args.depth}", f"w{args.index_width} d{args.index_depth}"
+    slow = queries[: args.slow_queries]
+    first_name = f"first stage (faiss Flat, top {args.k_rerank})"
+    rows = {first_name: timed(first, queries)}
+    rows["+ maxsim re-rank, patches from HDF5"] = timed(
+        lambda q: rerank(ms, np.array([q]), first(q)), queries
+    )
+    rows["+ maxsim re-rank, stored vectors (fp16)"] = timed(stored_rerank(late_ms), queries)
+    rows[f"+ joint TFLocal ({wide}) re-rank, {args.device}"] = timed(
+        joint_rerank(HeadScorer(joint, "j", cache, **kw)), slow
+    )
+    rows[f"+ segments ({wide}) re-rank, towers recomputed"] = timed(
+        joint_rerank(HeadScorer(seg_big, "s", cache, **kw)), slow
+    )
+    with torch.inference_mode():
+        rows[f"  segments ({wide}) text side alone"] = timed(
+            lambda q: seg_big.encode_text(full_text[int(q)].tokens, full_text[int(q)].token_mask), queries
+        )
+    rows[f"+ segments ({narrow}) re-rank, towers recomputed"] = timed(
+        joint_rerank(HeadScorer(seg, "s", cache, **kw)), queries
+    )
+    rows[f"+ segments ({narrow}) re-rank, stored vectors (fp16)"] = timed(stored_rerank(late_seg), queries)
+
+    recall, n_scored = {}, {}
+    for key, late, n_cand in (
+        ("maxsim", late_ms, args.candidates),
+        ("maxsim_residual2", late_ms_res, args.candidates),
+        (f"segments_{narrow.replace(' ', '')}", late_seg, args.seg_candidates),
+    ):
+        late.nprobe, late.n_candidates, late.refine = args.nprobe, n_cand, args.refine
+        rows[f"late first stage, {key}, top 10"] = timed(
+            lambda q, late=late: late.search(late.cached_caption(int(q)), k=10), queries
+        )
+        hits, ns = [], []
+        truth = late_ms if key == "maxsim_residual2" else late  # exhaustive scores from exact (fp16) vectors
+        for q in queries[: min(len(queries), 20)]:
+            want, _ = truth.exhaustive(truth.cached_caption(int(q)), k=10)
+            got, _, k_scored = late.search(late.cached_caption(int(q)), k=10)
+            hits.append(len(set(got.tolist()) & set(want.tolist())) / 10)
+            ns.append(k_scored)
+        recall[key], n_scored[key] = float(np.mean(hits)), float(np.mean(ns))
+
+    base = statistics.median(rows[first_name])
+    print(
+        f"\n{n:,} images, {args.queries} queries one at a time ({args.slow_queries} for per-query towers), "
+        f"top {args.k_rerank}, {args.threads} CPU threads, device {args.device}"
+    )
+    print(f"{'':62s} {'median ms':>9s} {'p90 ms':>8s} {'added ms':>9s} {'x first':>8s}")
+    med = {}
+    for name, ts in rows.items():
+        med[name] = m = statistics.median(ts)
+        added = m - base if name.startswith("+") else m
+        print(f"{name:62s} {m:9.2f} {np.percentile(ts, 90):8.2f} {added:9.2f} {added / base:8.2f}")
+    for key in recall:
+        print(
+            f"late first stage {key}: recall@10 vs exhaustive {recall[key]:.3f}, {n_scored[key]:.0f} images scored exactly"
+        )
+    sizes = {
+        "maxsim": late_ms,
+        "maxsim_residual2": late_ms_res,
+        f"segments_{narrow.replace(' ', '')}": late_seg,
+    }
+    for key, late in sizes.items():
+        print(
+            f"index {key}: {late.store.bytes_per_image():,.0f} bytes/image ({late.store.meta['dim']}-d, {late.store.meta['storage']})"
+        )
+
+    def added(name: str) -> float:
+        return med[name] - base
+
+    out = {
+        "images": n,
+        "k_rerank": args.k_rerank,
+        "threads": args.threads,
+        "device": args.device,
+        "first_stage_ms": round(base, 3),
+    }
+    for name in rows:
+        if name == first_name:
+            continue
+        key = name.strip("+ ").replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        value = added(name) if name.startswith("+") else med[name]
+        out[f"{key}_ms"] = round(value, 3)
+        out[f"{key}_ratio_to_first_stage"] = round(value / base, 3)
+    for key in recall:
+        out[f"late_{key}_recall@10_vs_exhaustive"] = round(recall[key], 4)
+        out[f"late_{key}_images_scored_exactly"] = n_scored[key]
+        out[f"index_{key}_bytes_per_image"] = round(sizes[key].store.bytes_per_image(), 1)
+    out["gpu_joint_ms"] = (
+        None
+        if not args.device.startswith("cuda")
+        else out.get(f"joint_TFLocal_{wide.replace(' ', '_')}_re-rank_{args.device}_ms")
+    )
     cache.close()
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

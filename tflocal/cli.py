@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "train": "train an alignment head (tflocal or global) on a cache",
     "eval": "evaluate scorers on a benchmark (SugarCrepe, Winoground, ARO, ...) and write results + plots",
     "search": "search a cache's images with a caption: faiss top-k by global cosine, re-ranked by a scorer",
+    "index": "compute a head's image-side vectors over a cache once and index them for late-interaction search",
     "quickstart": "run the whole pipeline offline on ShapesWorld with pretrained towers (CPU, minutes)",
     "serve": "serve a cache over HTTP: a JSON search API and a page comparing two scorers side by side",
 }

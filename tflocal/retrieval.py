@@ -46,6 +46,11 @@ class SearchConfig:
     """Results to print."""
     k_rerank: int = 100
     """First-stage candidates re-ranked."""
+    late_index: str | None = None
+    """Index folder from `tflocal index` for the scorer: a late-interaction first stage over the
+    whole corpus when it exists (else the global first stage)."""
+    fuse: bool = False
+    """With late_index: also score the global first stage's top k_rerank exactly."""
     encoder: str | None = None
     """Encoder for the query (default: the cache's own)."""
     device: str = "cpu"
@@ -212,15 +217,31 @@ def recall_at_k(
 
 
 def search_text(
-    cache: Any, index: Any, scorer: Scorer | None, query: str, k: int = 10, k_rerank: int = 100
+    cache: Any,
+    index: Any,
+    scorer: Scorer | None,
+    query: str,
+    k: int = 10,
+    k_rerank: int = 100,
+    late: Any = None,
+    fuse: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A new caption against a cache's images: encode it with the cache's encoder (via ``scorer``
     or a cosine scorer), take the index's top ``k_rerank`` by global cosine, re-rank them with
     ``scorer`` (None: keep the first stage), keep ``k``.
 
-    ``index`` must hold the cache's image global embeddings in row order. Returns (image rows
-    [k], scores [k], first-stage scores [k]).
+    ``index`` must hold the cache's image global embeddings in row order. ``late``: a
+    :class:`tflocal.index.LateIndex` of ``scorer``: its late-interaction first stage replaces
+    the global one (``fuse``: the global top ``k_rerank`` join its candidates), all scored
+    exactly from the stored image vectors. Returns (image rows [k], scores [k], first-stage
+    scores [k]: global cosine, NaN where the global first stage was not run).
     """
+    if late is not None:
+        extra = None
+        if fuse:
+            extra = search_text(cache, index, None, query, k=k_rerank, k_rerank=k_rerank)[0]
+        ids, s, _ = late.search(query, k=k, extra=extra)
+        return ids, s, np.full(ids.shape, np.nan, dtype=np.float32)
     first = (
         scorer
         if isinstance(scorer, CosineScorer)

@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     # the cache reader, encoders and scorers import torch and h5py: only when the command runs
     from cache_tools.encoders import load_encoder
     from cache_tools.reader import open_cache
+    from tflocal.index import open_late_index
     from tflocal.scoring import load_scorer
 
     cfg = config_from_args(SearchConfig, args)
@@ -37,9 +38,19 @@ def run(args: argparse.Namespace) -> int:
             save_index(index, cfg.index)
             print(f"built {cfg.factory} index over {cache.n_images} images -> {cfg.index}")
     scorer = load_scorer(cfg.scorer, cache, encoder=encoder, device=cfg.device, progress=False)
+    late = None
+    if cfg.late_index and Path(cfg.late_index, "meta.json").is_file():
+        late = open_late_index(cfg.late_index, scorer)
+    elif cfg.late_index:
+        print(f"no index at {cfg.late_index} (build it with `tflocal index`): global first stage")
+    stage = f"re-ranking the top {cfg.k_rerank}"
+    if late is not None:
+        stage = "late-interaction first stage" + (f" + global top {cfg.k_rerank}" if cfg.fuse else "")
     for query in cfg.query:
-        rows, scores, first = search_text(cache, index, scorer, query, k=cfg.k, k_rerank=cfg.k_rerank)
-        print(f"query: {query!r}  (scorer {scorer.name}, re-ranking the top {cfg.k_rerank})")
+        rows, scores, first = search_text(
+            cache, index, scorer, query, k=cfg.k, k_rerank=cfg.k_rerank, late=late, fuse=cfg.fuse
+        )
+        print(f"query: {query!r}  (scorer {scorer.name}, {stage})")
         print(f"{'rank':>4}  {'score':>9}  {'cosine':>8}  image")
         for r, (i, s, d) in enumerate(zip(rows, scores, first), 1):
             print(f"{r:>4}  {s:9.4f}  {d:8.4f}  {cache.image_ids[i]}")

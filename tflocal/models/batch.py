@@ -23,6 +23,12 @@ class PairBatch:
     ([U, P, D_img] / [U, P]) and pair b uses row ``pair_image[b]``: heads that accept it
     (``accepts_pair_image = True``) project each image once instead of once per pair.
     :meth:`expanded` turns it into the plain per-pair form.
+
+    regions: optional [B|U, P, d] float, the image side of a late-interaction head computed
+    beforehand (``encode_image`` of the rows of ``patches``; :mod:`tflocal.index` stores them).
+    A head that reads it (``segments``) then skips its image tower; ``patches`` may be None.
+    text_states: optional [B, T, d] float, its text tower's output per pair computed beforehand
+    (``encode_text``, once per distinct caption); a head that reads it skips its text tower.
     """
 
     patches: torch.Tensor | None = None
@@ -35,6 +41,8 @@ class PairBatch:
     relation_tokens: torch.Tensor | None = None
     relations: torch.Tensor | None = None
     pair_image: torch.Tensor | None = None
+    regions: torch.Tensor | None = None
+    text_states: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PairBatch:
         """A copy with every present tensor on ``device``."""
@@ -62,6 +70,7 @@ class PairBatch:
         out = PairBatch(**{f.name: getattr(self, f.name) for f in fields(self)})
         out.patches = None if self.patches is None else self.patches[self.pair_image]
         out.patch_mask = None if self.patch_mask is None else self.patch_mask[self.pair_image]
+        out.regions = None if self.regions is None else self.regions[self.pair_image]
         out.pair_image = None
         return out
 
@@ -78,4 +87,6 @@ class PairBatch:
         )
 
 
-PAIR_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PairBatch) if f.name != "pair_image")
+PAIR_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(PairBatch) if f.name not in ("pair_image", "regions", "text_states")
+)

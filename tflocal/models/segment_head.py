@@ -106,14 +106,18 @@ class SegmentHead(nn.Module):
 
     # -- scoring ---------------------------------------------------------------------------
     def _regions(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Region vectors and mask per pair: ([B, P, d], [B, P])."""
-        v = self.encode_image(batch.patches, batch.patch_mask)
+        """Region vectors and mask per pair: ([B, P, d], [B, P]); ``batch.regions`` when given."""
+        v = batch.regions if batch.regions is not None else self.encode_image(batch.patches, batch.patch_mask)
         if batch.pair_image is not None:
             return v[batch.pair_image], batch.patch_mask[batch.pair_image]
         return v, batch.patch_mask
 
     def _check(self, batch: PairBatch) -> None:
-        missing = [name for name in self.needs if getattr(batch, name) is None]
+        missing = [
+            n
+            for n in self.needs
+            if getattr(batch, n) is None and not (n == "patches" and batch.regions is not None)
+        ]
         if missing:
             raise UserError(
                 f"TFLocal's segments read-out needs PairBatch fields {missing}: build batches with the head's "
@@ -133,7 +137,11 @@ class SegmentHead(nn.Module):
     def forward(self, batch: PairBatch) -> torch.Tensor:
         self._check(batch)
         v, pmask = self._regions(batch)
-        u = self.encode_text(batch.tokens, batch.token_mask)
+        u = (
+            batch.text_states
+            if batch.text_states is not None
+            else self.encode_text(batch.tokens, batch.token_mask)
+        )
         sim, has_obj = self.phrase_similarity(batch, v, pmask, u)
         n_obj = has_obj.sum(-1)
         best = torch.where(has_obj, sim.amax(-1), torch.zeros_like(sim[..., 0]))

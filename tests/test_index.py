@@ -1,0 +1,248 @@
+"""tflocal.index: stored image vectors score exactly like the head, the index refuses another
+checkpoint, and the late-interaction first stage finds brute force's top k on a small corpus."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cache_tools.arrays import write_arrays
+from cache_tools.reader import open_cache
+from tflocal.checkpoint import save_checkpoint
+from tflocal.cli import main
+from tflocal.errors import UserError
+from tflocal.features import from_cache
+from tflocal.index import LateIndex, VectorStore, build_index
+from tflocal.index.compress import train_codec
+from tflocal.models import ModelConfig, build_head
+from tflocal.scorers.head import HeadScorer, checkpoint_scorer, maxsim_scorer
+
+CAPTION = "a small red circle is left of a blue square"
+WORDS = ["[CLS]", *CAPTION.split(), "[SEP]"]
+
+
+def clustered_cache(path, n=300, grid=4, dim=16, n_concepts=40, seed=0):
+    """Images made of concept prototypes (+ noise); each caption's tokens are noisy copies of
+    three patches of its image, so late interaction has structure to find."""
+    rng = np.random.default_rng(seed)
+    proto = rng.standard_normal((n_concepts, dim)).astype(np.float32)
+    P = grid * grid
+    concept = rng.integers(0, n_concepts, (n, P))
+    patches = proto[concept] + 0.4 * rng.standard_normal((n, P, dim)).astype(np.float32)
+    glob = patches.mean(1)
+    toks, strings = [], []
+    for i in range(n):
+        pick = rng.choice(P, 3, replace=False)
+        t = np.repeat(patches[i, pick], 4, axis=0)[: len(WORDS)]
+        toks.append((t + 0.3 * rng.standard_normal(t.shape)).astype(np.float32))
+        strings.append(WORDS)
+    attrs = {
+        "encoder": "synthetic:index",
+        "grid": [grid, grid],
+        "context_length": 16,
+        "space": "joint",
+        "global_space": "joint",
+    }
+    write_arrays(
+        path,
+        attrs,
+        [f"im{i}" for i in range(n)],
+        patches.astype(np.float16),
+        glob,
+        [CAPTION] * n,
+        toks,
+        glob + 0.1,
+        np.arange(n),
+        [-1] * n,
+        token_strings=strings,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("index")
+    cache = open_cache(clustered_cache(d / "c.h5"))
+    torch.manual_seed(0)
+    seg = build_head(
+        "tflocal", ModelConfig(width=32, depth=1, heads=2, readout="segments"), cache.attrs
+    ).eval()
+    yield d, cache, seg
+    cache.close()
+
+
+def _direct(head, cache, images, text_row):
+    """The head's own forward on cache patches (image tower recomputed)."""
+    rows = np.asarray(images)
+    pairs = from_cache(cache, rows, np.full(rows.size, text_row), head.needs)
+    with torch.inference_mode():
+        return head(pairs.batch).float().numpy()
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_stored_vectors_score_like_the_head(corpus, storage):
+    d, cache, seg = corpus
+    store = build_index(cache, seg, d / f"seg_{storage}", storage=storage, n_centroids=16, progress=False)
+    late = LateIndex(store, HeadScorer(seg, "seg", cache, progress=False))
+    rows = np.arange(0, 60)
+    for t in (0, 7):
+        got = late.score(late.cached_caption(t), rows)
+        want = _direct(seg, cache, rows, t)
+        # float32: same arithmetic up to summation order. float16: unit region vectors rounded
+        # to 11 significant bits move each cosine by <= sqrt(d) * 2**-11 * |phrase| ~ 3e-3, times
+        # the head's scale (10) for the object term, plus the relation term's soft-argmax shift
+        atol = 1e-4 if storage == "float32" else 5e-2
+        np.testing.assert_allclose(got, want, atol=atol, rtol=0)
+        assert np.abs(got - want).max() > 0 or storage == "float32"
+
+
+def test_maxsim_from_stored_vectors_and_residual_codes(corpus):
+    d, cache, _ = corpus
+    ms = maxsim_scorer(cache, progress=False)
+    store = build_index(cache, ms.head, d / "ms", storage="float32", n_centroids=16, progress=False)
+    late = LateIndex(store, ms)
+    rows = np.arange(cache.n_images)
+    np.testing.assert_allclose(
+        late.score(late.cached_caption(3), rows), ms.score(rows, np.full(rows.size, 3)), atol=1e-5
+    )
+    packed = build_index(
+        cache, ms.head, d / "ms2", storage="residual", nbits=2, n_centroids=16, progress=False
+    )
+    assert packed.meta["storage"] == "residual" and not (d / "ms2" / "vectors.npy").exists()
+    # 16-d vectors: 4 bytes of centroid id + 16 * 2 bits = 8 bytes of residual per vector
+    assert packed.codec.bytes_per_vector() == 8
+    approx = LateIndex(packed, ms).score(late.cached_caption(3), rows)
+    exact = late.score(late.cached_caption(3), rows)
+    assert np.corrcoef(approx, exact)[0, 1] > 0.9
+
+
+def test_residual_codec_reconstructs_better_than_centroids():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    err = {}
+    for nbits in (0, 1, 2):
+        c = train_codec(x, 64, nbits=nbits)
+        codes, res = c.encode(x)
+        assert res.shape == (4000, 32 * nbits // 8)
+        dec = c.decode(codes, res)
+        err[nbits] = float(np.linalg.norm(dec - x, axis=1).mean())
+        if nbits:  # the byte-table decoder equals unpacking bit by bit
+            bits = np.unpackbits(res, axis=1).reshape(4000, 32, nbits)
+            bucket = (bits * (1 << np.arange(nbits - 1, -1, -1))).sum(-1)
+            slow = c.centroids[codes] + c.weights[bucket]
+            np.testing.assert_allclose(dec, slow / np.linalg.norm(slow, axis=1, keepdims=True), atol=1e-6)
+    assert err[2] < err[1] < err[0]
+
+
+def test_index_refuses_another_checkpoint_and_another_cache(corpus, tmp_path):
+    d, cache, seg = corpus
+    store = build_index(cache, seg, tmp_path / "idx", n_centroids=16, progress=False)
+    other = build_head("tflocal", ModelConfig(width=32, depth=1, heads=2, readout="segments"), cache.attrs)
+    other.load_state_dict(seg.state_dict())
+    LateIndex(store, HeadScorer(other, "same weights", cache, progress=False))  # same weights: accepted
+    with torch.no_grad():
+        other.scale += 1e-3  # one weight differs: another checkpoint
+    with pytest.raises(UserError, match="weights differ"):
+        LateIndex(store, HeadScorer(other, "other", cache, progress=False))
+    small = open_cache(clustered_cache(tmp_path / "small.h5", n=50))
+    with pytest.raises(UserError, match="rebuild it for this cache"):
+        LateIndex(store, HeadScorer(seg, "seg", small, progress=False))
+    joint = build_head("tflocal", ModelConfig(width=32, depth=1, heads=2), cache.attrs)
+    with pytest.raises(UserError, match="re-ranker"):
+        build_index(cache, joint, tmp_path / "j", progress=False)
+    small.close()
+
+
+def aligned(seg):
+    """The segments head with its text tower a copy of its image tower, so phrases and regions
+    share a space as after training (random towers make the object term noise)."""
+    aligned = copy.deepcopy(seg)
+    with torch.no_grad():
+        aligned.token_in.load_state_dict(seg.patch_in.state_dict())
+        aligned.text_out.load_state_dict(seg.image_out.state_dict())
+        for a, b in zip(aligned.text_blocks, seg.image_blocks):
+            a.load_state_dict(b.state_dict())
+    return aligned
+
+
+def test_late_first_stage_recall_against_brute_force(corpus):
+    d, cache, seg = corpus
+    # segments: the relation term is invisible to the centroid stages, so more images are scored
+    # exactly (120 of 300); maxsim: 60 of 300
+    for head, name, n_cand, want_recall in (
+        (aligned(seg), "seg", 120, 0.9),
+        (maxsim_scorer(cache).head, "maxsim", 60, 0.95),
+    ):
+        store = build_index(cache, head, d / f"recall_{name}", n_centroids=32, progress=False)
+        late = LateIndex(store, HeadScorer(head, name, cache, progress=False), nprobe=6, n_candidates=n_cand)
+        hits = []
+        for t in range(0, cache.n_texts, 10):
+            texts = late.cached_caption(t)
+            want, _ = late.exhaustive(texts, k=10)
+            got, scores, n_scored = late.search(texts, k=10)
+            assert n_scored <= n_cand < cache.n_images
+            np.testing.assert_allclose(scores, late.score(texts, got), rtol=0, atol=0)
+            hits.append(len(set(got) & set(want)) / 10)
+        assert np.mean(hits) >= want_recall, (name, np.mean(hits))
+        # fusion: extra candidates are scored exactly too
+        got, _, n = late.search(late.cached_caption(0), k=5, extra=np.arange(cache.n_images))
+        np.testing.assert_array_equal(got, late.exhaustive(late.cached_caption(0), k=5)[0])
+
+
+def test_index_command_records_its_checkpoint(corpus, tmp_path):
+    d, cache, seg = corpus
+    ckpt = save_checkpoint(tmp_path / "seg.pt", seg, "tflocal-segments", seg.cfg, None, cache.signature, 0)
+    out = tmp_path / "idx"
+    argv = [
+        "index",
+        "--cache",
+        str(cache.path),
+        "--scorer",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--centroids",
+        "16",
+    ]
+    assert main(argv) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["checkpoint"] == str(ckpt) and meta["n_images"] == cache.n_images
+    LateIndex(VectorStore(out), checkpoint_scorer(str(ckpt), cache, progress=False))  # accepted
+    assert main([*argv[:4], "cosine", *argv[5:]]) == 2  # no late-interaction image side
+
+
+def test_search_command_uses_the_late_index(tiny_openclip, tmp_path, capsys):
+    from PIL import Image
+
+    from cache_tools.encoders import load_encoder
+    from cache_tools.records import ImageRecord, TextRecord
+    from cache_tools.writer import write_cache
+
+    enc = load_encoder(tiny_openclip)
+    recs = []
+    for i in range(12):
+        img = Image.fromarray((np.random.default_rng(i).random((36, 36, 3)) * 255).astype("uint8"))
+        recs.append(ImageRecord(f"img{i:02d}", img, [TextRecord(f"photo {i}")]))
+    path = tmp_path / "c.h5"
+    write_cache(recs, enc, path, batch_size=6, progress=False)
+    out = tmp_path / "ms.index"
+    assert (
+        main(["index", "--cache", str(path), "--scorer", "maxsim", "--out", str(out), "--centroids", "8"])
+        == 0
+    )
+    capsys.readouterr()
+    query = "a red cube left of a blue ball"
+    argv = ["search", "--cache", str(path), "--scorer", "maxsim", "--late-index", str(out), "--query", query]
+    assert main([*argv, "-k", "3", "--fuse"]) == 0
+    printed = capsys.readouterr().out
+    assert "late-interaction first stage + global top 100" in printed
+    got = [line.split()[-1] for line in printed.splitlines() if line.strip()[:1].isdigit()]
+    with open_cache(path) as cache:
+        ms = maxsim_scorer(cache, encoder=enc, progress=False)
+        want = np.argsort(-ms.score_text_query(query, np.arange(12)), kind="stable")[:3]
+        assert got == [str(cache.image_ids[i]) for i in want]

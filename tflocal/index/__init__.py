@@ -1,0 +1,25 @@
+"""Late-interaction retrieval index: image-side vectors computed once per cache and head
+(:mod:`.build`, stored by :mod:`.store`, optionally compressed by :mod:`.compress`), and a
+PLAID-style first stage over the whole corpus scored exactly by the head (:mod:`.late`).
+
+    store = build_index(cache, scorer.head, "idx/")        # or `tflocal index`
+    late = LateIndex(store, scorer)                          # refuses another checkpoint
+    rows, scores, n_scored = late.search("a red cube left of a blue ball", k=10)
+"""
+
+from tflocal.index.build import build_index
+from tflocal.index.late import LateIndex, open_late_index
+from tflocal.index.store import VectorStore
+from tflocal.index.towers import TOWERS, Tower, fingerprint, score_stored, tower_of
+
+__all__ = [
+    "TOWERS",
+    "LateIndex",
+    "Tower",
+    "VectorStore",
+    "build_index",
+    "fingerprint",
+    "open_late_index",
+    "score_stored",
+    "tower_of",
+]

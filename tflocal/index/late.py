@@ -1,0 +1,166 @@
+"""PLAID-style late-interaction retrieval over a whole corpus, scored exactly by the head.
+
+For one caption:
+
+1. **query vectors** q [M, d]: its object-phrase vectors (``segments``) or token vectors
+   (MaxSim), from the head's text side (:mod:`.towers`);
+2. **candidate generation**: centroid scores S = q @ centroids.T [M, C]; each query vector
+   probes its ``nprobe`` best centroids, whose inverted lists give the candidate images;
+3. **pruning** (PLAID's centroid interaction): each candidate's approximate score is the mean
+   over query vectors of the best centroid score among its probed centroids (a query vector
+   that probed none of the image's centroids counts the best unprobed score, an upper bound);
+   the ``refine * n_candidates`` best go on;
+4. **centroid interaction**: each of those scores mean over query vectors of the best centroid
+   score over *all* its vectors (``codes`` [n, P]: S[:, codes] [M, n, P], max over P); the
+   ``n_candidates`` best are kept;
+5. **exact scoring**: the head's own ``forward`` on the kept candidates, its image tower
+   replaced by the stored vectors (:func:`.towers.score_stored`); the top ``k`` are returned.
+
+``extra`` candidates (e.g. a global first stage's top k) join step 5: fusion of both stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tflocal.errors import UserError
+from tflocal.features import ImageSide, TextSide, encode_text_side, images_from_cache, texts_from_cache
+from tflocal.index.store import VectorStore
+from tflocal.index.towers import image_needs, score_stored, text_needs, tower_of
+
+
+class LateIndex:
+    """A :class:`VectorStore` bound to the head that built it (refused otherwise) and its cache.
+
+    scorer: a :class:`~tflocal.scorers.HeadScorer` (its ``head``, ``cache`` and ``encoder``).
+    nprobe: centroids probed per query vector; n_candidates: images scored exactly; refine:
+    ``refine * n_candidates`` images pass the probed-centroid pruning to the centroid interaction
+    over all their vectors (1: skip that stage).
+    """
+
+    def __init__(
+        self, store: VectorStore | str, scorer: Any, nprobe: int = 8, n_candidates: int = 256, refine: int = 4
+    ):
+        self.store = store if isinstance(store, VectorStore) else VectorStore(store)
+        self.scorer, self.head = scorer, scorer.head
+        self.cache = scorer.cache
+        self.tower = tower_of(self.head, scorer.name)
+        self.store.check(self.head, self.cache, scorer.name)
+        self.nprobe, self.n_candidates, self.refine = int(nprobe), int(n_candidates), int(refine)
+        self._centroids = torch.from_numpy(self.store.codec.centroids)
+        self._text_needs = text_needs(self.head)
+        self._image_needs = image_needs(self.head)
+
+    # -- text side ---------------------------------------------------------------------------
+    def encode_caption(self, caption: str) -> TextSide:
+        """A new caption, encoded with the cache's encoder (as :meth:`Scorer.score_text_query`)."""
+        return encode_text_side(self.scorer.encoder, [caption], self._text_needs)
+
+    def cached_caption(self, row: int) -> TextSide:
+        """Caption ``row`` of the cache (its stored tokens)."""
+        return texts_from_cache(self.cache, np.array([row]), self._text_needs)
+
+    # -- the stages --------------------------------------------------------------------------
+    def query_vectors(self, texts: TextSide) -> torch.Tensor:
+        """TextSide of 1 -> unit query vectors [M, d]."""
+        with torch.inference_mode():
+            return self.tower.query(self.head, texts.to(self.scorer.device)).float().cpu()
+
+    def candidates(self, q: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """q [M, d] -> (image rows [n] int64, approximate scores [n]), best first, n <= n_candidates."""
+        S = (q @ self._centroids.T).numpy()  # [M, C]
+        M, C = S.shape
+        nprobe = min(self.nprobe, C)
+        order = np.argsort(-S, axis=1)
+        probed = order[:, :nprobe]  # [M, nprobe]
+        floor = S[np.arange(M), order[:, nprobe]] if nprobe < C else np.full(M, -1.0, np.float32)
+        off, lists = self.store.ivf_offsets, self.store.ivf_images
+        imgs, qs, sc = [], [], []
+        for m in range(M):
+            for c in probed[m]:
+                part = lists[off[c] : off[c + 1]]
+                imgs.append(part)
+                qs.append(np.full(part.size, m, np.int64))
+                sc.append(np.full(part.size, S[m, c], np.float32))
+        if not imgs:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        img, qv, s = np.concatenate(imgs).astype(np.int64), np.concatenate(qs), np.concatenate(sc)
+        o = np.lexsort((-s, qv, img))  # by image, then query vector, best score first
+        img, qv, s = img[o], qv[o], s[o]
+        first = np.ones(img.size, bool)
+        first[1:] = (img[1:] != img[:-1]) | (qv[1:] != qv[:-1])
+        img, qv, s = img[first], qv[first], s[first]  # best probed score per (image, query vector)
+        starts = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
+        uimg = img[starts]
+        # sum over query vectors: the floor of every query vector, plus (best - floor) where probed
+        approx = (floor.sum() + np.add.reduceat(s - floor[qv], starts)) / M
+        keep = np.argsort(-approx, kind="stable")[: self.refine * self.n_candidates]
+        uimg, approx = uimg[keep], approx[keep].astype(np.float32)
+        if self.refine > 1 and uimg.size > self.n_candidates:
+            # centroid interaction over all of each image's vectors: mean_m max_p S[m, code[p]]
+            rows = np.sort(uimg)
+            codes = torch.from_numpy(np.asarray(self.store.codes[rows], dtype=np.int64))  # [n, P]
+            St = torch.from_numpy(S)
+            full = St[:, codes.reshape(-1)].view(M, *codes.shape).amax(-1).mean(0).numpy()  # [n]
+            keep = np.argsort(-full, kind="stable")[: self.n_candidates]
+            uimg, approx = rows[keep], full[keep]
+        return uimg, approx[: self.n_candidates]
+
+    def score(self, texts: TextSide, image_rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Exact scores [K] of one caption against images image_rows [K], from stored vectors."""
+        rows = np.asarray(image_rows, dtype=np.int64).reshape(-1)
+        out = np.empty(rows.size, np.float32)
+        bs = self.scorer.batch_size
+        texts = texts.to(self.scorer.device)
+        with torch.inference_mode():
+            for s in range(0, rows.size, bs):
+                r = rows[s : s + bs]
+                v = self.store.vectors(r).to(self.scorer.device)
+                images = (
+                    images_from_cache(self.cache, r, self._image_needs).to(self.scorer.device)
+                    if self._image_needs
+                    else ImageSide()
+                )
+                idx = torch.arange(r.size, device=v.device)
+                sc = score_stored(self.head, v, texts, idx, torch.zeros_like(idx), images)
+                out[s : s + r.size] = sc.cpu().numpy()
+        return out
+
+    def search(
+        self, texts: TextSide | str, k: int = 10, extra: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """One caption (a string or a TextSide of 1) -> (image rows [k], exact scores [k],
+        number of images scored exactly). ``extra``: more candidate rows scored exactly (fusion)."""
+        if isinstance(texts, str):
+            texts = self.encode_caption(texts)
+        ids, _ = self.candidates(self.query_vectors(texts))
+        if extra is not None:
+            extra = np.asarray(extra, dtype=np.int64).reshape(-1)
+            ids = np.unique(np.concatenate([ids, extra[extra >= 0]]))
+        if ids.size == 0:
+            return ids, np.zeros(0, np.float32), 0
+        s = self.score(texts, ids)
+        order = np.argsort(-s, kind="stable")[:k]
+        return ids[order], s[order], int(ids.size)
+
+    def exhaustive(self, texts: TextSide, k: int = 10, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force: the head's exact score against every image -> (rows [k], scores [k])."""
+        if self.store.n_images == 0:
+            raise UserError(f"index {self.store.path} is empty")
+        s = np.concatenate(
+            [
+                self.score(texts, np.arange(a, min(a + block, self.store.n_images)))
+                for a in range(0, self.store.n_images, block)
+            ]
+        )
+        order = np.argsort(-s, kind="stable")[:k]
+        return order.astype(np.int64), s[order]
+
+
+def open_late_index(path: str, scorer: Any, **kwargs: Any) -> LateIndex:
+    """``LateIndex(VectorStore(path), scorer, **kwargs)``: refuses another checkpoint or cache."""
+    return LateIndex(VectorStore(path), scorer, **kwargs)
