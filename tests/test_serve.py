@@ -226,9 +226,11 @@ def test_command_line(built, capsys):
     import shlex
 
     from tflocal.cli import build_parser
+    from tflocal.cli_config import config_from_args
+    from tflocal.serve.config import ServeConfig
 
-    args = build_parser().parse_args(shlex.split(cmd)[1:])
-    assert args.split == "test_ood" and args.scorer == ["global head=runs/q/g.pt", "TFLocal=runs/q/t.pt"]
+    cfg = config_from_args(ServeConfig, build_parser("serve").parse_args(shlex.split(cmd)[1:]))
+    assert cfg.split == "test_ood" and cfg.scorer == ["global head=runs/q/g.pt", "TFLocal=runs/q/t.pt"]
     assert main(["serve", "--cache", str(built["cache"]) + ".nope", "--scorer", "cosine"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["serve", "--cache", str(built["cache"]), "--scorer", "cosine", "--port", "0"]) == 2
