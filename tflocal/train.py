@@ -182,6 +182,16 @@ def candidate_loss(
     scores: torch.Tensor, batch: CandidateBatch, temperature: float, t2i_weight: float = 1.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy over each candidate set (target: column 0). scores [N] -> (scalar loss, stats)."""
+    loss, logits = _set_cross_entropy(scores, batch, temperature, t2i_weight)
+    acc = (logits[: batch.n_i2t].argmax(dim=1) == 0).float().mean()
+    return loss, {"acc": float(acc)}
+
+
+def _set_cross_entropy(
+    scores: torch.Tensor, batch: CandidateBatch, temperature: float, t2i_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """scores [N] -> (mean cross-entropy of the image->text sets + t2i_weight x that of the
+    text->image sets, logits [S, C])."""
     logits = batch.score_matrix(scores.float()) / temperature  # [S, C]
     ce = F.cross_entropy(
         logits, torch.zeros(batch.n_sets, dtype=torch.long, device=logits.device), reduction="none"
@@ -189,8 +199,7 @@ def candidate_loss(
     loss = ce[: batch.n_i2t].mean()
     if batch.n_sets > batch.n_i2t:
         loss = loss + t2i_weight * ce[batch.n_i2t :].mean()
-    acc = (logits[: batch.n_i2t].argmax(dim=1) == 0).float().mean()
-    return loss, {"acc": float(acc)}
+    return loss, logits
 
 
 def _accelerator(cfg: TrainConfig) -> Any:
@@ -356,6 +365,8 @@ def train_step(run: Run, batch: CandidateBatch, epoch: int) -> tuple[float, floa
             batch.pairs(run.raw.needs, dedup_images=bool(getattr(run.raw, "accepts_pair_image", False)))
         )
     loss, stats = candidate_loss(scores, batch, cfg.temperature, cfg.data.t2i_weight)
+    for aux in getattr(run.raw, "auxiliary_scores", dict)().values():  # e.g. a read-out's global path
+        loss = loss + _set_cross_entropy(aux, batch, cfg.temperature, cfg.data.t2i_weight)[0]
     finite = torch.isfinite(loss.detach())
     if acc.num_processes > 1:  # every process stops together
         finite = acc.reduce((~finite).float(), reduction="max") == 0
@@ -403,7 +414,7 @@ def fit(run: Run) -> dict[str, Any]:
             if run.step % cfg.log_every == 0 or run.step == stop:
                 dt = max(time.perf_counter() - window["t"], 1e-9)
                 rec = {"loss": window["loss"] / window["n"], "acc": window["acc"] / window["n"],
-                       "pairs_per_s": window["pairs"] / dt}  # fmt: skip
+                       "pairs_per_s": window["pairs"] / dt, **getattr(run.raw, "mix_weights", dict)()}  # fmt: skip
                 run.log(event="train", step=run.step, epoch=epoch, lr=run.sched.get_last_lr()[0], **rec)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
                 window.update(loss=0.0, acc=0.0, n=0, pairs=0, t=time.perf_counter())

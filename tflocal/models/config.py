@@ -37,6 +37,11 @@ class ModelConfig:
     its two objects were found; see :mod:`tflocal.models.segment_head`)."""
     max_text_tokens: int | None = None
     """Longest caption (tokens) the text position table holds; None = the cache's context_length."""
+    global_path: bool = True
+    """TFLocal read-outs: add the global head (a learned function of the two global embeddings,
+    trained on its own loss) to the localized score with learned mix weights, so that where the
+    localized terms carry no signal the score is the global head's (see
+    :mod:`tflocal.models.global_path`). Checkpoints saved before this key existed load with False."""
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.depth < (0 if self.readout == "segments" else 1) or self.heads <= 0:
