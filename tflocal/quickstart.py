@@ -2,11 +2,11 @@
 
 ``run_quickstart(QuickstartConfig(out=...))``:
 
-1. renders ShapesWorld (train / test_id / test_ood);
+1. renders ShapesWorld (train / test_id / test_ood / test_novel);
 2. caches it with the offline pretrained towers (EfficientNet-Lite0 7x7 grid + MiniLM tokens),
    hard negatives included — one cache for train, one for the two test splits;
 3. trains the global head (the learned dual-encoder baseline) and TFLocal on the same cache;
-4. evaluates both (and MaxSim when the cache's space allows) on test_id and test_ood, by
+4. evaluates both (and MaxSim when the cache's space allows) on test_id, test_ood and test_novel, by
    operator, kind and composition depth;
 5. writes ``report/`` (results.json, results.md, plots, heatmaps) and returns the rows.
 
@@ -33,7 +33,7 @@ class QuickstartConfig:
     n_train: int = 3000
     """ShapesWorld training images."""
     n_test: int = 500
-    """Images in each of test_id and test_ood."""
+    """Images in each of test_id, test_ood and test_novel."""
     seed: int = 0
     encoder: str = TOWERS
     """Encoder for the cache (any registry name; the default needs no download)."""
@@ -89,7 +89,8 @@ def _cache_splits(cfg: QuickstartConfig, shapes: Path, caches: Path) -> dict[str
     from cache_tools.sources import open_source
     from cache_tools.writer import write_cache
 
-    plan = {"train": "train", "test": "test_id,test_ood"}
+    novel = ",test_novel" if (shapes / "test_novel.jsonl").exists() else ""  # not in older renders
+    plan = {"train": "train", "test": f"test_id,test_ood{novel}"}
     paths = {name: caches / f"{name}.h5" for name in plan}
     todo = [n for n, p in paths.items() if not p.exists()]
     if not todo:
@@ -180,8 +181,9 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
                 image_size=cfg.image_size,
                 progress=cfg.progress,
                 counterfactual=cfg.counterfactual,
+                n_test_novel=cfg.n_test,
             )
-        print(f"   {shapes}: {cfg.n_train} train, {cfg.n_test} test_id, {cfg.n_test} test_ood images")
+        print(f"   {shapes}: {cfg.n_train} train, {cfg.n_test} test_id, test_ood and test_novel images each")
 
     with _stage("2/5 cache with the frozen encoder", timings):
         paths = _cache_splits(cfg, shapes, caches)
@@ -191,7 +193,7 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
         with _stage(f"3/5 train the {head} head", timings):
             checkpoints[head] = _train(cfg, head, paths["train"], runs)
 
-    with _stage("4/5 evaluate on test_id and test_ood", timings):
+    with _stage("4/5 evaluate on test_id, test_ood and test_novel", timings):
         test = open_cache(paths["test"])
         names = [str(checkpoints["global"]), str(checkpoints["tflocal"])]
         if test.attrs.get("space") == "joint":

@@ -11,7 +11,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     p.add_argument("--n-train", type=int, dest="n_train", help="training images (default 3000)")
     p.add_argument(
-        "--n-test", type=int, dest="n_test", help="images in each of test_id and test_ood (default 500)"
+        "--n-test",
+        type=int,
+        dest="n_test",
+        help="images in each of test_id, test_ood and test_novel (default 500)",
     )
     p.add_argument("--epochs", type=int, help="training epochs per head")
     p.add_argument(

@@ -14,6 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n-train", type=int, default=None, help="train images (overrides the split of --n)")
     parser.add_argument("--n-test", type=int, default=None, help="images in each of test_id and test_ood")
+    parser.add_argument(
+        "--n-novel",
+        type=int,
+        default=None,
+        help="test_novel images (test_ood's held-out combinations, every shape and attribute named with a "
+        "word outside the shipped vocabulary), rendered in addition to --n; default: as many as test_id",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--counterfactual",
@@ -38,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from tflocal.shapesworld import generate
 
     counts = split_counts(args.n, args.n_train, args.n_test)
-    if min(counts) < 0 or args.workers < 1:
-        raise UserError(f"shapes: split sizes {counts} and --workers must not be negative")
+    n_novel = counts[1] if args.n_novel is None else args.n_novel
+    if min(*counts, n_novel) < 0 or args.workers < 1:
+        raise UserError(f"shapes: split sizes {(*counts, n_novel)} and --workers must not be negative")
     meta = generate(
         args.out,
         *counts,
@@ -47,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         workers=args.workers,
         counterfactual=args.counterfactual,
+        n_test_novel=n_novel,
     )
     for split, st in meta["counts"].items():
         print(f"{split}: {st['images']} images, {st['captions']} captions, {st['negatives']} negatives")
