@@ -34,17 +34,25 @@ class GlobalPath(nn.Module):
         super().__init__()
         self.head = GlobalHead(cfg, spec)
         self.weight = nn.Parameter(torch.tensor(1.0))
-        self._pending: torch.Tensor | None = None
+        self.local_loss = cfg.local_loss
+        self._pending: dict[str, torch.Tensor] = {}
 
-    def forward(self, batch: PairBatch) -> torch.Tensor:
+    def forward(self, batch: PairBatch, local: torch.Tensor | None = None) -> torch.Tensor:
+        """``w_global · g.detach()`` [B] (+ ``local`` [B], the read-out's localized score, when given;
+        with ``local_loss`` it is also kept for a loss of its own)."""
         g = self.head(batch)
-        self._pending = g if self.training and torch.is_grad_enabled() else None
-        return self.weight.float() * g.detach()
+        self._pending = {}
+        if self.training and torch.is_grad_enabled():
+            self._pending["global"] = g
+            if local is not None and self.local_loss:
+                self._pending["local"] = local
+        out = self.weight.float() * g.detach()
+        return out if local is None else out + local
 
     def auxiliary_scores(self) -> dict[str, torch.Tensor]:
-        """{'global': g [B]} from the last training-mode forward (then forgotten), else {}."""
-        g, self._pending = self._pending, None
-        return {} if g is None else {"global": g}
+        """{'global': g [B](, 'local': [B])} from the last training-mode forward (then forgotten), else {}."""
+        out, self._pending = self._pending, {}
+        return out
 
 
 def add_global_needs(needs: tuple[str, ...], cfg: ModelConfig) -> tuple[str, ...]:

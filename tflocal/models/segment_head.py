@@ -155,7 +155,7 @@ class SegmentHead(nn.Module):
         if self.global_path is None:
             return self.scale.float() * torch.where(n_obj > 0, objects, words) + relations
         local = torch.where(n_obj > 0, self.scale.float() * objects, self.word_scale.float() * words)
-        return self.global_path(batch) + local + relations
+        return self.global_path(batch, local + relations)
 
     def mix_weights(self) -> dict[str, float]:
         """The learned weights of the score's terms (logged during training)."""

@@ -63,10 +63,10 @@ class TFLocalHead(nn.Module):
         x = self.norm(x)
         score = self.score(x[:, 0]).squeeze(-1).float()
         if self.global_path is not None:
-            score = self.global_path(batch) + self.summary_scale.float() * score
+            score = self.summary_scale.float() * score
         if self.align is not None:
             score = score + self.align_scale.float() * self._alignment(x, key_mask, P, T)
-        return score
+        return score if self.global_path is None else self.global_path(batch, score)
 
     def mix_weights(self) -> dict[str, float]:
         """The learned weights of the score's terms (logged during training)."""
