@@ -128,7 +128,8 @@ def test_tflocal_padding_invariance_per_row():
     with torch.no_grad():
         together = head(batch)
         n = int(batch.token_mask[2].sum())
-        alone = head(PairBatch(patches=batch.patches[2:], patch_mask=batch.patch_mask[2:], tokens=batch.tokens[2:, :n], token_mask=batch.token_mask[2:, :n]))  # fmt: skip
+        alone = head(PairBatch(patches=batch.patches[2:], patch_mask=batch.patch_mask[2:], tokens=batch.tokens[2:, :n], token_mask=batch.token_mask[2:, :n],
+                               image_global=batch.image_global[2:], text_global=batch.text_global[2:]))  # fmt: skip
     torch.testing.assert_close(alone, together[2:], atol=1e-5, rtol=1e-5)
 
 
@@ -172,10 +173,13 @@ def test_needs_lists_what_heads_read():
 
 
 def test_default_budgets_match():
-    n_local = count_parameters(build_head("tflocal", None, VIT))
+    """The localized part of TFLocal and the global head have about the same budget; the default
+    TFLocal (global path on) holds exactly one global head more, plus two mix weights."""
+    n_local = count_parameters(build_head("tflocal", {"global_path": False}, VIT))
     n_global = count_parameters(build_head("global", None, VIT))
     assert 11e6 < n_local < 15e6
     assert abs(n_global - n_local) / n_local < 0.15
+    assert count_parameters(build_head("tflocal", None, VIT)) == n_local + n_global + 2
     assert count_parameters(build_head("maxsim", None, JOINT)) == 0
     assert count_parameters(build_head("cosine", None, JOINT)) == 0
 
@@ -288,7 +292,8 @@ def test_tflocal_align_readout_padding_invariant_and_matches_naive_alignment():
         x = head.norm(x)
         txt, img = head.align["text"](x[:, 1 + P :]), head.align["image"](x[:, 1 : 1 + P])
         align = naive_maxsim(txt, batch.token_mask, img, batch.patch_mask)
-        expected = head.score(x[:, 0]).squeeze(-1) + head.align_scale * align
+        g = head.global_path.weight * head.global_path.head(batch)  # the global path (TOWERS has globals)
+        expected = g + head.summary_scale * head.score(x[:, 0]).squeeze(-1) + head.align_scale * align
     torch.testing.assert_close(s, expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(UserError, match="readout"):
         ModelConfig(readout="mean")

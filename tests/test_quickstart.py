@@ -31,7 +31,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, capsys):
     assert rows and all(set(r) == keys for r in rows)
     assert {r["scorer"] for r in rows} == {"global head", "TFLocal"}
     subsets = {r["subset"] for r in rows}
-    assert {"test_id/all", "test_ood/all", "test_ood/depth1", "test_id/ordinary"} <= subsets
+    assert {"test_id/all", "test_ood/all", "test_novel/all", "test_ood/depth1", "test_id/ordinary"} <= subsets
     assert any(s.startswith("test_ood/swap/") for s in subsets)
     assert all(0.0 <= r["value"] <= 1.0 and r["n"] > 0 for r in rows)
     md = (report / "results.md").read_text()

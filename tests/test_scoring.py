@@ -160,8 +160,10 @@ def test_checkpoint_scorer_equals_head_forward(tmp_path, real_cache):
         tok = torch.from_numpy(cache.tokens([txt[b]])[0].astype(np.float32))[None]
         p = torch.from_numpy(cache.patches([img[b]])[0].astype(np.float32))[None]
         batch = PairBatch(
-            p, torch.ones(p.shape[:2], dtype=torch.bool), tok, torch.ones(tok.shape[:2], dtype=torch.bool)
-        )
+            p, torch.ones(p.shape[:2], dtype=torch.bool), tok, torch.ones(tok.shape[:2], dtype=torch.bool),
+            torch.from_numpy(cache.image_global([img[b]]).astype(np.float32)),  # the read-out's global path
+            torch.from_numpy(cache.text_global([txt[b]]).astype(np.float32)),
+        )  # fmt: skip
         with torch.no_grad():
             assert got[b] == pytest.approx(head(batch).item(), abs=1e-5)
     raw = sc.score_pairs([images[i] for i in img], [str(cache.strings[t]) for t in txt])

@@ -42,16 +42,28 @@ def padded(batch: PairBatch, extra_p: int, extra_t: int) -> PairBatch:
         segments=torch.cat([batch.segments, no(B, K, extra_t)], 2),
         relation_tokens=torch.cat([batch.relation_tokens, no(B, R, extra_t)], 2),
         relations=batch.relations,
+        image_global=batch.image_global,
+        text_global=batch.text_global,
     )  # fmt: skip
 
 
-@pytest.fixture
-def head() -> SegmentHead:
+@pytest.fixture(params=[False, True], ids=["local-only", "global-path"])
+def head(request) -> SegmentHead:
     torch.manual_seed(0)
-    h = build_head("tflocal", CFG, TOWERS).eval()
+    h = build_head("tflocal", {**CFG.__dict__, "global_path": request.param}, TOWERS).eval()
     with torch.no_grad():
         h.relation_scale.fill_(3.0)  # make the relation term matter in the comparisons
+        if h.global_path is not None:  # and the global path and the word-level fallback
+            h.global_path.weight.fill_(0.7)
+            h.word_scale.fill_(2.0)
     return h
+
+
+def global_term(head: SegmentHead, b: PairBatch) -> torch.Tensor:
+    """w_global · g [B] (zeros without a global path)."""
+    if head.global_path is None:
+        return torch.zeros(len(b))
+    return head.global_path.weight * head.global_path.head(b)
 
 
 def test_build_head_picks_segment_head_and_depth_zero_only_there():
@@ -104,7 +116,8 @@ def test_matches_a_naive_loop(head):
                 where = [torch.softmax(float(head.sharpness) * (v[i] @ phrases[k]), 0) @ xy for k in (s_, o_)]
                 w = head.relation_in(b.tokens[i, b.relation_tokens[i, r]].mean(0))
                 rel += float(w @ (where[0] - where[1]))
-            expect = float(head.scale) * match + float(head.relation_scale) * rel
+            scale = head.scale if phrases or head.global_path is None else head.word_scale
+            expect = float(global_term(head, b)[i]) + float(scale) * match + float(head.relation_scale) * rel
             assert abs(float(out[i]) - expect) < 1e-4, (i, float(out[i]), expect)
 
 
@@ -134,7 +147,8 @@ def test_caption_without_objects_falls_back_to_word_maxsim(head):
     with torch.no_grad():
         v = head.encode_image(b.patches, b.patch_mask)
         u = head.encode_text(b.tokens, b.token_mask)
-        expect = head.scale * maxsim_score(u, b.token_mask, v, b.patch_mask)
+        scale = head.scale if head.global_path is None else head.word_scale
+        expect = global_term(head, b) + scale * maxsim_score(u, b.token_mask, v, b.patch_mask)
         torch.testing.assert_close(head(b)[2], expect[2])
 
 

@@ -242,3 +242,76 @@ def test_counterfactual_twins_are_verified_minimal_pairs(tmp_path):
         mates = [ids[m] for m in units.neg_images[u] if m >= 0]
         twin_id = me + "cf" if me + "cf" in group else by_id[me].get("counterfactual_of")
         assert mates == ([twin_id] if twin_id else [])
+
+
+def test_rename_keeps_case_and_re_agrees_articles():
+    from tflocal.shapesworld.novel import rename
+
+    assert rename("An orange circle is left of a large blue square.") == (
+        "A tangerine disc is left of a massive cobalt tile."
+    )
+    assert rename("there is a green star and an orange hexagon") == (
+        "there is an emerald pentagram and a tangerine honeycomb"
+    )
+
+
+def test_novel_names_are_outside_the_shipped_vocabulary_and_one_to_one():
+    import re
+
+    from tflocal.shapesworld.novel import NOVEL_NAMES
+    from tflocal.shapesworld.vocab import SHAPES, SIZES, TEXTURES
+
+    shipped = Path(__file__).resolve().parent.parent / "tflocal" / "concepts" / "data" / "vocab.json"
+    known = set(re.findall(r"[a-z]+", shipped.read_text().lower()))
+    closed = {*SHAPES, *COLORS, *SIZES, *TEXTURES} - {"plain"}
+    assert set(NOVEL_NAMES) == closed and len(set(NOVEL_NAMES.values())) == len(NOVEL_NAMES)
+    assert not set(NOVEL_NAMES.values()) & (known | closed)
+
+
+RELATION_WORDS = {"left", "right", "above", "below", "of", "to", "the", "is", "a", "an"}
+"""Words a REPLACE may bring in besides a novel name: a relation ("left of" -> "above"), an article."""
+
+
+def test_test_novel_split_same_held_out_scenes_novel_words_negatives_still_false(tmp_path):
+    """Every test_novel caption is true and every negative false for its scene once the names are
+    mapped back; no caption uses a closed ShapesWorld word; the first caption names a held-out
+    combination; SWAP, REPLACE and ADD all occur, and a REPLACE stays within the novel names."""
+    import re
+
+    from tflocal.shapesworld.novel import NOVEL_NAMES, rename
+    from tflocal.shapesworld.vocab import SHAPES, SIZES, TEXTURES
+
+    meta = generate(tmp_path, 4, 2, 2, seed=5, workers=1, progress=False, n_test_novel=24)
+    rows = [json.loads(x) for x in (tmp_path / "test_novel.jsonl").read_text().splitlines()]
+    assert len(rows) == meta["counts"]["test_novel"]["images"] == 24
+    back = {v: k for k, v in NOVEL_NAMES.items()}
+    closed = {*SHAPES, *COLORS, *SIZES, *TEXTURES}
+    pairs = [tuple(p) for p in meta["config"]["held_out_color_shape"]]
+    facts = [tuple(f) for f in meta["config"]["held_out_relations"]]
+    ops, vocab, replaced_words = set(), set(NOVEL_NAMES.values()), set()
+    for row in rows:
+        assert row["split"] == "test_novel" and row["names"] == "novel"
+        assert mentions_held_out(row["structured_captions"][0], pairs, facts)
+        for text in row["captions"] + [n["text"] for n in row["negatives"]]:
+            words = re.findall(r"[a-z]+", text.lower())
+            assert not set(words) & closed, text
+            assert not re.search(r"\ban [bcdfgmprstvw]|\ba [aeio]", text.lower()), text  # articles agree
+        for text in row["captions"]:
+            assert caption_true_for_scene(from_text(rename(text, back)), row["scene"]), text
+        for neg in row["negatives"]:
+            ops.add(neg["op"])
+            assert not caption_true_for_scene(from_text(rename(neg["text"], back)), row["scene"]), neg
+            if neg["op"] == "replace" and neg["depth"] == 1:
+                new = set(re.findall(r"[a-z]+", neg["text"].lower())) - set(
+                    re.findall(r"[a-z]+", row["captions"][neg["positive"]].lower())
+                )
+                assert new and new <= vocab | RELATION_WORDS, (neg, row["captions"])
+                replaced_words |= new & vocab
+    assert {"swap", "replace", "add"} <= ops and len(replaced_words) > 5
+
+
+def test_shapes_cli_renders_test_novel(tmp_path):
+    from tflocal.cli import main
+
+    assert main(["shapes", "--out", str(tmp_path), "--n", "20", "--n-novel", "3", "--workers", "1"]) == 0
+    assert len((tmp_path / "test_novel.jsonl").read_text().splitlines()) == 3

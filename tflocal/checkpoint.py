@@ -112,6 +112,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{path} is checkpoint version {ckpt.get('version')}, this tflocal reads version {VERSION}"
         )
+    if isinstance(ckpt.get("model_cfg"), dict):  # saved before read-outs had a global path
+        ckpt["model_cfg"] = {"global_path": False, "local_loss": False, **ckpt["model_cfg"]}
     return ckpt
 
 

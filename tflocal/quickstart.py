@@ -1,14 +1,15 @@
 """The embedded default: tflocal's whole job, offline, on a laptop CPU, in minutes.
 
-``run_quickstart(QuickstartConfig(out=...))`` renders ShapesWorld (train / test_id / test_ood),
+``run_quickstart(QuickstartConfig(out=...))`` renders ShapesWorld (train / test_id / test_ood /
+test_novel),
 then runs :func:`tflocal.pipeline.run_pipeline` with the typed configs the quickstart holds
 (:meth:`QuickstartConfig.caches`, :meth:`~QuickstartConfig.heads`,
 :meth:`~QuickstartConfig.evaluation`):
 
 1. caches it with the offline pretrained towers (EfficientNet-Lite0 7x7 grid + MiniLM tokens),
-   hard negatives included — one cache for train, one for the two test splits;
+   hard negatives included — one cache for train, one for the three test splits;
 2. trains the global head (the learned dual-encoder baseline) and TFLocal on the same cache;
-3. evaluates both (and MaxSim / cosine when the cache's spaces allow) on test_id and test_ood,
+3. evaluates both (and MaxSim / cosine when the cache's spaces allow) on test_id, test_ood and test_novel,
    by operator, kind and composition depth;
 4. writes ``report/`` (results.json, results.md, plots, heatmaps) and returns the rows.
 
@@ -36,7 +37,7 @@ from tflocal.train_config import DEVICES, DataConfig, Device, OptimConfig, Train
 TOWERS = "towers:effnet-lite0+minilm"
 HEADS = {"global": "global head", "tflocal": "TFLocal"}
 """Heads trained, with their names in the report."""
-CACHES = {"train": "train", "test": "test_id,test_ood"}
+CACHES = {"train": "train", "test": "test_id,test_ood,test_novel"}
 """Cache file -> ShapesWorld splits in it."""
 
 
@@ -89,14 +90,18 @@ class QuickstartConfig:
     def shapes(self) -> Path:
         return Path(self.out) / "shapes"
 
+    def test_splits(self) -> str:
+        """The test splits of the render: test_novel only where it was rendered (older renders lack it)."""
+        return CACHES["test"] if (self.shapes / "test_novel.jsonl").exists() else "test_id,test_ood"
+
     def caches(self) -> list[CacheConfig]:
-        """One cache for train, one for test_id + test_ood."""
+        """One cache for train, one for the test splits (test_id + test_ood + test_novel)."""
         return [
             CacheConfig(
                 encoder=self.encoder,
                 data=f"shapesworld:{self.shapes}",
                 out=str(Path(self.out) / "caches" / f"{name}.h5"),
-                options={"split": splits},
+                options={"split": splits if name == "train" else self.test_splits()},
                 batch_size=64,
                 device=None if self.device == "auto" else self.device,
             )
@@ -123,13 +128,13 @@ class QuickstartConfig:
         ]
 
     def evaluation(self) -> EvalConfig:
-        """Both heads (and the baselines the cache allows) on test_id and test_ood."""
+        """Both heads (and the baselines the cache allows) on test_id, test_ood and test_novel."""
         ckpts = {str(Path(self.out) / "runs" / head / "best.pt"): label for head, label in HEADS.items()}
         return EvalConfig(
             bench="shapesworld",
             cache=str(Path(self.out) / "caches" / "test.h5"),
             data=f"shapesworld:{self.shapes}",
-            options={"split": CACHES["test"]},
+            options={"split": self.test_splits()},
             scorers=list(ckpts),
             labels=ckpts,
             baselines=True,
@@ -174,8 +179,11 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
                 image_size=cfg.image_size,
                 progress=cfg.progress,
                 counterfactual=cfg.counterfactual,
+                n_test_novel=cfg.n_test,
             )
-        print(f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, {cfg.n_test} test_ood images")
+        print(
+            f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, test_ood and test_novel images each"
+        )
     evaluation = cfg.evaluation()
     result = run_pipeline(evaluation, cfg.caches(), cfg.heads(), progress=cfg.progress, stage=stage)
     report = Path(evaluation.out)

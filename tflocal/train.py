@@ -27,7 +27,7 @@ from tflocal.data import (
     make_loader,
 )
 from tflocal.errors import UserError
-from tflocal.loss import candidate_loss
+from tflocal.loss import candidate_loss, set_cross_entropy
 from tflocal.models import build_head, count_parameters
 from tflocal.optim import make_optimizer
 from tflocal.runs import (
@@ -159,6 +159,8 @@ def train_step(run: Run, batch: CandidateBatch, epoch: int) -> tuple[float, floa
             batch.pairs(run.raw.needs, dedup_images=bool(getattr(run.raw, "accepts_pair_image", False)))
         )
     loss, stats = candidate_loss(scores, batch, cfg.temperature, cfg.data.t2i_weight)
+    for aux in getattr(run.raw, "auxiliary_scores", dict)().values():  # e.g. a read-out's global path
+        loss = loss + set_cross_entropy(aux, batch, cfg.temperature, cfg.data.t2i_weight)[0]
     finite = torch.isfinite(loss.detach())
     if acc.num_processes > 1:  # every process stops together
         finite = acc.reduce((~finite).float(), reduction="max") == 0
@@ -206,7 +208,7 @@ def fit(run: Run) -> dict[str, Any]:
             if run.step % cfg.log_every == 0 or run.step == stop:
                 dt = max(time.perf_counter() - window["t"], 1e-9)
                 rec = {"loss": window["loss"] / window["n"], "acc": window["acc"] / window["n"],
-                       "pairs_per_s": window["pairs"] / dt}  # fmt: skip
+                       "pairs_per_s": window["pairs"] / dt, **getattr(run.raw, "mix_weights", dict)()}  # fmt: skip
                 run.log(event="train", step=run.step, epoch=epoch, lr=run.sched.get_last_lr()[0], **rec)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
                 window.update(loss=0.0, acc=0.0, n=0, pairs=0, t=time.perf_counter())

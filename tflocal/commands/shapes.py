@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=cfg.image_size,
         workers=cfg.workers,
         counterfactual=cfg.counterfactual,
+        n_test_novel=cfg.novel,
         progress=not args.quiet,
     )
     for split, st in meta["counts"].items():

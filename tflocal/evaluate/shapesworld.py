@@ -5,8 +5,8 @@ Subsets are named ``<split>/all``, ``<split>/<op>``, ``<split>/<op>/<kind>`` and
 ``<split>/depth<d>`` (e.g. ``test_ood/swap/attribute``, ``test_ood/depth2``, ``test_id/all``),
 plus ``<split>/ordinary``: a caption against the caption of another image of the same split
 (the ordinary pairs a global-cosine model already gets right);
-the split is the image meta ``split`` (``test_id`` / ``test_ood``; other splits are ignored when
-those exist), the depth the negative's text meta ``depth`` (number of operators applied).
+the split is the image meta ``split`` (``test_id`` / ``test_ood`` / ``test_novel``; other splits
+are ignored when those exist), the depth the negative's text meta ``depth`` (number of operators applied).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tflocal.evaluate.common import (
 from tflocal.evaluate.metrics import mean, pair_correct
 from tflocal.evaluate.report import Row
 
-TEST_SPLITS = ("test_id", "test_ood")
+TEST_SPLITS = ("test_id", "test_ood", "test_novel")
 
 
 def shapes_metric(

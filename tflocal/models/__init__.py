@@ -48,13 +48,18 @@ def head_name(name: str, cfg: ModelConfig) -> str:
 
 def resolve_config(cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec) -> ModelConfig:
     """A ModelConfig (from a dict, or defaults for None) with what the cache decides filled in:
-    ``max_text_tokens`` = the cache's context length when unset."""
+    ``max_text_tokens`` = the cache's context length when unset; no ``global_path`` for a spec
+    without global embeddings (a dimension of 0); ``local_loss`` None -> on for ``segments`` only."""
     if cfg is None:
         cfg = ModelConfig()
     elif isinstance(cfg, dict):
         cfg = from_dict(ModelConfig, cfg, prefix="model.")
     if cfg.max_text_tokens is None:
         cfg = replace(cfg, max_text_tokens=int(spec.context_length))
+    if cfg.global_path and not (spec.global_image_dim and spec.global_text_dim):
+        cfg = replace(cfg, global_path=False)
+    if cfg.local_loss is None:
+        cfg = replace(cfg, local_loss=cfg.readout == "segments")
     return cfg
 
 

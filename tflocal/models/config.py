@@ -37,6 +37,17 @@ class ModelConfig:
     its two objects were found; see :mod:`tflocal.models.segment_head`)."""
     max_text_tokens: int | None = None
     """Longest caption (tokens) the text position table holds; None = the cache's context_length."""
+    global_path: bool = True
+    """TFLocal read-outs: add the global head (a learned function of the two global embeddings,
+    trained on its own loss) to the localized score with learned mix weights, so that where the
+    localized terms carry no signal the score is the global head's (see
+    :mod:`tflocal.models.global_path`). Checkpoints saved before this key existed load with False."""
+    local_loss: bool | None = None
+    """With ``global_path``: also train the localized score on a candidate-set loss of its own (as
+    without the global path), besides the mixed score's loss. None: on for ``segments`` (whose
+    localized terms are gated by the parse; on ShapesWorld it keeps them as sharp as without the
+    global path), off for the joint read-outs (their summary term has no such gate: trained on its
+    own it fits captions without structure and falls below the global head, see README)."""
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.depth < (0 if self.readout == "segments" else 1) or self.heads <= 0:

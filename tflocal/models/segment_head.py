@@ -15,6 +15,11 @@ Each modality is contextualized on its own (``depth`` transformer blocks over th
 
 score = scale · mean over objects of their best cosine + relation_scale · mean over relations.
 A caption without a parsed object falls back to word-level MaxSim over the projected tokens.
+
+With ``global_path`` (the default; :mod:`tflocal.models.global_path`) the score also holds the
+global head's score with a learned weight, and the word-level fallback gets its own weight
+``word_scale`` starting at 0: a caption with no parsed object then scores as the global head,
+plus only what word-level MaxSim earns on such captions in training.
 Image and caption are never attended to jointly, so patch projections can be computed once per
 image (``accepts_pair_image``) and cached for re-ranking, as in ColBERT.
 """
@@ -29,6 +34,7 @@ from cache_tools.schema import CacheSpec
 from tflocal.errors import UserError
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
+from tflocal.models.global_path import GlobalPath, add_global_needs
 from tflocal.models.layers import Block, GridPositions, PositionTable
 from tflocal.models.maxsim import maxsim_score
 
@@ -46,7 +52,8 @@ def grid_coordinates(grid: tuple[int, int], n_patches: int) -> torch.Tensor:
 
 class SegmentHead(nn.Module):
     """patches [B|U, P, D_img], patch_mask, tokens [B, T, D_txt], token_mask [B, T], segments
-    [B, K, T], relation_tokens [B, R, T], relations [B, R, 2] -> scores [B] (see module docstring)."""
+    [B, K, T], relation_tokens [B, R, T], relations [B, R, 2] (+ image_global [B, D_gi],
+    text_global [B, D_gt] with the global path) -> scores [B] (see module docstring)."""
 
     needs = ("patches", "patch_mask", "tokens", "token_mask", "segments", "relation_tokens", "relations")
     accepts_pair_image = True
@@ -54,6 +61,9 @@ class SegmentHead(nn.Module):
     def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
         self.cfg, self.spec = cfg, spec
+        # first, so that it starts from the weights a standalone global head gets under the same seed
+        self.global_path = GlobalPath(cfg, spec) if cfg.global_path else None
+        self.needs = add_global_needs(SegmentHead.needs, cfg)
         d = cfg.width
         self.grid = spec.grid
         image_dim, text_dim = spec.image_dim, spec.text_dim
@@ -74,6 +84,8 @@ class SegmentHead(nn.Module):
         self.scale = nn.Parameter(torch.tensor(10.0))
         self.sharpness = nn.Parameter(torch.tensor(10.0))
         self.relation_scale = nn.Parameter(torch.tensor(1.0))
+        if self.global_path is not None:  # the word-level fallback earns its own weight from 0
+            self.word_scale = nn.Parameter(torch.tensor(0.0))
 
     # -- the two towers --------------------------------------------------------------------
     def encode_image(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
@@ -147,8 +159,30 @@ class SegmentHead(nn.Module):
         best = torch.where(has_obj, sim.amax(-1), torch.zeros_like(sim[..., 0]))
         objects = best.sum(-1) / n_obj.clamp(min=1)
         words = maxsim_score(u, batch.token_mask, v, pmask)
-        match = torch.where(n_obj > 0, objects, words)
-        return self.scale.float() * match + self.relation_scale.float() * self._relations(batch, sim, pmask)
+        relations = self.relation_scale.float() * self._relations(batch, sim, pmask)
+        if self.global_path is None:
+            return self.scale.float() * torch.where(n_obj > 0, objects, words) + relations
+        local = torch.where(n_obj > 0, self.scale.float() * objects, self.word_scale.float() * words)
+        return self.global_path(batch, local + relations)
+
+    def mix_weights(self) -> dict[str, float]:
+        """The learned weights of the score's terms (logged during training)."""
+        out = {
+            "mix/objects": float(self.scale.detach()),
+            "mix/relations": float(self.relation_scale.detach()),
+        }
+        if self.global_path is not None:
+            out.update(
+                {
+                    "mix/global": float(self.global_path.weight.detach()),
+                    "mix/words": float(self.word_scale.detach()),
+                }
+            )
+        return out
+
+    def auxiliary_scores(self) -> dict[str, torch.Tensor]:
+        """Scores [B] of the last training forward that get their own loss ({'global': g} or {})."""
+        return {} if self.global_path is None else self.global_path.auxiliary_scores()
 
     def _relations(self, batch: PairBatch, sim: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
         """Mean over a caption's relations of w(predicate) · (where subject − where object): [B]."""

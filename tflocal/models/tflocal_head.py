@@ -1,4 +1,8 @@
-"""TFLocal: a small cross-encoder transformer over one (image, caption) pair at a time."""
+"""TFLocal: a small cross-encoder transformer over one (image, caption) pair at a time.
+
+With ``global_path`` (the default) the score is ``w_global · g + w_summary · summary read-out
+(+ align_scale · alignment)``, g the global head's score (:mod:`tflocal.models.global_path`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from torch import nn
 from cache_tools.schema import CacheSpec
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
+from tflocal.models.global_path import GlobalPath, add_global_needs
 from tflocal.models.layers import Block, GridPositions, PositionTable
 from tflocal.models.maxsim import maxsim_score
 
@@ -17,7 +22,8 @@ class TFLocalHead(nn.Module):
     modality embedding, through ``depth`` pre-norm blocks with key-padding masks; the score is a
     linear read-out of the summary token.
 
-    Inputs: patches [B, P, D_img], patch_mask [B, P], tokens [B, T, D_txt], token_mask [B, T] -> [B].
+    Inputs: patches [B, P, D_img], patch_mask [B, P], tokens [B, T, D_txt], token_mask [B, T]
+    (+ image_global [B, D_gi], text_global [B, D_gt] with the global path) -> [B].
     D_img and D_txt may differ: each modality has its own LayerNorm + Linear projection to ``width``.
     """
 
@@ -27,6 +33,9 @@ class TFLocalHead(nn.Module):
     def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
         self.cfg, self.spec = cfg, spec
+        # first, so that it starts from the weights a standalone global head gets under the same seed
+        self.global_path = GlobalPath(cfg, spec) if cfg.global_path else None
+        self.needs = add_global_needs(TFLocalHead.needs, cfg)
         d = cfg.width
         grid = spec.grid
         self.max_text = int(cfg.max_text_tokens)
@@ -46,14 +55,34 @@ class TFLocalHead(nn.Module):
                 {"text": nn.Linear(d, d, bias=False), "image": nn.Linear(d, d, bias=False)}
             )
             self.align_scale = nn.Parameter(torch.tensor(10.0))
+        if self.global_path is not None:
+            self.summary_scale = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
         x, key_mask, (P, T) = self._encode(batch, upto=len(self.blocks))
         x = self.norm(x)
         score = self.score(x[:, 0]).squeeze(-1).float()
+        if self.global_path is not None:
+            score = self.summary_scale.float() * score
         if self.align is not None:
             score = score + self.align_scale.float() * self._alignment(x, key_mask, P, T)
-        return score
+        return score if self.global_path is None else self.global_path(batch, score)
+
+    def mix_weights(self) -> dict[str, float]:
+        """The learned weights of the score's terms (logged during training)."""
+        out = {} if self.align is None else {"mix/align": float(self.align_scale.detach())}
+        if self.global_path is not None:
+            out.update(
+                {
+                    "mix/global": float(self.global_path.weight.detach()),
+                    "mix/summary": float(self.summary_scale.detach()),
+                }
+            )
+        return out
+
+    def auxiliary_scores(self) -> dict[str, torch.Tensor]:
+        """Scores [B] of the last training forward that get their own loss ({'global': g} or {})."""
+        return {} if self.global_path is None else self.global_path.auxiliary_scores()
 
     def _alignment(self, x: torch.Tensor, key_mask: torch.Tensor, P: int, T: int) -> torch.Tensor:
         """Word-region alignment of the final states x [B, S, d]: MaxSim (each real caption

@@ -25,6 +25,9 @@ class RenderConfig:
     """Train images (overrides the split of n)."""
     n_test: int | None = None
     """Images in each of test_id and test_ood."""
+    n_novel: int | None = None
+    """test_novel images (test_ood's held-out combinations, every shape and attribute named with a
+    word outside the shipped vocabulary), rendered in addition to n; default: as many as test_id."""
     seed: int = 0
     counterfactual: bool = False
     """Also render a counterfactual twin per train image (one SWAP negative made true)."""
@@ -35,8 +38,15 @@ class RenderConfig:
     def __post_init__(self) -> None:
         if not self.out:
             raise UserError("shapes: missing 'out': give --out DIR")
-        if min(self.counts) < 0 or self.workers < 1:
-            raise UserError(f"shapes: split sizes {self.counts} and --workers must not be negative")
+        if min(*self.counts, self.novel) < 0 or self.workers < 1:
+            raise UserError(
+                f"shapes: split sizes {(*self.counts, self.novel)} and --workers must not be negative"
+            )
+
+    @property
+    def novel(self) -> int:
+        """test_novel images."""
+        return self.counts[1] if self.n_novel is None else self.n_novel
 
     @property
     def counts(self) -> tuple[int, int, int]:

@@ -28,7 +28,9 @@ from typing import Any
 
 from tflocal.shapesworld.vocab import HELD_OUT_COLOR_SHAPE, HELD_OUT_RELATIONS
 
-SPLITS = ("train", "test_id", "test_ood")
+SPLITS = ("train", "test_id", "test_ood", "test_novel")
+"""``test_novel``: scenes like ``test_ood``'s, every object and attribute named with a word the
+shipped vocabulary does not hold (:mod:`tflocal.shapesworld.novel`); written only when asked for."""
 
 PLAN_RELATION: list[list[tuple[str, str | None]]] = [
     [("swap", "attribute")],
@@ -173,7 +175,7 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
     pairs = [tuple(p) for p in cfg["held_out_color_shape"]]
     facts = [tuple(f) for f in cfg["held_out_relations"]]
     force = None
-    if split == "test_ood":
+    if split in ("test_ood", "test_novel"):
         items = [{"pair": p} for p in pairs] + [{"fact": f} for f in facts]
         force = items[index % len(items)]
     scene = sample_scene(rng, cfg["image_size"], [] if force else pairs, [] if force else facts, force)
@@ -233,6 +235,10 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
     if twin is not None:
         out["group"] = item_id
         out["counterfactual"] = twin
+    if split == "test_novel":
+        from tflocal.shapesworld.novel import rename_item
+
+        rename_item(out)
     return out
 
 
@@ -246,24 +252,26 @@ def generate(
     workers: int = 2,
     progress: bool = True,
     counterfactual: bool = False,
+    n_test_novel: int = 0,
 ) -> dict[str, Any]:
     """Write ShapesWorld under ``out_dir``: ``images/<split>/NNNNNN.png``, ``<split>.jsonl``
-    and ``meta.json``. Returns the summary also stored in ``meta.json``."""
+    and ``meta.json`` (``test_novel`` only when ``n_test_novel`` > 0). Returns the summary also
+    stored in ``meta.json``."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
 
     from tflocal.errors import UserError
 
-    if min(n_train, n_test_id, n_test_ood) < 0 or image_size < 48:
+    if min(n_train, n_test_id, n_test_ood, n_test_novel) < 0 or image_size < 48:
         raise UserError("shapes: image counts must be >= 0 and --image-size >= 48")
     out = Path(out_dir)
     cfg = asdict(ShapesConfig(seed=seed, image_size=image_size, counterfactual=counterfactual))
-    counts = {"train": n_train, "test_id": n_test_id, "test_ood": n_test_ood}
+    counts = {"train": n_train, "test_id": n_test_id, "test_ood": n_test_ood, "test_novel": n_test_novel}
     stats: dict[str, dict[str, int]] = {}
     pool = get_context("fork").Pool(workers) if workers > 1 else None
     try:
-        for split in SPLITS:
+        for split in [s for s in SPLITS if s != "test_novel" or n_test_novel > 0]:
             (out / "images" / split).mkdir(parents=True, exist_ok=True)
             tasks = [(cfg, split, i, str(out)) for i in range(counts[split])]
             it = pool.imap(make_item, tasks, chunksize=32) if pool else map(make_item, tasks)
