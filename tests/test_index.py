@@ -186,7 +186,9 @@ def test_late_first_stage_recall_against_brute_force(corpus):
             want, _ = late.exhaustive(texts, k=10)
             got, scores, n_scored = late.search(texts, k=10)
             assert n_scored <= n_cand < cache.n_images
-            np.testing.assert_allclose(scores, late.score(texts, got), rtol=0, atol=0)
+            # the same head on the same rows; the batch differs (N candidates vs 10), and the global
+            # path's MLP runs batched BLAS whose last float bit depends on the batch size
+            np.testing.assert_allclose(scores, late.score(texts, got), rtol=1e-6, atol=1e-6)
             hits.append(len(set(got) & set(want)) / 10)
         assert np.mean(hits) >= want_recall, (name, np.mean(hits))
         # fusion: extra candidates are scored exactly too
