@@ -37,6 +37,7 @@ from cache_tools.encoders.base import Encoder
 from cache_tools.errors import UserError
 from cache_tools.images import crop_boxes
 from cache_tools.pipeline import ImageLoader, Part, encode_part
+from cache_tools.progress import progress as progress_bar
 from cache_tools.records import ImageRecord
 from cache_tools.schema import FORMAT_VERSION, encoder_signature
 from cache_tools.shards import concat_caches
@@ -215,7 +216,7 @@ def write_cache(
 
     n_range = None if hi is None else hi - lo
     n_parts_done = 0
-    bar = progress(
+    bar = progress_bar(
         total=n_range, desc=f"caching {target.name}", unit="img", disable=not progress, smoothing=0.1
     )
     loader = ImageLoader(encoder, crops)
