@@ -164,14 +164,40 @@ TOWER_PAIRS: dict[str, tuple[Any, Any]] = {"effnet-lite0+minilm": (_effnet_lite0
 """spec -> (image tower builder, (text model, tokenizer) builder)."""
 
 
+TEXT_VARIANTS = {"": None, "@text-bf16": "bf16"}
+"""Name suffix -> the text tower's precision (None: the ``precision`` argument). ``@text-bf16``
+runs MiniLM under bf16 autocast (~1.7x faster on CPUs with native bf16, avx512_bf16 / AMX;
+tokens within ~0.02 of fp32, min cosine 0.9999); the image tower stays in ``precision``
+(EfficientNet-Lite's ReLU6 features move by up to 3 in bf16). The suffix is part of the
+encoder name, so the cache records it and raw scoring loads the same towers."""
+
+
 def load(spec: str, device: torch.device, precision: str, name: str) -> TowersEncoder:
-    if spec not in TOWER_PAIRS:
-        raise UserError(f"unknown tower pair {spec!r} in {name!r}: choose one of {', '.join(TOWER_PAIRS)}")
-    image_builder, text_builder = TOWER_PAIRS[spec]
+    suffix = next((s for s in TEXT_VARIANTS if s and spec.endswith(s)), "")
+    pair = spec[: len(spec) - len(suffix)]
+    if pair not in TOWER_PAIRS:
+        choices = ", ".join(p + s for p in TOWER_PAIRS for s in TEXT_VARIANTS)
+        raise UserError(f"unknown tower pair {spec!r} in {name!r}: choose one of {choices}")
+    image_builder, text_builder = TOWER_PAIRS[pair]
     text_model, tokenizer = text_builder()
     return TowersEncoder(
-        image_builder(), text_model, tokenizer, name=name, device=device, precision=precision
+        image_builder(),
+        text_model,
+        tokenizer,
+        name=name,
+        device=device,
+        precision=precision,
+        text_precision=TEXT_VARIANTS[suffix],
     )
+
+
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (oneDNN: avx512_bf16 or AMX), i.e. whether
+    ``@text-bf16`` is a speed-up here."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class TowersEncoder(Encoder):
@@ -186,6 +212,7 @@ class TowersEncoder(Encoder):
         device: torch.device | str = "cpu",
         precision: str = "fp32",
         image_size: int = 224,
+        text_precision: str | None = None,
     ):
 
         self.image_dim = self.global_image_dim = int(image_model._bn1.num_features)
@@ -195,6 +222,7 @@ class TowersEncoder(Encoder):
         self.tokenizer = tokenizer
         self.name = name
         self.precision = precision
+        self.text_precision = text_precision or precision
         self.space = "hidden"
         self.global_space = "none"
         self.image_size = (image_size, image_size)
@@ -281,7 +309,7 @@ class TowersEncoder(Encoder):
                     "attention_mask": mask.long(),
                     "token_type_ids": torch.zeros_like(input_ids),
                 }
-                with get_autocast(self.precision, self.device):
+                with get_autocast(self.text_precision, self.device):
                     out = self.text_model(**{k: v.to(self.device) for k, v in batch.items()})
                 states = out.last_hidden_state.float().cpu()  # [g, width, dim]
                 m = mask.unsqueeze(-1).float()
