@@ -166,7 +166,7 @@ def bench_caching(
     if compare:
         o = best[compare]
         c2 = open_cache(outs[compare])
-        rows = np.arange(min(len(c), 2000))
+        rows = np.arange(min(len(c.strings), 2000))
         diff = max(float(np.abs(c.tokens(int(t)).astype(np.float32) - c2.tokens(int(t))).max()) for t in rows)
         gdiff = float(np.abs(c.text_global[: len(rows)] - c2.text_global[: len(rows)]).max())
         pdiff = float(

@@ -230,6 +230,7 @@ class TowersEncoder(Encoder):
         self.grid = (side, side)
         self.text_dim = self.global_text_dim = int(text_model.config.hidden_size)
         self.context_length = MINILM_MAX_LENGTH
+        self.sorts_texts = True
         self._transform = lite_transform(image_size)
         self.device = torch.device("cpu")
         self.to(device)
