@@ -188,6 +188,34 @@ def bench_caching(
     return fig
 
 
+def bench_text_order(encoder_name: str, n: int, batch_size: int, device: str, tmp: Path) -> dict:
+    """``cache_tools.encode.encode_texts`` on the distinct captions of ``n`` ShapesWorld records:
+    as before (batches of ``batch_size`` in order of first appearance) vs now (shortest first,
+    16 batches per call to an encoder that sorts itself); interleaved, best of two."""
+    import cache_tools.encode as encode
+    from cache_tools.encoders import load_encoder
+
+    enc = load_encoder(encoder_name, device=device)
+    texts = [t.text for r in shapes_records(n, tmp) for t in r.texts]
+    enc.encode_texts(texts[:4])
+
+    def before() -> float:
+        t0 = time.perf_counter()
+        unique = list(dict.fromkeys(texts))
+        for i in range(0, len(unique), batch_size):
+            enc.encode_texts(unique[i : i + batch_size])
+        return time.perf_counter() - t0
+
+    def now() -> float:
+        t0 = time.perf_counter()
+        encode.encode_texts(enc, texts, batch_size)
+        return time.perf_counter() - t0
+
+    b, a = min(before(), before()), min(now(), now())
+    print(f"text order: {len(set(texts))} distinct captions, before {b:.2f} s, now {a:.2f} s, {b / a:.3f}x")
+    return {"text_order_speedup_ratio": round(b / a, 3)}
+
+
 def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -> dict:
     rng = np.random.default_rng(0)
     path = tmp / "reads.h5"
@@ -256,6 +284,7 @@ def main() -> None:
     ap.add_argument("--skip-caching", action="store_true")
     ap.add_argument("--skip-reads", action="store_true")
     ap.add_argument("--shapes", action="store_true", help="ShapesWorld records (real captions + negatives)")
+    ap.add_argument("--text-order", action="store_true", help="time caption order/batching (ShapesWorld)")
     ap.add_argument("--compare", default="", help="a second encoder name timed alike (e.g. ...@text-bf16)")
     args = ap.parse_args()
     figures: dict = {}
@@ -265,6 +294,12 @@ def main() -> None:
             name = args.encoder or local_vit_b32(tmp)
             figures.update(
                 bench_caching(name, args.n, args.batch_size, args.device, tmp, args.shapes, args.compare)
+            )
+        if args.text_order:
+            figures.update(
+                bench_text_order(
+                    args.encoder or "towers:effnet-lite0+minilm", args.n, args.batch_size, args.device, tmp
+                )
             )
         if not args.skip_reads:
             figures.update(bench_reads(args.read_n, args.read_batch, tmp))

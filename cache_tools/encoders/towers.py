@@ -22,7 +22,11 @@ Speed (the encoder is frozen, so these change only float rounding, ~1e-5 relativ
   ``CPU_IMAGE_SUB_BATCH`` images (the activations of 8 images stay in cache; 32 at once do not).
 * text: each caption is tokenized once; inside ``encode_texts`` captions are sorted by length
   and cut into sub-batches padded only to their own longest caption (:func:`_length_groups`
-  trades padding against the per-forward cost), then returned in the original order.
+  trades padding against the per-forward cost), then returned in the original order
+  (``sorts_texts``: :func:`cache_tools.encode.encode_texts` passes 16 batches per call).
+* ``towers:effnet-lite0+minilm@text-bf16`` runs MiniLM under bf16 autocast (the image tower
+  stays fp32): MiniLM is ~2/3 of the quickstart's caching time and ~1.6-1.8x faster in bf16 on
+  CPUs with native bf16 (:func:`native_bf16`); tokens move by < 0.02 (cosine > 0.9999).
 
 :func:`reference_encode_images` / :func:`reference_encode_texts` keep the plain path (unfused
 model, one padded batch) for tests and ``bench/encoders.py``.
