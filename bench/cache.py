@@ -167,11 +167,13 @@ def bench_caching(
         o = best[compare]
         c2 = open_cache(outs[compare])
         rows = np.arange(min(len(c.strings), 2000))
-        diff = max(float(np.abs(c.tokens(int(t)).astype(np.float32) - c2.tokens(int(t))).max()) for t in rows)
-        gdiff = float(np.abs(c.text_global[: len(rows)] - c2.text_global[: len(rows)]).max())
-        pdiff = float(
-            np.abs(c.patches(np.arange(len(c.image_ids))) - c2.patches(np.arange(len(c.image_ids)))).max()
+        diff = max(
+            float(np.abs(np.asarray(a, np.float32) - b).max())
+            for a, b in zip(c.tokens(rows), c2.tokens(rows))
         )
+        gdiff = float(np.abs(c.text_global(rows) - c2.text_global(rows)).max())
+        imgs = np.arange(len(c.image_ids))
+        pdiff = float(np.abs(np.asarray(c.patches(imgs), np.float32) - c2.patches(imgs)).max())
         print(f"  vs {compare}:")
         print(f"    text forward ratio      {b['texts'] / o['texts']:8.3f}x faster")
         print(f"    caching time ratio      {b['cache'] / o['cache']:8.3f}x faster")
