@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cache_tools.arrays import write_arrays  # noqa: E402
+from cache_tools.encode import TEXT_CALL_BATCHES  # noqa: E402
 from cache_tools.images import load_image  # noqa: E402
 from cache_tools.reader import chunk_shuffle, open_cache  # noqa: E402
 from cache_tools.records import ImageRecord, TextRecord  # noqa: E402
@@ -114,8 +115,12 @@ def bench_caching(
                 enc.encode_images(torch.stack(pixels[i : i + batch_size])).patches.float().cpu()
             sync()
             t1 = time.perf_counter()
-            for i in range(0, len(texts), batch_size):
-                [t.float().cpu() for t in enc.encode_texts(texts[i : i + batch_size]).tokens]
+            # the calls cache_tools.encode.encode_texts makes: shortest first, several batches
+            # per call for an encoder that sorts and sub-batches itself
+            step = batch_size * (TEXT_CALL_BATCHES if getattr(enc, "sorts_texts", False) else 1)
+            ordered = sorted(texts, key=len)
+            for i in range(0, len(ordered), step):
+                [t.float().cpu() for t in enc.encode_texts(ordered[i : i + step]).tokens]
         sync()
         return t1 - t0, time.perf_counter() - t1
 
