@@ -9,11 +9,17 @@
     python bench/cache.py                      # random-weight ViT-B-32 built locally, 128 images
     python bench/cache.py --encoder towers:effnet-lite0+minilm --n 256
     python bench/cache.py --device cuda --n 2048 --batch-size 256
+    # the quickstart's encoder on ShapesWorld, fp32 vs the bf16 text tower, caching only:
+    python bench/cache.py --encoder towers:effnet-lite0+minilm --shapes --n 128 --batch-size 64 \
+        --compare towers:effnet-lite0+minilm@text-bf16 --skip-reads
+
+The last line printed is a JSON object of the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -26,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cache_tools.arrays import write_arrays  # noqa: E402
+from cache_tools.encode import TEXT_CALL_BATCHES  # noqa: E402
 from cache_tools.images import load_image  # noqa: E402
 from cache_tools.reader import chunk_shuffle, open_cache  # noqa: E402
 from cache_tools.records import ImageRecord, TextRecord  # noqa: E402
@@ -71,56 +78,152 @@ def local_vit_b32(tmp: Path) -> str:
     return f"openclip:ViT-B-32@{path}"
 
 
-def bench_caching(encoder_name: str, n: int, batch_size: int, device: str, tmp: Path) -> None:
+def shapes_records(n: int, tmp: Path) -> list[ImageRecord]:
+    """The first ``n`` training records of a freshly rendered ShapesWorld (real captions with
+    their hard negatives, as the quickstart caches them)."""
+    from cache_tools.sources import open_source
+    from tflocal.shapesworld.generate import generate
+
+    generate(tmp / "shapes", n_train=n, n_test_id=1, n_test_ood=1, seed=0, workers=1, progress=False)
+    return list(open_source(f"shapesworld:{tmp / 'shapes'}", split="train"))[:n]
+
+
+def bench_caching(
+    encoder_name: str, n: int, batch_size: int, device: str, tmp: Path, shapes: bool, compare: str
+) -> dict:
+    """Caching time vs the encoder's own forward (images, then each distinct caption once) on
+    the same records; with ``compare``: a second encoder name (e.g. the ``@text-bf16`` towers)
+    timed alike, interleaved, and how far its cached tokens are from the first's."""
     from cache_tools.encoders import load_encoder
 
-    recs = make_images(tmp, n)
-    enc = load_encoder(encoder_name, device=device)
-    # warm-up (first-call allocations, lazy inits)
-    enc.encode_images(torch.stack([enc.preprocess(load_image(r)) for r in recs[:2]]).to(enc.device))
-    enc.encode_texts([t.text for r in recs[:2] for t in r.texts])
-    pixels = [enc.preprocess(load_image(r)) for r in recs]
+    recs = shapes_records(n, tmp) if shapes else make_images(tmp, n)
+    n = len(recs)
+    names = [encoder_name] + ([compare] if compare else [])
+    encs = {name: load_encoder(name, device=device) for name in names}
     texts = list(dict.fromkeys(t.text for r in recs for t in r.texts))
-    sync = torch.cuda.synchronize if enc.device.type == "cuda" else (lambda: None)
+    first = encs[encoder_name]
+    pixels = [first.preprocess(load_image(r)) for r in recs]
+    for enc in encs.values():  # warm-up (first-call allocations, lazy inits)
+        enc.encode_images(torch.stack(pixels[:2]).to(enc.device))
+        enc.encode_texts(texts[:2])
+    sync = torch.cuda.synchronize if first.device.type == "cuda" else (lambda: None)
 
-    def forward_only() -> float:
+    def forward_only(enc) -> tuple[float, float]:
         t0 = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, n, batch_size):
-                out = enc.encode_images(torch.stack(pixels[i : i + batch_size]))
-                out.patches.float().cpu()
-            for i in range(0, len(texts), batch_size):
-                out = enc.encode_texts(texts[i : i + batch_size])
-                [t.float().cpu() for t in out.tokens]
+                enc.encode_images(torch.stack(pixels[i : i + batch_size])).patches.float().cpu()
+            sync()
+            t1 = time.perf_counter()
+            # the calls cache_tools.encode.encode_texts makes: shortest first, several batches
+            # per call for an encoder that sorts and sub-batches itself
+            step = batch_size * (TEXT_CALL_BATCHES if getattr(enc, "sorts_texts", False) else 1)
+            ordered = sorted(texts, key=len)
+            for i in range(0, len(ordered), step):
+                [t.float().cpu() for t in enc.encode_texts(ordered[i : i + step]).tokens]
         sync()
-        return time.perf_counter() - t0
+        return t1 - t0, time.perf_counter() - t1
 
-    def caching(k: int) -> tuple[float, Path]:
+    def caching(enc, k: int) -> tuple[float, Path]:
         out = tmp / f"bench{k}.h5"
+        out.unlink(missing_ok=True)
         t0 = time.perf_counter()
         write_cache(recs, enc, out, batch_size=batch_size, progress=False)
         sync()
         return time.perf_counter() - t0, out
 
-    # interleave to share the machine's noise: forward, cache, forward, cache
-    f1, (c1, out) = forward_only(), caching(1)
-    f2, (c2, _) = forward_only(), caching(2)
-    fwd, cache_t = min(f1, f2), min(c1, c2)
-    c = open_cache(out)
+    # interleave to share the machine's noise: forward, cache, forward, cache (per encoder)
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    outs: dict[str, Path] = {}
+    for rep in range(2):
+        for k, (name, enc) in enumerate(encs.items()):
+            img_t, txt_t = forward_only(enc)
+            cache_t, outs[name] = caching(enc, 2 * k + rep)
+            for key, v in (("images", img_t), ("texts", txt_t), ("cache", cache_t)):
+                times[name].setdefault(key, []).append(v)
+    best = {name: {k: min(v) for k, v in t.items()} for name, t in times.items()}
+    b = best[encoder_name]
+    fwd, cache_t = b["images"] + b["texts"], b["cache"]
+    c = open_cache(outs[encoder_name])
     payload = c.payload_bytes()
-    size = out.stat().st_size
+    size = outs[encoder_name].stat().st_size
     print(
-        f"encoder {encoder_name} on {enc.device}, {n} images, {len(texts)} unique texts, batch {batch_size}"
+        f"encoder {encoder_name} on {first.device} ({torch.get_num_threads()} threads), {n} images, "
+        f"{len(texts)} distinct texts, batch {batch_size}, {'ShapesWorld' if shapes else 'synthetic'}"
     )
-    print(f"  encoder forward only      {fwd:8.2f} s   {n / fwd:8.1f} img/s")
+    print(f"  image forward             {b['images']:8.2f} s   {n / b['images']:8.1f} img/s")
+    print(f"  text forward              {b['texts']:8.2f} s   {len(texts) / b['texts']:8.1f} texts/s")
+    print(f"  text share of forward     {b['texts'] / fwd:8.3f}")
     print(f"  write_cache (end to end)  {cache_t:8.2f} s   {n / cache_t:8.1f} img/s")
     print(f"  caching / forward         {cache_t / fwd:8.3f}   (target <= 1.15)")
     print(
         f"  file size / raw payload   {size / payload:8.3f}   ({size / 2**20:.1f} MiB / {payload / 2**20:.1f} MiB; target <= 1.05)"
     )
+    fig = {
+        "encoder": encoder_name,
+        "images": n,
+        "distinct_texts": len(texts),
+        "threads": torch.get_num_threads(),
+        "text_share_of_forward": round(b["texts"] / fwd, 3),
+        "caching_over_forward_ratio": round(cache_t / fwd, 3),
+        "file_over_payload_ratio": round(size / payload, 3),
+    }
+    if compare:
+        o = best[compare]
+        c2 = open_cache(outs[compare])
+        rows = np.arange(min(len(c.strings), 2000))
+        diff = max(
+            float(np.abs(np.asarray(a, np.float32) - b).max())
+            for a, b in zip(c.tokens(rows), c2.tokens(rows))
+        )
+        gdiff = float(np.abs(c.text_global(rows) - c2.text_global(rows)).max())
+        imgs = np.arange(len(c.image_ids))
+        pdiff = float(np.abs(np.asarray(c.patches(imgs), np.float32) - c2.patches(imgs)).max())
+        print(f"  vs {compare}:")
+        print(f"    text forward ratio      {b['texts'] / o['texts']:8.3f}x faster")
+        print(f"    caching time ratio      {b['cache'] / o['cache']:8.3f}x faster")
+        print(f"    cached tokens max |diff| {diff:.4f}, text globals {gdiff:.5f}, patches {pdiff:.4f}")
+        fig.update(
+            compare=compare,
+            text_forward_speedup_ratio=round(b["texts"] / o["texts"], 3),
+            caching_speedup_ratio=round(b["cache"] / o["cache"], 3),
+            compare_caching_over_forward_ratio=round(o["cache"] / (o["images"] + o["texts"]), 3),
+            compare_token_max_abs_diff=round(diff, 4),
+            compare_text_global_max_abs_diff=round(gdiff, 5),
+            compare_patch_max_abs_diff=round(pdiff, 4),
+        )
+    return fig
 
 
-def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -> None:
+def bench_text_order(encoder_name: str, n: int, batch_size: int, device: str, tmp: Path) -> dict:
+    """``cache_tools.encode.encode_texts`` on the distinct captions of ``n`` ShapesWorld records:
+    as before (batches of ``batch_size`` in order of first appearance) vs now (shortest first,
+    16 batches per call to an encoder that sorts itself); interleaved, best of two."""
+    import cache_tools.encode as encode
+    from cache_tools.encoders import load_encoder
+
+    enc = load_encoder(encoder_name, device=device)
+    texts = [t.text for r in shapes_records(n, tmp) for t in r.texts]
+    enc.encode_texts(texts[:4])
+
+    def before() -> float:
+        t0 = time.perf_counter()
+        unique = list(dict.fromkeys(texts))
+        for i in range(0, len(unique), batch_size):
+            enc.encode_texts(unique[i : i + batch_size])
+        return time.perf_counter() - t0
+
+    def now() -> float:
+        t0 = time.perf_counter()
+        encode.encode_texts(enc, texts, batch_size)
+        return time.perf_counter() - t0
+
+    b, a = min(before(), before()), min(now(), now())
+    print(f"text order: {len(set(texts))} distinct captions, before {b:.2f} s, now {a:.2f} s, {b / a:.3f}x")
+    return {"text_order_speedup_ratio": round(b / a, 3)}
+
+
+def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -> dict:
     rng = np.random.default_rng(0)
     path = tmp / "reads.h5"
     patches = rng.standard_normal((n, p, d), dtype=np.float32).astype(np.float16)
@@ -171,6 +274,10 @@ def bench_reads(n: int, batch_size: int, tmp: Path, p: int = 49, d: int = 768) -
     print(
         f"  per-sample fancy indexing {fancy:10.0f} img/s   ratio {fancy / s:.2f} (what chunk shuffling avoids)"
     )
+    return {
+        "shuffled_over_sequential_read_ratio": round(sh / s, 3),
+        "fancy_over_sequential_read_ratio": round(fancy / s, 3),
+    }
 
 
 def main() -> None:
@@ -182,13 +289,28 @@ def main() -> None:
     ap.add_argument("--read-n", type=int, default=6000, help="images in the read benchmark")
     ap.add_argument("--read-batch", type=int, default=256)
     ap.add_argument("--skip-caching", action="store_true")
+    ap.add_argument("--skip-reads", action="store_true")
+    ap.add_argument("--shapes", action="store_true", help="ShapesWorld records (real captions + negatives)")
+    ap.add_argument("--text-order", action="store_true", help="time caption order/batching (ShapesWorld)")
+    ap.add_argument("--compare", default="", help="a second encoder name timed alike (e.g. ...@text-bf16)")
     args = ap.parse_args()
+    figures: dict = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if not args.skip_caching:
             name = args.encoder or local_vit_b32(tmp)
-            bench_caching(name, args.n, args.batch_size, args.device, tmp)
-        bench_reads(args.read_n, args.read_batch, tmp)
+            figures.update(
+                bench_caching(name, args.n, args.batch_size, args.device, tmp, args.shapes, args.compare)
+            )
+        if args.text_order:
+            figures.update(
+                bench_text_order(
+                    args.encoder or "towers:effnet-lite0+minilm", args.n, args.batch_size, args.device, tmp
+                )
+            )
+        if not args.skip_reads:
+            figures.update(bench_reads(args.read_n, args.read_batch, tmp))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -89,6 +89,11 @@ def encode_images(
     )
 
 
+TEXT_CALL_BATCHES = 16
+"""An encoder that sorts and sub-batches captions itself (``sorts_texts``) gets this many
+batches of distinct captions per call."""
+
+
 @torch.inference_mode()
 def encode_texts(
     encoder: Encoder,
@@ -96,13 +101,17 @@ def encode_texts(
     batch_size: int = 64,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> EncodedTexts:
-    """B captions -> :class:`EncodedTexts`. Each distinct string is encoded once, in forwards of
-    ``batch_size`` distinct strings in order of first appearance; ``on_batch(done, total)``
+    """B captions -> :class:`EncodedTexts`. Each distinct string is encoded once. The distinct
+    strings go to the encoder shortest first (by characters; ties in order of first appearance,
+    so the order is deterministic), in calls of ``batch_size`` strings, or of
+    ``TEXT_CALL_BATCHES * batch_size`` for an encoder that sorts by tokens and sub-batches
+    itself: batches of like lengths pad less and need fewer forwards. ``on_batch(done, total)``
     reports progress over the distinct strings."""
-    unique = list(dict.fromkeys(texts))
+    unique = sorted(dict.fromkeys(texts), key=len)  # stable: ties keep first appearance
+    step = batch_size * (TEXT_CALL_BATCHES if getattr(encoder, "sorts_texts", False) else 1)
     encoded: dict[str, tuple[np.ndarray, list[str], np.ndarray, bool]] = {}
-    for i in range(0, len(unique), batch_size):
-        chunk = unique[i : i + batch_size]
+    for i in range(0, len(unique), step):
+        chunk = unique[i : i + step]
         if on_batch is not None:
             on_batch(i, len(unique))
         out = encoder.encode_texts(chunk)

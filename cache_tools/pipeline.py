@@ -4,6 +4,7 @@ then the part's captions (each distinct string once), through :mod:`cache_tools.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -182,7 +183,9 @@ def encode_part(
         _add_record(part, record, row, keep)
 
     def on_batch(done: int, total: int) -> None:
-        bar.set_postfix_str(f"texts {done}/{total}", refresh=(done // batch_size) % 8 == 0 or done == total)
+        # redraw at the bar's own pace (every 30 s into a log file, see cache_tools.progress)
+        due = time.time() - getattr(bar, "last_print_t", 0.0) >= getattr(bar, "mininterval", 0.0)
+        bar.set_postfix_str(f"texts {done}/{total}", refresh=due or done == total)
 
     enc = encode_texts(encoder, part.texts, batch_size, on_batch=on_batch)
     part.tokens = enc.tokens

@@ -45,6 +45,8 @@ def test_metadata(towers):
         384,
     )
     assert meta["context_length"] == 256
+    # the grid covers the central 224 crop of the image resized to 256 (cache_tools.geometry)
+    assert meta["patch_geometry"] == {"mode": "center_crop", "resize": 256, "crop": 224}
 
 
 def test_image_grid_global_and_imagenet_sanity(towers):
@@ -129,3 +131,24 @@ def test_text_independent_of_batch_composition_and_order(towers):
         assert torch.allclose(alone.global_[0], out.global_[i], atol=1e-5)
     empty = towers.encode_texts([])
     assert empty.tokens == [] and empty.global_.shape == (0, 384)
+
+
+def test_text_bf16_variant_keeps_images_and_stays_close_on_text(towers):
+    """``@text-bf16``: MiniLM under bf16 autocast, tokens within 0.05 of fp32 (cosine > 0.999),
+    the image tower untouched; the suffix is part of the name the cache records."""
+    from cache_tools.errors import UserError
+
+    fast = load_encoder("towers:effnet-lite0+minilm@text-bf16")
+    assert (fast.precision, fast.text_precision) == ("fp32", "bf16")
+    assert fast.metadata()["encoder"] == "towers:effnet-lite0+minilm@text-bf16"
+    texts = ["a large red circle is above a blue striped diamond", "two dogs.", "a small green star"]
+    a, b = towers.encode_texts(texts), fast.encode_texts(texts)
+    assert a.token_strings == b.token_strings
+    for x, y in zip(a.tokens, b.tokens):
+        assert float((x - y).abs().max()) < 0.05
+        assert float(torch.nn.functional.cosine_similarity(x, y).min()) > 0.999
+    assert float((a.global_ - b.global_).abs().max()) < 0.01
+    x = towers.preprocess(_grace_hopper())[None]
+    assert torch.equal(towers.encode_images(x).patches, fast.encode_images(x).patches)
+    with pytest.raises(UserError, match="effnet-lite0\\+minilm@text-bf16"):
+        load_encoder("towers:effnet-lite0+minilm@int4")

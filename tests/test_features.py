@@ -94,3 +94,23 @@ def test_cache_and_raw_pair_batches_hold_the_same_values(cache_and_raw):
         assert x.dtype == y.dtype and x.shape == y.shape, field
         assert torch.equal(x, y), field
     assert torch.allclose(a.crops, b.crops, atol=1e-6) and a.captions == b.captions
+
+
+@pytest.mark.parametrize("n_tokens", [None, 4, 12])
+def test_layouts_from_cache_match_parsing_every_time(cache_and_raw, n_tokens):
+    """The per-row layout memo gives exactly layout_tensors' tensors, first call and memo hits,
+    with repeated rows and any padding width."""
+    from tflocal.concepts.layout import layout_from_cache
+    from tflocal.features import _LAYOUTS, layouts_from_cache
+
+    _, cache, _, _ = cache_and_raw
+    rows = np.array([3, 0, 3, 7, 1, 14, 0])
+    _LAYOUTS.pop(cache, None)
+    want = layout_from_cache(cache, rows, n_tokens)
+    assert want["segments"].any()  # the captions parse into objects
+    for _ in range(2):
+        got = layouts_from_cache(cache, rows, n_tokens)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), k
+    assert set(_LAYOUTS[cache]) == set(rows.tolist())

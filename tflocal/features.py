@@ -15,6 +15,7 @@ on both paths, and the caption layouts of the ``segments`` read-out are built he
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -24,7 +25,13 @@ import torch
 
 from cache_tools.encode import EncodedImages, EncodedTexts, encode_images, encode_texts
 from cache_tools.padding import pad_tokens
-from tflocal.concepts.layout import LAYOUT_FIELDS, layout_from_cache, layout_tensors
+from tflocal.concepts.layout import (
+    LAYOUT_FIELDS,
+    MAX_OBJECTS,
+    MAX_RELATIONS,
+    caption_layout,
+    layout_tensors,
+)
 from tflocal.models.batch import PairBatch
 
 IMAGE_FIELDS = ("patches", "patch_mask", "image_global", "crops")
@@ -134,6 +141,38 @@ def _text_side(
     return side
 
 
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""cache -> {text row: caption_layout(...)}: each cached caption is parsed once per process,
+not in every batch it appears in (parsing was most of a segments-head batch's build time)."""
+
+
+def layouts_from_cache(cache: Any, rows: np.ndarray, n_tokens: int | None = None) -> dict[str, torch.Tensor]:
+    """:func:`tflocal.concepts.layout.layout_tensors` of cache texts ``rows`` [N], the same
+    tensors (``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool [N, R, n_tokens],
+    ``relations`` long [N, R, 2]), with each row's layout computed once per cache and reused."""
+    memo = _LAYOUTS.setdefault(cache, {})
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    missing = [r for r in dict.fromkeys(rows.tolist()) if r not in memo]
+    if missing:
+        for r, toks in zip(missing, cache.token_strings_batch(np.asarray(missing, dtype=np.int64))):
+            memo[r] = caption_layout(str(cache.strings[r]), list(toks))
+    layouts = [memo[r] for r in rows.tolist()]
+    if n_tokens is None:
+        n_tokens = max((o.shape[1] for o, _, _ in layouts), default=0)
+    n = len(rows)
+    seg = np.zeros((n, MAX_OBJECTS, n_tokens), dtype=bool)
+    rtok = np.zeros((n, MAX_RELATIONS, n_tokens), dtype=bool)
+    rel = np.full((n, MAX_RELATIONS, 2), -1, dtype=np.int64)
+    for i, (o, rt, ra) in enumerate(layouts):
+        t = min(n_tokens, o.shape[1])
+        seg[i, :, :t], rtok[i, :, :t], rel[i] = o[:, :t], rt[:, :t], ra
+    return {
+        "segments": torch.from_numpy(seg),
+        "relation_tokens": torch.from_numpy(rtok),
+        "relations": torch.from_numpy(rel),
+    }
+
+
 def texts_from_cache(
     cache: Any, rows: np.ndarray, needs: Sequence[str], max_tokens: int | None = None
 ) -> TextSide:
@@ -142,7 +181,7 @@ def texts_from_cache(
     return _text_side(
         set(needs),
         lambda: cache.tokens(rows),
-        lambda n_tok: layout_from_cache(cache, rows, n_tok),
+        lambda n_tok: layouts_from_cache(cache, rows, n_tok),
         lambda: cache.text_global(rows),
         [str(s) for s in cache.strings[rows]],
         int(cache.attrs["text_dim"]),

@@ -108,6 +108,22 @@ class HFEncoder(Encoder):
         cfg = self.image_processor.to_dict()
         return f"{type(self.image_processor).__name__} " + json.dumps(cfg, sort_keys=True, default=str)
 
+    def metadata(self) -> dict[str, Any]:
+        """The base metadata plus ``patch_geometry`` read from the image processor: CLIP resizes
+        the shorter side and center-crops, SigLIP resizes to a square (see cache_tools.geometry)."""
+        meta = super().metadata()
+        cfg = self.image_processor.to_dict()
+        size, crop = cfg.get("size") or {}, cfg.get("crop_size") or {}
+        if cfg.get("do_center_crop") and "shortest_edge" in size and "height" in crop:
+            meta["patch_geometry"] = {
+                "mode": "center_crop",
+                "resize": int(size["shortest_edge"]),
+                "crop": int(crop["height"]),
+            }
+        elif cfg.get("do_resize", True) and not cfg.get("do_center_crop") and "height" in size:
+            meta["patch_geometry"] = {"mode": "stretch", "crop": int(size["height"])}
+        return meta
+
     def tokenize(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[bool]]:
         """-> (model inputs {input_ids [B, L](, attention_mask)}, real-token mask [B, L], truncated)."""
         enc = self.tokenizer(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cache_tools.geometry import covered_box
 from tflocal.evaluate.report import Row
 
 _DEPTH = re.compile(r"^(?P<split>.+)/depth(?P<d>\d+)$")
@@ -25,9 +26,10 @@ def _plt() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | Path, dpi: int) -> Path:
+def _save(fig: Any, path: str | Path, dpi: int, layout: bool = True) -> Path:
     """Lay out, write (making the folder) and close a matplotlib figure; returns the path."""
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
@@ -39,31 +41,68 @@ def _scorers(rows: Sequence[Row]) -> list[str]:
     return list(dict.fromkeys(r.scorer for r in rows))
 
 
+PANEL_COLUMNS = 3
+"""Panels per row of the bar figure (at 4.2 in each and 120 dpi: at most ~1600 px wide)."""
+
+
+def _panels(rows: Sequence[Row]) -> dict[str, list[tuple[str, str]]]:
+    """Rows -> {split: [(subset, metric), ...]} in first-seen order; the split is the part of
+    the subset before its first ``/`` ("" for subsets without one)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        split = r.subset.split("/", 1)[0] if "/" in r.subset else ""
+        key = (r.subset, r.metric)
+        if key not in out.setdefault(split, []):
+            out[split].append(key)
+    return out
+
+
 def subset_bars(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
-    """Grouped bars: one group per (subset, metric) of the rows, one bar per scorer, value in %."""
+    """Horizontal bars, one panel per split (``test_id/...``, ``test_ood/...``; one panel when
+    subsets have no split prefix), a row per (subset, metric) and a bar per scorer, value in %.
+    Panels wrap after :data:`PANEL_COLUMNS`, so the figure fits a page (<= ~1600 px wide)."""
     plt = _plt()
     scorers = _scorers(rows)
-    keys = list(dict.fromkeys((r.subset, r.metric) for r in rows))
+    panels = _panels(rows)
     vals = {(r.subset, r.metric, r.scorer): r.value for r in rows}
-    width = 0.8 / max(1, len(scorers))
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(keys) * max(1, len(scorers)) + 2), 4.2))
-    x = np.arange(len(keys))
-    for j, s in enumerate(scorers):
-        ys = [100 * vals.get((k[0], k[1], s), float("nan")) for k in keys]
-        ax.bar(x + (j - (len(scorers) - 1) / 2) * width, ys, width, label=s)
-    ax.set_xticks(x)
-    ax.set_xticklabels(
-        [k[0] if k[1] in ("accuracy",) else f"{k[0]}\n{k[1]}" for k in keys],
-        rotation=45,
-        ha="right",
-        fontsize=8,
+    cols = max(1, min(PANEL_COLUMNS, len(panels)))
+    nrows = max(1, math.ceil(len(panels) / cols))
+    most = max((len(v) for v in panels.values()), default=1)
+    bar_h = 0.8 / max(1, len(scorers))
+    fig, axes = plt.subplots(
+        nrows,
+        cols,
+        figsize=(4.2 * cols + 0.4, nrows * (0.9 + 0.17 * most * max(1, len(scorers)) ** 0.5 + 0.6)),
+        squeeze=False,
     )
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title or (rows[0].benchmark if rows else ""))
-    ax.legend(fontsize=8)
-    return _save(fig, path, dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    for ax, (split, keys) in zip(axes.ravel(), panels.items()):
+        y = np.arange(len(keys))
+        for j, s in enumerate(scorers):
+            xs = [100 * vals.get((k[0], k[1], s), float("nan")) for k in keys]
+            ax.barh(
+                y + (j - (len(scorers) - 1) / 2) * bar_h, xs, bar_h, label=s, color=colors[j % len(colors)]
+            )
+        labels = []
+        for subset, metric in keys:
+            name = subset[len(split) + 1 :] if split else subset
+            labels.append(name if metric == "accuracy" else f"{name} ({metric})")
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_ylim(len(keys) - 0.5, -0.5)  # first subset on top
+        ax.set_xlim(0, 100)
+        ax.set_xticks([0, 25, 50, 75, 100])
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("%", fontsize=8)
+        ax.set_title(split or "all subsets", fontsize=10)
+    handles, names = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper right", ncol=max(1, len(scorers)), fontsize=8, frameon=False)
+    fig.suptitle(title or (rows[0].benchmark if rows else ""), x=0.02, ha="left", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return _save(fig, path, dpi=120, layout=False)
 
 
 def depth_curves(rows: Sequence[Row]) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
@@ -112,11 +151,15 @@ def alignment_plot(
     image: Any = None,
     caption: str = "",
     max_words: int = 12,
+    geometry: Mapping[str, Any] | None = None,
 ) -> Path:
     """For one caption: a panel per word showing which image regions it attends to.
 
     attention: [T, P] (row t: weights of word t over the P = grid[0] * grid[1] patches, row-major);
-    words: T token strings; image: optional PIL image / HxWx3 array drawn under the heatmap.
+    words: T token strings; image: optional PIL image / HxWx3 array drawn under the heatmap;
+    geometry: the cache's patch geometry (``cache_tools.geometry.geometry_of(cache.attrs)``):
+    the grid is drawn over the part of the image the encoder saw (the central crop for
+    CLIP-style preprocessing), each cell centred where its patch is; None: the whole image.
     Special tokens (``<...>``, ``[...]``) and empty strings are skipped.
     """
     attention = np.asarray(attention, dtype=np.float32)
@@ -141,8 +184,11 @@ def alignment_plot(
         heat = attention[t].reshape(gh, gw)
         if img is not None:
             h, w = img.shape[:2]
+            x0, y0, x1, y1 = covered_box(geometry, w, h)
             ax.imshow(img)
-            ax.imshow(heat, cmap="jet", alpha=0.5, extent=(0, w, h, 0), interpolation="bilinear")
+            ax.imshow(heat, cmap="jet", alpha=0.5, extent=(x0, x1, y1, y0), interpolation="bilinear")
+            ax.set_xlim(0, w)
+            ax.set_ylim(h, 0)
         else:
             ax.imshow(heat, cmap="viridis", interpolation="nearest")
         ax.set_title(words[t].replace("</w>", ""), fontsize=10)
