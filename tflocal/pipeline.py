@@ -31,6 +31,7 @@ import numpy as np
 from cache_tools.build import build_cache
 from cache_tools.config import CacheConfig
 from cache_tools.encoders import load_encoder
+from cache_tools.geometry import geometry_of
 from cache_tools.images import load_image
 from cache_tools.reader import open_cache
 from cache_tools.sources import SOURCES, open_source
@@ -192,6 +193,7 @@ def plot_word_maps(
             out_dir / f"{safe}_text{t}.png",
             image=photos.get(str(cache.image_ids[i])),
             caption=str(cache.strings[t]),
+            geometry=geometry_of(cache.attrs),
         )
         for t, i, att in zip(texts, imgs, maps)
     ]
