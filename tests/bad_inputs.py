@@ -1,6 +1,6 @@
 """The catalogue of bad inputs: what a user does wrong, the command, and what they get.
 
-One table, two uses: ``tests/test_bad_inputs.py`` runs every row (the real CLI, real files, real
+One table, two uses: ``tests/tflocal/test_bad_inputs.py`` runs every row (the real CLI, real files, real
 processes where two writers are involved) and asserts its message; ``python tests/bad_inputs.py``
 writes ``docs/bad_inputs.md`` from the same rows, and a test fails when that file is stale.
 
@@ -198,7 +198,7 @@ def render() -> str:
         "# Bad inputs and what they get",
         "",
         "Generated from `tests/bad_inputs.py` by `python tests/bad_inputs.py`; every row is run by",
-        "`tests/test_bad_inputs.py`, which asserts the message shown here (and fails when this file",
+        "`tests/tflocal/test_bad_inputs.py`, which asserts the message shown here (and fails when this file",
         "is stale). Errors are one line on stderr, `tflocal COMMAND: error: ...`, with exit status 2;",
         "entries a source cannot use are recorded in the cache's `skipped/{item,reason}` and the run goes on.",
         "",

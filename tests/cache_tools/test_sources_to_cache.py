@@ -12,7 +12,7 @@ from cache_tools.reader import open_cache
 from cache_tools.sources import open_source
 from cache_tools.writer import write_cache
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import FakeEncoder  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from tflocal.evaluate import evaluate
 from tflocal.evaluate.coverage import Coverage, coverage
 from tflocal.evaluate.report import write_markdown
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import FakeEncoder  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import pytest
 from tflocal.config import load_config
 from tflocal.errors import UserError
 
-ROOT = Path(__file__).resolve().parent.parent / "configs"
+ROOT = Path(__file__).resolve().parents[2] / "configs"
 KINDS = {
     "cache": "cache_tools.config:CacheConfig",
     "train": "tflocal.train_config:TrainConfig",

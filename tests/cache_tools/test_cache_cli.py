@@ -162,7 +162,7 @@ def test_two_processes_write_two_shards_that_open_as_one_cache(tiny_openclip, ma
         == 0
     )
     out = tmp_path / "multi" / "c.h5"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     cmd = [
         str(Path(sys.executable).parent / "torchrun"),
         "--nproc_per_node",

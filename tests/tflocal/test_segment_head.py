@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.test_models import TOWERS, make_batch
+from tests.tflocal.test_models import TOWERS, make_batch
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, PairBatch, SegmentHead, build_head, maxsim_score
 from tflocal.models.segment_head import grid_coordinates

@@ -19,7 +19,7 @@ from tflocal.errors import UserError
 from tflocal.scorers.sgi import sgi_score
 from tflocal.scoring import load_scorer
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import JOINT, FakeEncoder  # noqa: E402
 
 

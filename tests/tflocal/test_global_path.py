@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cache_tools.arrays import write_arrays
-from tests.test_models import TOWERS, make_batch
+from tests.tflocal.test_models import TOWERS, make_batch
 from tflocal.checkpoint import load_checkpoint, load_head, save_checkpoint
 from tflocal.config import load_config
 from tflocal.models import ModelConfig, PairBatch, build_head

@@ -17,7 +17,7 @@ from tflocal.cli import main
 from tflocal.retrieval import build_index, search_text
 from tflocal.scoring import load_scorer
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_models import make_tiny_openclip  # noqa: E402
 
 QUERY = "a red cube left of a blue ball"

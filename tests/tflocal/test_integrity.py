@@ -30,7 +30,7 @@ from tflocal.errors import UserError
 from tflocal.optim import WarmupCosine
 from tflocal.train import NonFiniteLossError, train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def env() -> dict[str, str]:

@@ -22,7 +22,7 @@ from cache_tools.schema import FORMAT_VERSION, CacheFormatError
 from cache_tools.shards import merge_shards
 from cache_tools.writer import shard_path, write_cache
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import FakeEncoder  # noqa: E402
 
 
@@ -167,8 +167,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     )
     out = tmp_path / "run" / "c.h5"
     out.parent.mkdir()
-    script = RESUME_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path), out=str(out))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    script = RESUME_SCRIPT.format(tests=str(Path(__file__).parents[1]), root=str(tmp_path), out=str(out))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     kills = 0
     # kill -9 at growing delays: mid-part, between parts, during assembly; then let it finish
     for delay in (0.6, 0.9, 1.2, 1.5, 1.8):

@@ -97,7 +97,7 @@ def test_cache_recipes_have_the_cache_keys_and_valid_encoders():
     import yaml
 
     keys = {"encoder", "data", "out", "images", "batch_size", "crops", "precision", "device", "num_workers"}
-    recipes = sorted((Path(__file__).parents[1] / "configs" / "cache").glob("*.yaml"))
+    recipes = sorted((Path(__file__).parents[2] / "configs" / "cache").glob("*.yaml"))
     assert len(recipes) >= 4
     for path in recipes:
         cfg = yaml.safe_load(path.read_text())

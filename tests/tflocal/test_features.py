@@ -19,7 +19,7 @@ from tflocal.features import from_cache, from_raw
 from tflocal.models import ModelConfig, build_head
 from tflocal.scoring import load_scorer
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import FakeEncoder  # noqa: E402
 
 CAPTIONS = [

@@ -16,7 +16,7 @@ from cache_tools.errors import UserError
 from cache_tools.sources import open_source
 
 pytest.importorskip("webdataset")
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import FakeEncoder  # noqa: E402
 
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
@@ -204,10 +204,10 @@ def test_wds_two_real_processes_each_read_their_own_shard(shards, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "c.h5"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
     cmd += [
-        str(Path(__file__).parent / "wds_two_processes.py"),
+        str(Path(__file__).parents[1] / "wds_two_processes.py"),
         f"wds:{shards}/{{00000..00001}}.tar",
         str(out),
     ]

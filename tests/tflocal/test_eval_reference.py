@@ -22,7 +22,7 @@ from tflocal.evaluate import evaluate
 from tflocal.evaluate.report import read_json
 from tflocal.scoring import load_scorer
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_models import make_tiny_openclip  # noqa: E402
 
 WORDS = "red blue green cube ball cone left right of above below a the small big".split()

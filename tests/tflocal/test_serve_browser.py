@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("fastapi", reason="tflocal serve needs fastapi (pip install 'tflocal[serve]')")
 selenium = pytest.importorskip("selenium", reason="the browser test drives Chromium with selenium")
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from serve_setup import build, caption, running_server  # noqa: E402
 
 CHROMIUM = os.environ.get("TFLOCAL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

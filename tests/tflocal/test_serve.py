@@ -17,7 +17,7 @@ pytest.importorskip("httpx", reason="FastAPI's test client needs httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from serve_setup import build, caption, running_server  # noqa: E402
 
 from cache_tools.reader import open_cache  # noqa: E402

@@ -48,7 +48,7 @@ def _one_thread():
 
 def env() -> dict[str, str]:
     e = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     e["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [e.get("PYTHONPATH")])])
     e["OMP_NUM_THREADS"] = "1"
     return e
