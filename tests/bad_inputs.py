@@ -117,6 +117,10 @@ def _no_out_dir(ctx: Ctx) -> None:
     assert not (ctx.tmp / "out").exists(), "a failed run left its output folder"
 
 
+def _no_eval_out(ctx: Ctx) -> None:
+    assert not (ctx.tmp / "ev").exists(), "a failed eval left its output folder"
+
+
 def _log_kept(ctx: Ctx) -> None:
     assert (ctx.tmp / "run" / "log.jsonl").read_text() == ctx.extra["log_before"]
     assert (ctx.tmp / "run" / "last.pt").is_file()
@@ -186,7 +190,7 @@ CASES: list[Case] = [
          "no space left for the checkpoint", lambda c: train_argv(c.bind, c.tmp / "out"), runner="fsize:16384"),
     Case("eval-cache-not-hdf5", "eval", "`--cache` is not an HDF5 file", "is not a readable tflocal cache",
          lambda c: ["eval", "--bench", "sugarcrepe", "--cache", str(not_hdf5(c)), "--scorer", "cosine",
-                    "--out", str(c.tmp / "ev")]),  # fmt: skip
+                    "--out", str(c.tmp / "ev")], check=_no_eval_out),  # fmt: skip
     Case("search-cache-truncated", "search", "`--cache` is a truncated `.h5` file", "is not a readable tflocal cache",
          lambda c: ["search", "--cache", str(truncated(c)), "--query", "a red cube"]),
 ]  # fmt: skip

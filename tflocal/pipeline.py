@@ -263,9 +263,27 @@ def run_pipeline(
     progress: bool = True,
     stage: Stage = lambda name: contextlib.nullcontext(),
 ) -> Result:
-    """Ensure caches -> train -> evaluate -> report (see the module docstring)."""
+    """Ensure caches -> train -> evaluate -> report (see the module docstring). A run that fails
+    leaves no empty output folder behind."""
     out = Path(evaluation.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(evaluation, out, caches, heads, progress, stage)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _run(
+    evaluation: EvalConfig,
+    out: Path,
+    caches: Sequence[CacheConfig],
+    heads: Sequence[TrainConfig],
+    progress: bool,
+    stage: Stage,
+) -> Result:
     with stage("cache"):
         for ccfg in caches:
             ensure_cache(ccfg, progress)
