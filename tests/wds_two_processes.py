@@ -20,7 +20,7 @@ src = open_source(spec)
 opened: list[int] = []
 real = src.shard_records
 src.shard_records = lambda i, skipped: (opened.append(i), real(i, skipped))[1]
-cfg = CacheConfig(encoder="fake", data=spec, out=out, batch_size=2, num_workers=1)
+cfg = CacheConfig(encoder="towers:fake", data=spec, out=out, batch_size=2, num_workers=1)
 summary = build_per_shard(cfg, src, FakeEncoder(), state, progress=False)
 print(
     f"RANK {state.process_index} OF {state.num_processes} OPENED {opened} IMAGES {summary.n_images}",

@@ -23,50 +23,8 @@ from cache_tools.shards import merge_shards
 from cache_tools.writer import shard_path, write_cache
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+from cache_records import assert_same_cache, make_records  # noqa: E402
 from fakes import FakeEncoder  # noqa: E402
-
-
-def make_records(root: Path, n: int = 12) -> list[ImageRecord]:
-    recs = []
-    for i in range(n):
-        p = root / f"img{i}.png"
-        rng = np.random.default_rng(i)
-        Image.fromarray((rng.random((36 + i, 40, 3)) * 255).astype("uint8")).save(p)
-        texts = [
-            TextRecord(f"a red cube number {i}"),
-            TextRecord(
-                f"a blue ball number {i} on the left",
-                positive=0,
-                op="replace",
-                kind="attribute",
-                meta={"depth": 1},
-            ),
-        ]
-        if i % 3 == 0:
-            texts.append(TextRecord(f"another caption of image {i}"))
-        recs.append(
-            ImageRecord(id=f"img{i}", image=str(p), texts=texts, group=f"g{i // 2}", meta={"split": "train"})
-        )
-    return recs
-
-
-def arrays(path: Path) -> dict[str, np.ndarray]:
-    out = {}
-    with h5py.File(path, "r") as f:
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-
-        f.visititems(visit)
-    return out
-
-
-def assert_same_cache(a: Path, b: Path) -> None:
-    x, y = arrays(a), arrays(b)
-    assert sorted(x) == sorted(y)
-    for k in x:
-        np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
 def test_round_trip_matches_direct_encoding(tmp_path):
@@ -141,7 +99,7 @@ RESUME_SCRIPT = r"""
 import sys, time, pickle
 sys.path.insert(0, {tests!r})
 from fakes import FakeEncoder
-from test_cache_writer import make_records
+from cache_records import make_records
 from cache_tools.writer import write_cache
 from pathlib import Path
 class Slow(FakeEncoder):

@@ -134,7 +134,7 @@ def test_wds_cache_per_process_shards_and_resume(shards, tmp_path):
 
     spec = f"wds:{shards}/{{00000..00001}}.tar"
     out = tmp_path / "cache.h5"
-    cfg = CacheConfig(encoder="fake", data=spec, out=str(out), batch_size=2, num_workers=1)
+    cfg = CacheConfig(encoder="towers:fake", data=spec, out=str(out), batch_size=2, num_workers=1)
     # process 1 of 2 writes shard 1 only
     build_per_shard(cfg, open_source(spec), FakeEncoder(), FakeState(1, 2), progress=False)
     assert shard_cache(out, 1, "00001").is_file() and not shard_cache(out, 0, "00000").exists()
@@ -170,7 +170,9 @@ def test_wds_resume_skips_finished_shards(shards, tmp_path, monkeypatch):
     from cache_tools.wds_build import build_per_shard
 
     spec = f"wds:{shards}/{{00000..00001}}.tar"
-    cfg = CacheConfig(encoder="fake", data=spec, out=str(tmp_path / "c.h5"), batch_size=2, num_workers=1)
+    cfg = CacheConfig(
+        encoder="towers:fake", data=spec, out=str(tmp_path / "c.h5"), batch_size=2, num_workers=1
+    )
     opened: list[int] = []
     die = [True]
     real = WdsSource.shard_records

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cache_records import assert_same_cache, make_records
 from fakes import JOINT, FakeEncoder
 from PIL import Image
-from test_cache_writer import assert_same_cache, make_records
 from test_train import binding_cache, config, read_log
 
 import tflocal.train as train_mod
@@ -242,7 +242,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from fakes import FakeEncoder
-from test_cache_writer import make_records
+from cache_records import make_records
 from cache_tools.errors import UserError
 from cache_tools.writer import write_cache
 try:

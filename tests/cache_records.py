@@ -1,0 +1,54 @@
+"""Shared test data for cache tests: a dozen small image records, and comparing two caches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from cache_tools.records import ImageRecord, TextRecord
+
+
+def make_records(root: Path, n: int = 12) -> list[ImageRecord]:
+    recs = []
+    for i in range(n):
+        p = root / f"img{i}.png"
+        rng = np.random.default_rng(i)
+        Image.fromarray((rng.random((36 + i, 40, 3)) * 255).astype("uint8")).save(p)
+        texts = [
+            TextRecord(f"a red cube number {i}"),
+            TextRecord(
+                f"a blue ball number {i} on the left",
+                positive=0,
+                op="replace",
+                kind="attribute",
+                meta={"depth": 1},
+            ),
+        ]
+        if i % 3 == 0:
+            texts.append(TextRecord(f"another caption of image {i}"))
+        recs.append(
+            ImageRecord(id=f"img{i}", image=str(p), texts=texts, group=f"g{i // 2}", meta={"split": "train"})
+        )
+    return recs
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    with h5py.File(path, "r") as f:
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+
+        f.visititems(visit)
+    return out
+
+
+def assert_same_cache(a: Path, b: Path) -> None:
+    x, y = arrays(a), arrays(b)
+    assert sorted(x) == sorted(y)
+    for k in x:
+        np.testing.assert_array_equal(x[k], y[k], err_msg=k)
