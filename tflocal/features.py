@@ -27,10 +27,9 @@ from cache_tools.encode import EncodedImages, EncodedTexts, encode_images, encod
 from cache_tools.padding import pad_tokens
 from tflocal.concepts.layout import (
     LAYOUT_FIELDS,
-    MAX_OBJECTS,
-    MAX_RELATIONS,
     caption_layout,
     layout_tensors,
+    stack_layouts,
 )
 from tflocal.models.batch import PairBatch
 
@@ -159,18 +158,7 @@ def layouts_from_cache(cache: Any, rows: np.ndarray, n_tokens: int | None = None
     layouts = [memo[r] for r in rows.tolist()]
     if n_tokens is None:
         n_tokens = max((o.shape[1] for o, _, _ in layouts), default=0)
-    n = len(rows)
-    seg = np.zeros((n, MAX_OBJECTS, n_tokens), dtype=bool)
-    rtok = np.zeros((n, MAX_RELATIONS, n_tokens), dtype=bool)
-    rel = np.full((n, MAX_RELATIONS, 2), -1, dtype=np.int64)
-    for i, (o, rt, ra) in enumerate(layouts):
-        t = min(n_tokens, o.shape[1])
-        seg[i, :, :t], rtok[i, :, :t], rel[i] = o[:, :t], rt[:, :t], ra
-    return {
-        "segments": torch.from_numpy(seg),
-        "relation_tokens": torch.from_numpy(rtok),
-        "relations": torch.from_numpy(rel),
-    }
+    return stack_layouts(layouts, n_tokens)
 
 
 def texts_from_cache(

@@ -123,14 +123,28 @@ def layout_tensors(
     ``n_tokens`` are cut."""
     if len(texts) != len(token_strings):
         raise ValueError(f"layout_tensors: {len(texts)} captions but {len(token_strings)} token lists")
-    N = len(texts)
     if n_tokens is None:
         n_tokens = max((len(t) for t in token_strings), default=0)
+    layouts = [
+        caption_layout(str(text), list(toks), vocab, max_objects, max_relations)
+        for text, toks in zip(texts, token_strings)
+    ]
+    return stack_layouts(layouts, n_tokens, max_objects, max_relations)
+
+
+def stack_layouts(
+    layouts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    n_tokens: int,
+    max_objects: int = MAX_OBJECTS,
+    max_relations: int = MAX_RELATIONS,
+) -> dict[str, torch.Tensor]:
+    """N :func:`caption_layout` results padded or cut to ``n_tokens`` token positions, as the
+    PairBatch fields of :func:`layout_tensors`."""
+    N = len(layouts)
     seg = np.zeros((N, max_objects, n_tokens), dtype=bool)
     rtok = np.zeros((N, max_relations, n_tokens), dtype=bool)
     rel = np.full((N, max_relations, 2), -1, dtype=np.int64)
-    for i, (text, toks) in enumerate(zip(texts, token_strings)):
-        o, rt, ra = caption_layout(str(text), list(toks), vocab, max_objects, max_relations)
+    for i, (o, rt, ra) in enumerate(layouts):
         t = min(n_tokens, o.shape[1])
         seg[i, :, :t], rtok[i, :, :t], rel[i] = o[:, :t], rt[:, :t], ra
     return {
