@@ -115,11 +115,18 @@ class _Items(argparse.Action):
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, cls: type, aliases: dict[str, tuple[str, ...]] | None = None
+    parser: argparse.ArgumentParser,
+    cls: type,
+    aliases: dict[str, tuple[str, ...]] | None = None,
+    epilog: str | None = None,
 ) -> None:
     """``--config``, ``--set``, ``--quiet`` and one flag per field of ``cls`` (see the module doc).
-    aliases: field name -> extra option strings (``{"scorers": ("--scorer",)}``)."""
+    aliases: field name -> extra option strings (``{"scorers": ("--scorer",)}``); epilog: the
+    command's examples, shown as written under ``--help``."""
     aliases = aliases or {}
+    if epilog:
+        parser.epilog = epilog
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML recipe; --set and flags override it")
     parser.add_argument(
         "--set",

@@ -17,9 +17,7 @@ Run the same command again after an interruption: finished parts are kept."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, CacheConfig)
+    add_config_arguments(p, CacheConfig, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,9 +20,7 @@ OUT/results.md, OUT/bars_<bench>.png, OUT/depth.png (ShapesWorld) and OUT/heatma
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, EvalConfig, aliases={"scorers": ("--scorer",)})
+    add_config_arguments(p, EvalConfig, aliases={"scorers": ("--scorer",)}, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:

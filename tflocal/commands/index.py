@@ -16,9 +16,7 @@ Only heads whose image side does not depend on the caption can be indexed (reado
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, IndexConfig)
+    add_config_arguments(p, IndexConfig, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,9 +15,7 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, NegativesConfig, aliases={"data": ("--in",)})
+    add_config_arguments(p, NegativesConfig, aliases={"data": ("--in",)}, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,9 +13,7 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, QuickstartConfig)
+    add_config_arguments(p, QuickstartConfig, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,9 +15,7 @@ The index is built from the cache's image embeddings (and saved) when the file i
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, SearchConfig, aliases={"k": ("-k",)})
+    add_config_arguments(p, SearchConfig, aliases={"k": ("-k",)}, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,9 +18,7 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, ServeConfig)
+    add_config_arguments(p, ServeConfig, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:

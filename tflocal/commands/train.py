@@ -16,9 +16,7 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_config_arguments(p, TrainConfig)
+    add_config_arguments(p, TrainConfig, epilog=EPILOG)
 
 
 def run(args: argparse.Namespace) -> int:
