@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from tflocal.errors import UserError
+from tflocal.features import encode_text_side
 from tflocal.scorers.base import Scorer
 from tflocal.scorers.head import CosineScorer
 
@@ -242,21 +243,25 @@ def search_text(
             extra = search_text(cache, index, None, query, k=k_rerank, k_rerank=k_rerank)[0]
         ids, s, _ = late.search(query, k=k, extra=extra)
         return ids, s, np.full(ids.shape, np.nan, dtype=np.float32)
-    first = (
-        scorer
-        if isinstance(scorer, CosineScorer)
-        else CosineScorer(cache, encoder=getattr(scorer, "_encoder", None))
-    )
+    if not cache.spec.joint_globals:
+        raise UserError(
+            f"cache {cache.path} has no comparable image and text global embeddings (encoder "
+            f"{cache.spec.encoder!r}), so a global first stage cannot run: index a late-interaction head "
+            "with `tflocal index` and search with --late-index, or use `tflocal serve`, which scores every image"
+        )
+    # the query is encoded once: its global vector feeds the first stage, the rest the re-ranker
+    encoder = (scorer or CosineScorer(cache)).encoder
+    needs = {"text_global", *(scorer.needs if scorer is not None else ())}
     with torch.inference_mode():
-        q = first.encoder.encode_texts([query]).global_.detach().float().cpu().numpy()
+        texts = encode_text_side(encoder, [query], needs)
     if index.ntotal != cache.n_images:
         raise UserError(
             f"index holds {index.ntotal} vectors but cache {cache.path} has {cache.n_images} images: rebuild the index"
         )
-    D, I = search(index, q, max(k, k_rerank if scorer is not None else k))  # noqa: E741
+    D, I = search(index, texts.text_global.numpy(), max(k, k_rerank if scorer is not None else k))  # noqa: E741
     ids, d = I[0][I[0] >= 0], D[0][I[0] >= 0]
-    if scorer is None or scorer is first:
+    if scorer is None or isinstance(scorer, CosineScorer):  # the first stage is the cosine score
         return ids[:k], d[:k], d[:k]
-    s = scorer.score_text_query(query, ids)
+    s = scorer.score_text_query(texts, ids)
     order = np.argsort(-s, kind="stable")[:k]
     return ids[order], s[order], d[order]

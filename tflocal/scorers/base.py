@@ -22,6 +22,7 @@ from tflocal.errors import UserError
 from tflocal.features import (
     IMAGE_FIELDS,
     Pairs,
+    TextSide,
     encode_text_side,
     from_cache,
     from_raw,
@@ -143,11 +144,17 @@ class Scorer(ABC):
                 out[sl] = self.score_pairs_batch(pairs).float().cpu().numpy()
         return out
 
-    def score_text_query(self, caption: str, image_idx: Sequence[int] | np.ndarray) -> np.ndarray:
-        """One new caption (encoded on the fly) against cached images image_idx [K] -> [K] float32."""
+    def score_text_query(self, caption: str | TextSide, image_idx: Sequence[int] | np.ndarray) -> np.ndarray:
+        """One new caption against cached images image_idx [K] -> [K] float32. ``caption``: a
+        string (encoded here) or its :class:`~tflocal.features.TextSide` of 1, already encoded
+        with at least this scorer's text inputs."""
         cache = self._require_cache()
         image_idx = np.asarray(image_idx, dtype=np.int64).reshape(-1)
-        texts = encode_text_side(self.encoder, [caption], self.needs)
+        texts = (
+            caption
+            if isinstance(caption, TextSide)
+            else encode_text_side(self.encoder, [caption], self.needs)
+        )
         out = np.empty(image_idx.size, dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, image_idx.size, self.batch_size):
