@@ -26,7 +26,7 @@ contiguous slices); :func:`epoch_plan` offers chunk-level shuffling for on-disk 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,14 @@ import torch
 
 from cache_tools.reader import chunk_shuffle, open_cache
 from tflocal.errors import UserError
-from tflocal.features import ImageSide, TextSide, images_from_cache, pair_batch, texts_from_cache
+from tflocal.features import (
+    ImageSide,
+    TextSide,
+    images_from_cache,
+    map_tensors,
+    pair_batch,
+    texts_from_cache,
+)
 from tflocal.models.batch import PairBatch
 
 
@@ -173,18 +180,18 @@ class CandidateBatch:
     def n_pairs(self) -> int:
         return int(self.pair_image.shape[0])
 
+    def _map(self, fn: Any) -> CandidateBatch:
+        """A copy with ``fn`` applied to every tensor, the sides' included."""
+        return replace(
+            map_tensors(self, fn), images=map_tensors(self.images, fn), texts=map_tensors(self.texts, fn)
+        )
+
     def to(self, device: torch.device | str) -> CandidateBatch:
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        kw = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
-        kw["images"], kw["texts"] = self.images.to(device), self.texts.to(device)
-        return CandidateBatch(**kw)
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> CandidateBatch:
         """Page-locked copy (DataLoader ``pin_memory=True`` calls this) for asynchronous GPU copies."""
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        kw = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
-        kw["images"], kw["texts"] = self.images.pin_memory(), self.texts.pin_memory()
-        return CandidateBatch(**kw)
+        return self._map(lambda t: t.pin_memory())
 
     def pairs(self, needs: Sequence[str] | None = None, dedup_images: bool = False) -> PairBatch:
         """The N pairs as a PairBatch (:func:`tflocal.features.pair_batch`)."""

@@ -37,7 +37,7 @@ IMAGE_FIELDS = ("patches", "patch_mask", "image_global", "crops")
 TEXT_FIELDS = ("tokens", "token_mask", "text_global", "captions", *LAYOUT_FIELDS)
 
 
-def _map(obj: Any, fn: Any) -> Any:
+def map_tensors(obj: Any, fn: Any) -> Any:
     """A copy of dataclass ``obj`` with ``fn`` applied to every tensor field."""
     return replace(
         obj,
@@ -55,10 +55,10 @@ class ImageSide:
     crops: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> ImageSide:
-        return _map(self, lambda t: t.to(device, non_blocking=True))
+        return map_tensors(self, lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> ImageSide:
-        return _map(self, lambda t: t.pin_memory())
+        return map_tensors(self, lambda t: t.pin_memory())
 
 
 @dataclass
@@ -77,10 +77,10 @@ class TextSide:
     captions: list[str] | None = None
 
     def to(self, device: torch.device | str) -> TextSide:
-        return _map(self, lambda t: t.to(device, non_blocking=True))
+        return map_tensors(self, lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> TextSide:
-        return _map(self, lambda t: t.pin_memory())
+        return map_tensors(self, lambda t: t.pin_memory())
 
 
 def images_from_cache(cache: Any, rows: np.ndarray, needs: Sequence[str]) -> ImageSide:
