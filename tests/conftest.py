@@ -22,3 +22,12 @@ from conftest_models import *  # noqa: E402,F403  (tiny model fixtures)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny models run fastest so; the CPU may be shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

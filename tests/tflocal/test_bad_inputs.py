@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from bad_inputs import CASES, DOC, Case, Ctx, render
 from PIL import Image
 from test_train import binding_cache
 
 from cache_tools.reader import open_cache
 from tflocal.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +37,6 @@ def assets(tmp_path_factory) -> tuple[Path, Path]:
     manifest = root / "manifest.jsonl"
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     return manifest, binding_cache(root / "bind.h5", n_images=24)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def env() -> dict[str, str]:

@@ -22,6 +22,8 @@ from tflocal.models import ModelConfig, build_head
 from tflocal.optim import WarmupCosine
 from tflocal.train import NonFiniteLossError, TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
+
 SMALL = ["model.width=32", "model.depth=2", "model.heads=4", "data.num_workers=0", "progress=false"]
 
 
@@ -79,15 +81,6 @@ def config(cache: Path, out: Path, *overrides: str, **fields) -> TrainConfig:
 
 def read_log(out: Path, event: str) -> list[dict]:
     return [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r["event"] == event]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tiny models run fastest on one thread (the CPU is shared with other jobs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
