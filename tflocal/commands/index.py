@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         device=cfg.device,
         name=scorer.name,
         checkpoint=scorer.checkpoint,
+        progress=not args.quiet,
     )
     m = store.meta
     print(

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from cache_tools.progress import progress as progress_bar
 from tflocal.errors import UserError
 from tflocal.index.compress import train_codec
 from tflocal.index.store import STORAGES, VectorStore, ids_digest, plain_signature, write_ivf, write_meta
@@ -65,7 +65,7 @@ def build_index(
     dtype = np.float32 if storage == "float32" else np.float16
     starts = range(0, n, batch_size)
     with torch.inference_mode():
-        for s in tqdm(
+        for s in progress_bar(
             starts, desc="index: image tower", unit="batch", disable=not progress or len(starts) < 5
         ):
             rows = np.arange(s, min(n, s + batch_size))
