@@ -12,6 +12,7 @@ loaded machine even when absolute numbers move. Also prints the largest output d
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -79,6 +80,7 @@ def main() -> None:
     gdiff = (ta.global_ - tb.global_).abs().max().item()
     print(f"image patches max rel diff {rel:.2e}; text tokens max abs diff {tdiff:.2e}, globals {gdiff:.2e}")
 
+    figures: dict[str, float] = {}
     for bs in args.batch_sizes:
         img_batches = [pixels[i : i + bs] for i in range(0, len(pixels), bs)]
         txt_batches = [texts[i : i + bs] for i in range(0, len(texts), bs)]
@@ -110,6 +112,13 @@ def main() -> None:
             f"batch {bs:3d}: images   reference {ri:7.1f} img/s   optimized {oi:7.1f} img/s   x{oi / ri:.2f}\n"
             f"           captions reference {rt:7.1f} cap/s   optimized {ot:7.1f} cap/s   x{ot / rt:.2f}"
         )
+        figures |= {
+            f"b{bs}_images_per_s": round(oi, 1),
+            f"b{bs}_images_speedup_ratio": round(oi / ri, 3),
+            f"b{bs}_captions_per_s": round(ot, 1),
+            f"b{bs}_captions_speedup_ratio": round(ot / rt, 3),
+        }
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
