@@ -78,6 +78,10 @@ class QuickstartConfig:
     default: with the joint ``summary+align`` read-out at this CPU size (2,500 images + 1,368
     twins, 5 epochs) it lowered TFLocal's test_ood SWAP accuracy (57.3 -> 48.0); not re-measured
     with the ``segments`` read-out, which reaches ~98% without twins."""
+    vary_names: float = 0.5
+    """Share of training images named with other words (``tflocal shapes --vary-names``): synonyms
+    the shipped vocabulary may or may not hold, none of them a test_novel word, so that the heads
+    learn to read what a word means to the text encoder instead of memorising one name per concept."""
     heatmaps: int = 4
     """Word-to-region heatmaps drawn for the first test_ood captions."""
     device: Device = "auto"
@@ -183,6 +187,7 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
                 progress=cfg.progress,
                 counterfactual=cfg.counterfactual,
                 n_test_novel=cfg.n_test,
+                vary_names=cfg.vary_names,
             )
         print(
             f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, test_ood and test_novel images each"

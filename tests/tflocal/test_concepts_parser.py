@@ -182,3 +182,29 @@ def test_spacy_configured_but_missing_is_a_user_error(monkeypatch):
     monkeypatch.setenv("TFLOCAL_SPACY_MODEL", "/nonexistent/tflocal-spacy-model")
     with pytest.raises(UserError, match="TFLOCAL_SPACY_MODEL"):
         tagger.tag(tokenize("a dog"), default_vocabulary())
+
+
+def test_stacked_modifiers_before_a_noun_stay_one_object():
+    # a past participle between a modifier and its noun modifies it ("-ed" before a bare noun)
+    _, objs, _ = _summary("a massive chocolate speckled rhombus")
+    assert objs == [("rhombus", 1, ["chocolate", "massive", "speckled"])]
+    _, objs, _ = _summary("A massive scarlet banded disc.")
+    assert objs == [("disc", 1, ["banded", "massive", "scarlet"])]
+    # a noun used as a modifier before another modifier ("cobalt", "rose", a vocabulary "lemon")
+    _, objs, _ = _summary("a miniature cobalt speckled tile above a rose banded wedge")
+    assert [(o[0], o[2]) for o in objs] == [
+        ("tile", ["cobalt", "miniature", "speckled"]),
+        ("wedge", ["banded", "rose"]),
+    ]
+    _, objs, _ = _summary("a big lemon dotted ball and a navy striped triangle")
+    assert [(o[0], o[2]) for o in objs] == [
+        ("ball", ["big", "dotted", "lemon"]),
+        ("triangle", ["navy", "striped"]),
+    ]
+    # ... while an "-ing" form after a noun stays a verb and a "-ed" before a preposition too
+    _, objs, _ = _summary("A barista pouring latte art into a white mug.")
+    assert [o[0] for o in objs] == ["barista", "latte art", "mug"]
+    _, objs, rels = _summary("A little girl blowing bubbles in the backyard.")
+    assert objs[0] == ("girl", 1, ["little"]) and rels[0] == ("girl", "blowing", "bubble")
+    _, objs, _ = _summary("a dog tied to a post")
+    assert [o[0] for o in objs] == ["dog", "post"]

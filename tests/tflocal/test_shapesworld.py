@@ -315,3 +315,50 @@ def test_shapes_cli_renders_test_novel(tmp_path):
 
     assert main(["shapes", "--out", str(tmp_path), "--n", "20", "--n-novel", "3", "--workers", "1"]) == 0
     assert len((tmp_path / "test_novel.jsonl").read_text().splitlines()) == 3
+
+
+def test_vary_names_renames_a_share_of_train_only_never_with_a_novel_word(tmp_path):
+    """--vary-names: about that share of train images use other names (one map per image, kept
+    across its captions and negatives, so every caption stays true and every negative false),
+    no train text uses a test_novel word, and the test splits keep the closed names."""
+    import re
+
+    from tflocal.shapesworld.novel import NOVEL_NAMES, TRAIN_NAMES, rename
+
+    assert not {w for alts in TRAIN_NAMES.values() for w in alts} & (
+        set(NOVEL_NAMES.values()) | set(NOVEL_NAMES)
+    )
+    meta = generate(tmp_path, 60, 4, 4, seed=3, workers=1, progress=False, vary_names=0.5)
+    assert meta["config"]["vary_names"] == 0.5
+    rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    renamed = [r for r in rows if isinstance(r.get("names"), dict)]
+    assert 15 <= len(renamed) <= 45
+    novel = set(NOVEL_NAMES.values())
+    for row in rows:
+        texts = row["captions"] + [n["text"] for n in row["negatives"]]
+        assert not {w for t in texts for w in re.findall(r"[a-z]+", t.lower())} & novel
+    used = set()
+    for row in renamed:
+        back = {v: k for k, v in row["names"].items()}
+        used |= set(row["names"].values())
+        for text in row["captions"]:
+            assert caption_true_for_scene(from_text(rename(text, back)), row["scene"]), text
+        for neg in row["negatives"]:
+            assert not caption_true_for_scene(from_text(rename(neg["text"], back)), row["scene"]), neg
+    assert len(used) > 10
+    for split in ("test_id", "test_ood"):
+        assert all(
+            "names" not in json.loads(x) for x in (tmp_path / f"{split}.jsonl").read_text().splitlines()
+        )
+    # the same seed gives the same render
+    again = generate(tmp_path / "again", 60, 4, 4, seed=3, workers=2, progress=False, vary_names=0.5)
+    assert (tmp_path / "again" / "train.jsonl").read_text() == (tmp_path / "train.jsonl").read_text()
+    assert again["counts"] == meta["counts"]
+
+
+def test_vary_names_out_of_range_is_one_clear_error(tmp_path, capsys):
+    from tflocal.cli import main
+
+    assert main(["shapes", "--out", str(tmp_path), "--n", "20", "--vary-names", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--vary-names" in err and "0..1" in err and "Traceback" not in err

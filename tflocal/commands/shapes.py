@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         workers=cfg.workers,
         counterfactual=cfg.counterfactual,
         n_test_novel=cfg.novel,
+        vary_names=cfg.vary_names,
         progress=not args.quiet,
     )
     for split, st in meta["counts"].items():

@@ -80,7 +80,12 @@ class _Parser:
         return 0
 
     def _is_attr(self, j: int) -> bool:
-        return j < self.n and (self.low[j] in self.v.attribute_category or self._open(j, "ADJ"))
+        if j >= self.n:
+            return False
+        if self.low[j] in self.v.attribute_category or self._open(j, "ADJ"):
+            return True
+        # a vocabulary noun the tagger reads as a modifier: "a big lemon dotted ball"
+        return self.open and self.tags[j] == "ADJ" and (self.low[j],) in self.v.noun_lemma
 
     def _attr_len(self, j: int) -> int:
         """Tokens taken by an attribute at j: 1, or 2 for 'light blue' / 'freshly baked'; 0 if none."""

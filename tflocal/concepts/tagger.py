@@ -242,6 +242,48 @@ def load_spacy(name: str):
         raise UserError(f"TFLOCAL_SPACY_MODEL={name!r}: spaCy cannot load it ({err})") from err
 
 
+def _modifying_participle(opts: list[set[str]], low: list[str], j: int) -> bool:
+    """Is token j a past participle ("-ed") directly before a bare nominal, as in "a chocolate
+    speckled rhombus" (a modifier, where "a dog tied to a post" has a verb)? The next word must
+    be able to be a noun or an adjective and must not be another verb form or a closed word."""
+    if j + 1 >= len(opts) or "VERB" not in opts[j] or not low[j].endswith("ed"):
+        return False
+    nxt = opts[j + 1]
+    return bool(nxt & {"NOUN", "ADJ"}) and not nxt & {
+        "DET",
+        "POSS",
+        "PRON",
+        "ADP",
+        "AUX",
+        "CCONJ",
+        "NUM",
+        "PUNCT",
+    }
+
+
+def _modifier_before_nominal(opts: list[set[str]], low: list[str], j: int) -> bool:
+    """Is token j a modifier (an adjective or a past participle) directly before a bare nominal,
+    so that a noun before it is a modifier too ("a navy striped triangle", "a bronze dotted
+    tile")?"""
+    if j + 1 >= len(opts):
+        return False
+    if "VERB" in opts[j] and low[j].endswith("ing"):
+        return False  # after a noun an "-ing" form is a verb: "a girl blowing bubbles"
+    if "ADJ" in opts[j] and "NOUN" not in opts[j]:
+        nxt = opts[j + 1]
+        return bool(nxt & {"NOUN", "ADJ"}) and not nxt & {
+            "DET",
+            "POSS",
+            "PRON",
+            "ADP",
+            "AUX",
+            "CCONJ",
+            "NUM",
+            "PUNCT",
+        }
+    return _modifying_participle(opts, low, j)
+
+
 def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
     """One coarse tag per token (see module docstring)."""
     sp = _spacy_tags(tokens)
@@ -275,13 +317,18 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
         if w == "her":
             tags.append("POSS" if nxt & {"NOUN", "ADJ"} else "PRON")
             continue
+        prev = tags[j - 1] if j else None
+        if "NOUN" in o and prev in ("DET", "ADJ") and _modifier_before_nominal(opts, low, j + 1):
+            tags.append("ADJ")  # a noun as a modifier before another: "a cobalt speckled rhombus"
+            continue
         if len(o) == 1:
             tags.append(next(iter(o)))
             continue
-        prev = tags[j - 1] if j else None
         nxt_word = low[j + 1] if j + 1 < n else ""
         nxt_participle = "VERB" in nxt and nxt_word.endswith(("ing", "ed"))
-        noun_next = "NOUN" in nxt or ("ADJ" in nxt and not nxt_participle)
+        noun_next = (
+            "NOUN" in nxt or ("ADJ" in nxt and not nxt_participle) or _modifying_participle(opts, low, j + 1)
+        )
         participle = w.endswith(("ing", "ed", "en")) and "VERB" in o
         if (
             prev == "NOUN"
@@ -291,6 +338,8 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
             and not is_plural_noun(nxt_word)
         ):
             tags.append("ADJ")  # "a walnut cutting board": a singular noun without determiner follows
+        elif prev in ("DET", "ADJ", "NOUN") and _modifying_participle(opts, low, j):
+            tags.append("ADJ")  # "a chocolate speckled rhombus", "a hand painted mug"
         elif prev == "PRON" and "VERB" in o:
             tags.append("VERB")  # "while she smiles"
         elif "VERB" in o and (

@@ -31,6 +31,9 @@ class RenderConfig:
     seed: int = 0
     counterfactual: bool = False
     """Also render a counterfactual twin per train image (one SWAP negative made true)."""
+    vary_names: float = 0.0
+    """Share (0..1) of train images whose shapes, colours, sizes and textures are named with other
+    words (synonyms, none of them a test_novel word), drawn per image."""
     image_size: int = 224
     workers: int = 2
     """Processes (output is identical for any number)."""
@@ -38,6 +41,10 @@ class RenderConfig:
     def __post_init__(self) -> None:
         if not self.out:
             raise UserError("shapes: missing 'out': give --out DIR")
+        if not 0.0 <= self.vary_names <= 1.0:
+            raise UserError(
+                f"shapes: --vary-names is a share of the train images, 0..1 (got {self.vary_names})"
+            )
         if min(*self.counts, self.novel) < 0 or self.workers < 1:
             raise UserError(
                 f"shapes: split sizes {(*self.counts, self.novel)} and --workers must not be negative"

@@ -63,6 +63,8 @@ class ShapesConfig:
     held_out_relations: list = field(default_factory=lambda: [list(f) for f in HELD_OUT_RELATIONS])
     counterfactual: bool = False
     """Add a counterfactual twin per ``train`` image (see the module docstring)."""
+    vary_names: float = 0.0
+    """Share of ``train`` images named with other words (:data:`~tflocal.shapesworld.novel.TRAIN_NAMES`)."""
 
 
 def _captions(scene: dict, rng: random.Random, force: dict | None) -> list[dict]:
@@ -239,6 +241,15 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
         from tflocal.shapesworld.novel import rename_item
 
         rename_item(out)
+    elif train and cfg.get("vary_names", 0.0) > 0:
+        from tflocal.shapesworld.novel import rename_item, sample_names
+
+        nrng = random.Random(f"{cfg['seed']}-{split}-{index}-names")
+        if nrng.random() < cfg["vary_names"]:
+            names = sample_names(nrng)
+            rename_item(out, names)
+            if twin is not None:
+                rename_item(twin, names)
     return out
 
 
@@ -253,10 +264,11 @@ def generate(
     progress: bool = True,
     counterfactual: bool = False,
     n_test_novel: int = 0,
+    vary_names: float = 0.0,
 ) -> dict[str, Any]:
     """Write ShapesWorld under ``out_dir``: ``images/<split>/NNNNNN.png``, ``<split>.jsonl``
-    and ``meta.json`` (``test_novel`` only when ``n_test_novel`` > 0). Returns the summary also
-    stored in ``meta.json``."""
+    and ``meta.json`` (``test_novel`` only when ``n_test_novel`` > 0; a share ``vary_names`` of
+    ``train`` images named with other words). Returns the summary also stored in ``meta.json``."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -265,8 +277,12 @@ def generate(
 
     if min(n_train, n_test_id, n_test_ood, n_test_novel) < 0 or image_size < 48:
         raise UserError("shapes: image counts must be >= 0 and --image-size >= 48")
+    if not 0.0 <= vary_names <= 1.0:
+        raise UserError(f"shapes: --vary-names is a share of the train images, 0..1 (got {vary_names})")
     out = Path(out_dir)
-    cfg = asdict(ShapesConfig(seed=seed, image_size=image_size, counterfactual=counterfactual))
+    cfg = asdict(
+        ShapesConfig(seed=seed, image_size=image_size, counterfactual=counterfactual, vary_names=vary_names)
+    )
     counts = {"train": n_train, "test_id": n_test_id, "test_ood": n_test_ood, "test_novel": n_test_novel}
     stats: dict[str, dict[str, int]] = {}
     pool = get_context("fork").Pool(workers) if workers > 1 else None

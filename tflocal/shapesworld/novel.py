@@ -10,10 +10,18 @@ renamed word by word with a one-to-one map (articles re-agreed: "an orange" -> "
 A one-to-one renaming keeps every negative false and keeps the operators meaningful: a SWAP
 still swaps two novel words, a REPLACE names another novel colour or shape (or the size
 antonym), an ADD adds a novel word. Relations ("left of", "above") keep their words.
+
+Training can see other names too (``tflocal shapes --vary-names P``): a share P of the ``train``
+images is renamed the same one-to-one way with words drawn per image from :data:`TRAIN_NAMES`
+(other synonyms, disjoint from :data:`NOVEL_NAMES`' words, so ``test_novel`` stays novel to the
+head). A head that sees several names per colour and shape learns to read the text encoder's
+meaning of a word rather than its identity; one that sees only one name per concept can only
+memorise it.
 """
 
 from __future__ import annotations
 
+import random
 import re
 
 from tflocal.concepts.vocab import article_for
@@ -45,6 +53,36 @@ NOVEL_NAMES: dict[str, str] = {
 }
 """Closed ShapesWorld word -> its ``test_novel`` name (one-to-one)."""
 
+TRAIN_NAMES: dict[str, list[str]] = {
+    "circle": ["orb", "ball", "sphere"],
+    "square": ["block", "box", "cube"],
+    "triangle": ["pyramid", "cone"],
+    "star": ["spark", "sparkle", "asterisk"],
+    "diamond": ["kite", "gem", "lozenge"],
+    "hexagon": ["hex", "nut"],
+    "red": ["crimson", "ruby", "cherry"],
+    "green": ["lime", "jade", "olive"],
+    "blue": ["azure", "navy", "sapphire"],
+    "yellow": ["lemon", "gold", "mustard"],
+    "purple": ["lavender", "plum", "indigo"],
+    "orange": ["amber", "apricot", "pumpkin"],
+    "pink": ["magenta", "salmon", "fuchsia"],
+    "brown": ["tan", "bronze", "coffee"],
+    "small": ["tiny", "little"],
+    "large": ["big", "huge"],
+    "striped": ["lined", "streaked"],
+    "dotted": ["spotted"],
+}
+"""Closed word -> other names a ``train`` image may use (``--vary-names``); none is a
+``test_novel`` word."""
+
+
+def sample_names(rng: random.Random) -> dict[str, str]:
+    """One one-to-one renaming for an image: each closed word keeps its name or takes one of its
+    :data:`TRAIN_NAMES`, uniformly."""
+    return {w: rng.choice([w, *alts]) for w, alts in TRAIN_NAMES.items()}
+
+
 _WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -67,11 +105,12 @@ def rename(text: str, names: dict[str, str] = NOVEL_NAMES) -> str:
     return "".join(out)
 
 
-def rename_item(item: dict) -> dict:
-    """A manifest line with its captions and negative texts renamed (``structured_captions`` and
-    ``scene`` keep the closed names the truth function reads; ``names`` records the map)."""
-    item["captions"] = [rename(c) for c in item["captions"]]
+def rename_item(item: dict, names: dict[str, str] | None = None) -> dict:
+    """A manifest line with its captions and negative texts renamed by ``names`` (default:
+    :data:`NOVEL_NAMES`); ``structured_captions`` and ``scene`` keep the closed names the truth
+    function reads; ``names`` records the map ("novel", or the words that changed)."""
+    item["captions"] = [rename(c, names or NOVEL_NAMES) for c in item["captions"]]
     for neg in item["negatives"]:
-        neg["text"] = rename(neg["text"])
-    item["names"] = "novel"
+        neg["text"] = rename(neg["text"], names or NOVEL_NAMES)
+    item["names"] = "novel" if names is None else {k: v for k, v in names.items() if k != v}
     return item
