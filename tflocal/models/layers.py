@@ -64,6 +64,17 @@ def sinusoid_table(n: int, width: int) -> torch.Tensor:
     return table
 
 
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` along dim 0 for a long ``index`` of any shape -> [*index.shape, *x.shape[1:]],
+    through ``index_select``, whose backward sums repeated rows in index order.
+
+    Plain ``x[index]`` is not reproducible in training on a CPU with several threads: its backward
+    (``index_put_`` with accumulate) adds the rows of repeated indices with atomic adds from all
+    threads once the gradient has 32768 elements or more, in an order that changes run to run, so
+    two runs with the same seed drift apart by rounding (then by whole points of accuracy)."""
+    return x.index_select(0, index.reshape(-1)).reshape(*index.shape, *x.shape[1:])
+
+
 class PositionTable(nn.Module):
     """Positions 0..n-1 -> [n, width] vectors, learned (small random init) or sinusoidal (fixed)."""
 
@@ -77,7 +88,7 @@ class PositionTable(nn.Module):
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
         """index: long tensor of any shape, values in [0, n) -> [..., width]."""
-        return self.table[index]
+        return gather_rows(self.table, index)
 
 
 class GridPositions(nn.Module):
