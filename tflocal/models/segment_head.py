@@ -120,9 +120,7 @@ class SegmentHead(nn.Module):
     def _regions(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Region vectors and mask per pair: ([B, P, d], [B, P]); ``batch.regions`` when given."""
         v = batch.regions if batch.regions is not None else self.encode_image(batch.patches, batch.patch_mask)
-        if (
-            batch.pair_image is not None
-        ):  # index_select: a backward that sums in a fixed order (see gather_rows)
+        if batch.pair_image is not None:  # gather_rows, not v[...]: a reproducible backward
             return gather_rows(v, batch.pair_image), batch.patch_mask[batch.pair_image]
         return v, batch.patch_mask
 
