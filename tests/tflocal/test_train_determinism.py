@@ -77,18 +77,46 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("readout", ["segments", "summary"])
-def test_same_seed_trains_bit_identical_weights(grid_path, tmp_path, two_threads, readout):
-    overrides = ["model.width=64", "model.depth=1", "model.heads=4", f"model.readout={readout}",
-                 "optim.lr=3e-3", "optim.warmup_steps=5", "data.batch_size=16", "data.n_neg=1",
-                 "data.k_inbatch=2", "data.num_workers=0", "data.val_fraction=0", "epochs=6",
-                 "log_every=1", "progress=false"]  # fmt: skip
-    runs = []
+def train_twice(cache: Path, tmp_path: Path, readout: str, *overrides: str) -> list[dict[str, torch.Tensor]]:
+    """The final weights of two trainings with the same config and seed."""
+    common = ["model.width=64", "model.depth=1", "model.heads=4", f"model.readout={readout}", "optim.lr=3e-3",
+              "optim.warmup_steps=5", "data.batch_size=16", "data.n_neg=1", "data.k_inbatch=2",
+              "data.num_workers=0", "data.val_fraction=0", "epochs=6", "log_every=1", "progress=false"]  # fmt: skip
+    weights = []
     for name in ("a", "b"):
         out = tmp_path / f"{readout}-{name}"
-        train(load_config(TrainConfig, None, overrides, cache=str(grid_path), out=str(out), device="cpu"))
-        runs.append(load_checkpoint(out / "last.pt")["state_dict"])
-    a, b = runs
+        train(
+            load_config(
+                TrainConfig, None, [*common, *overrides], cache=str(cache), out=str(out), device="cpu"
+            )
+        )
+        weights.append(load_checkpoint(out / "last.pt")["state_dict"])
+    return weights
+
+
+def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
     differ = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differ, f"{len(differ)} of {len(a)} tensors differ after two same-seed runs, e.g. {differ[:3]}"
+
+
+@pytest.mark.parametrize("readout", ["segments", "summary"])
+def test_same_seed_trains_bit_identical_weights(grid_path, tmp_path, two_threads, readout):
+    """Without torch's deterministic mode: the heads' own gathers are reproducible."""
+    assert_bit_identical(*train_twice(grid_path, tmp_path, readout, "deterministic=false"))
+
+
+def test_deterministic_mode_guards_plain_indexing(grid_path, tmp_path, two_threads, monkeypatch):
+    """``deterministic`` (default on) makes even the earlier ``x[index]`` gathers reproducible, and
+    train() hands back torch's setting as it found it."""
+    import tflocal.models.layers as layers
+    import tflocal.models.segment_head as segment_head
+
+    def plain_index(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return x[index]
+
+    for module in (layers, segment_head):
+        monkeypatch.setattr(module, "gather_rows", plain_index)
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert_bit_identical(*train_twice(grid_path, tmp_path, "segments"))
+    assert not torch.are_deterministic_algorithms_enabled()
