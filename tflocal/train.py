@@ -7,8 +7,10 @@ best. ``out`` (locked for the run, see :mod:`tflocal.runs`) gets config.yaml, lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,6 +250,23 @@ def fit(run: Run) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def deterministic_kernels(cfg: TrainConfig) -> Iterator[None]:
+    """``cfg.deterministic`` on a CPU run: ``torch.use_deterministic_algorithms(True, warn_only=True)``
+    inside (an op without a deterministic kernel warns rather than stops), the caller's setting after."""
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    if cfg.deterministic and cpu:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.head`` on ``cfg.cache``: :func:`setup`, then :func:`fit`. Returns a summary:
     steps, best_val_acc, best_step, checkpoint (best.pt, or last.pt without validation), last,
@@ -255,8 +274,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out, lock, created = open_out(cfg, will_resume(cfg))  # locked before anything in it is touched
     failed = True
     try:
-        run = setup(cfg)
-        summary = fit(run)
+        with deterministic_kernels(cfg):
+            run = setup(cfg)
+            summary = fit(run)
         run.log(event="end", **{k: v for k, v in summary.items() if k != "val"})
         failed = False
         return summary

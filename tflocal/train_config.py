@@ -110,6 +110,12 @@ class TrainConfig:
     mixed_precision: MixedPrecision = "no"
     """'no', 'bf16' or 'fp16' (accelerate autocast; fp16 uses a gradient scaler)."""
     seed: int = 0
+    deterministic: bool = True
+    """CPU runs: ``torch.use_deterministic_algorithms(True)`` while training (warn-only; the
+    caller's setting is restored after), so a kernel with a run-to-run order of float additions
+    (e.g. multi-threaded atomic adds) takes its deterministic path. The heads are bit-reproducible
+    for a fixed seed without it; it guards ops added later, at ~1% of a quickstart training step
+    (``bench/train_determinism.py``). CUDA runs are left as they are (GPU kernels not measured here)."""
     val_every: int = 1
     """Validate every this many epochs (and always at the end)."""
     log_every: int = 20

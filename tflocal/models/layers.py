@@ -64,6 +64,21 @@ def sinusoid_table(n: int, width: int) -> torch.Tensor:
     return table
 
 
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` along dim 0 for a long ``index`` of any shape -> [*index.shape, *x.shape[1:]],
+    with a backward that sums the gradient of repeated rows in a fixed order.
+
+    Plain ``x[index]`` is not reproducible in training on a CPU with several threads: its backward
+    (``index_put_`` with accumulate) adds the rows of repeated indices with atomic adds from all
+    threads once the gradient has 32768 elements or more, in an order that changes run to run, so
+    two runs with the same seed drift apart by rounding (then by points of accuracy). This goes
+    through ``F.embedding`` instead: its CPU backward gives each weight row to one thread, which
+    adds that row's gradients in index order, and its CUDA backward sorts the indices (where
+    ``index_select``'s backward, ``index_add_``, adds atomically on CUDA)."""
+    rows = F.embedding(index.reshape(-1), x.reshape(x.shape[0], -1))
+    return rows.reshape(*index.shape, *x.shape[1:])
+
+
 class PositionTable(nn.Module):
     """Positions 0..n-1 -> [n, width] vectors, learned (small random init) or sinusoidal (fixed)."""
 
@@ -77,7 +92,7 @@ class PositionTable(nn.Module):
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
         """index: long tensor of any shape, values in [0, n) -> [..., width]."""
-        return self.table[index]
+        return gather_rows(self.table, index)
 
 
 class GridPositions(nn.Module):

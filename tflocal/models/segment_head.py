@@ -35,7 +35,7 @@ from tflocal.errors import UserError
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
 from tflocal.models.global_path import GlobalPath, add_global_needs
-from tflocal.models.layers import Block, GridPositions, PositionTable
+from tflocal.models.layers import Block, GridPositions, PositionTable, gather_rows
 from tflocal.models.maxsim import maxsim_score
 
 
@@ -120,8 +120,8 @@ class SegmentHead(nn.Module):
     def _regions(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Region vectors and mask per pair: ([B, P, d], [B, P]); ``batch.regions`` when given."""
         v = batch.regions if batch.regions is not None else self.encode_image(batch.patches, batch.patch_mask)
-        if batch.pair_image is not None:
-            return v[batch.pair_image], batch.patch_mask[batch.pair_image]
+        if batch.pair_image is not None:  # gather_rows, not v[...]: a reproducible backward
+            return gather_rows(v, batch.pair_image), batch.patch_mask[batch.pair_image]
         return v, batch.patch_mask
 
     def _check(self, batch: PairBatch) -> None:

@@ -13,7 +13,7 @@ from cache_tools.schema import CacheSpec
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
 from tflocal.models.global_path import GlobalPath, add_global_needs
-from tflocal.models.layers import Block, GridPositions, PositionTable
+from tflocal.models.layers import Block, GridPositions, PositionTable, gather_rows
 from tflocal.models.maxsim import maxsim_score
 
 
@@ -119,7 +119,7 @@ class TFLocalHead(nn.Module):
         w = self.patch_in[1].weight
         x_img = self.patch_in(patches.to(w.dtype)) + self.patch_pos(P) + self.modality[0]
         if pair_image is not None:  # [U, P, d] distinct images -> [B, P, d] per pair
-            x_img, pmask = x_img[pair_image], pmask[pair_image]
+            x_img, pmask = gather_rows(x_img, pair_image), pmask[pair_image]
         t_idx = torch.arange(T, device=tokens.device)
         x_txt = self.token_in(tokens.to(w.dtype)) + self.token_pos(t_idx) + self.modality[1]
         x = torch.cat([self.summary.expand(B, 1, -1).to(x_img.dtype), x_img, x_txt], dim=1)
