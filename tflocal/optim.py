@@ -40,8 +40,12 @@ def make_optimizer(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over :func:`param_groups` and its :class:`WarmupCosine` schedule of ``total_steps``
     (``optim``: an OptimConfig)."""
+    params = list(model.parameters())
+    # the fused kernel (one pass over all tensors) is 4-5x faster than the per-tensor loop that
+    # is the CPU default, and as deterministic; other devices keep the default
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     opt = torch.optim.AdamW(
-        param_groups(model, optim.weight_decay), lr=optim.lr, betas=(optim.beta1, optim.beta2)
+        param_groups(model, optim.weight_decay), lr=optim.lr, betas=(optim.beta1, optim.beta2), fused=fused or None
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, WarmupCosine(optim.warmup_steps, total_steps, optim.min_lr_ratio)
