@@ -100,6 +100,26 @@ def test_stored_vectors_score_like_the_head(corpus, storage):
         assert np.abs(got - want).max() > 0 or storage == "float32"
 
 
+def test_score_keeps_the_order_asked_across_batches(corpus):
+    """Rows in any order (repeats too) score as their sorted reads, one forward or several,
+    and with the caption's text states computed once and passed in."""
+    d, cache, seg = corpus
+    store = build_index(cache, seg, d / "seg_order", storage="float16", n_centroids=16, progress=False)
+    one = LateIndex(store, HeadScorer(seg, "seg", cache, progress=False))
+    many = LateIndex(store, HeadScorer(seg, "seg", cache, batch_size=7, progress=False), score_bytes=1)
+    assert one.score_batch >= cache.n_images and many.score_batch == 7
+    rows = np.random.default_rng(0).permutation(cache.n_images)[:50]
+    rows = np.concatenate([rows, rows[:5]])
+    texts = one.cached_caption(4)
+    want = _direct(seg, cache, rows, 4)
+    for late in (one, many):
+        got = late.score(texts, rows)
+        np.testing.assert_allclose(got, want, atol=5e-2, rtol=0)
+        np.testing.assert_allclose(got[-5:], got[:5], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(late.score(texts, rows, late.text_states(texts)), got, atol=1e-6)
+    np.testing.assert_allclose(one.score(texts, rows), many.score(texts, rows), atol=1e-5)
+
+
 def test_maxsim_from_stored_vectors_and_residual_codes(corpus):
     d, cache, _ = corpus
     ms = maxsim_scorer(cache, progress=False)

@@ -39,11 +39,19 @@ class LateIndex:
     scorer: a :class:`~tflocal.scorers.HeadScorer` (its ``head``, ``cache`` and ``encoder``).
     nprobe: centroids probed per query vector; n_candidates: images scored exactly; refine:
     ``refine * n_candidates`` images pass the probed-centroid pruning to the centroid interaction
-    over all their vectors (1: skip that stage).
+    over all their vectors (1: skip that stage). Exact scoring runs the head on up to
+    ``score_bytes`` of float32 image vectors per forward (at least the scorer's ``batch_size``
+    images): a query's candidates in one forward, rather than in many small ones.
     """
 
     def __init__(
-        self, store: VectorStore | str, scorer: Any, nprobe: int = 8, n_candidates: int = 256, refine: int = 4
+        self,
+        store: VectorStore | str,
+        scorer: Any,
+        nprobe: int = 8,
+        n_candidates: int = 256,
+        refine: int = 4,
+        score_bytes: int = 64 << 20,
     ):
         self.store = store if isinstance(store, VectorStore) else VectorStore(store)
         self.scorer, self.head = scorer, scorer.head
@@ -52,8 +60,11 @@ class LateIndex:
         self.store.check(self.head, self.cache, scorer.name)
         self.nprobe, self.n_candidates, self.refine = int(nprobe), int(n_candidates), int(refine)
         self._centroids = torch.from_numpy(self.store.codec.centroids)
+        per_image = 4 * int(self.store.meta["n_patches"]) * int(self.store.meta["dim"])
+        self.score_batch = max(int(scorer.batch_size), int(score_bytes) // max(1, per_image))
         self._text_needs = text_needs(self.head)
         self._image_needs = image_needs(self.head)
+        self._globals: torch.Tensor | None = None  # [N, D_gi], read by _image_inputs
 
     # -- text side ---------------------------------------------------------------------------
     def encode_caption(self, caption: str) -> TextSide:
@@ -65,10 +76,18 @@ class LateIndex:
         return texts_from_cache(self.cache, np.array([row]), self._text_needs)
 
     # -- the stages --------------------------------------------------------------------------
-    def query_vectors(self, texts: TextSide) -> torch.Tensor:
-        """TextSide of 1 -> unit query vectors [M, d]."""
+    def text_states(self, texts: TextSide) -> torch.Tensor | None:
+        """TextSide of NT -> the head's text tower states [NT, T, d] on the scorer's device
+        (None: the head has no text tower). Computed once per query, read by both stages."""
+        if self.tower.text is None:
+            return None
         with torch.inference_mode():
-            return self.tower.query(self.head, texts.to(self.scorer.device)).float().cpu()
+            return self.tower.text(self.head, texts.to(self.scorer.device))
+
+    def query_vectors(self, texts: TextSide, states: torch.Tensor | None = None) -> torch.Tensor:
+        """TextSide of 1 -> unit query vectors [M, d] (``states``: :meth:`text_states` of it)."""
+        with torch.inference_mode():
+            return self.tower.query(self.head, texts.to(self.scorer.device), states).float().cpu()
 
     def candidates(self, q: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """q [M, d] -> (image rows [n] int64, approximate scores [n]), best first, n <= n_candidates."""
@@ -110,24 +129,38 @@ class LateIndex:
             uimg, approx = rows[keep], full[keep]
         return uimg, approx[: self.n_candidates]
 
-    def score(self, texts: TextSide, image_rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Exact scores [K] of one caption against images image_rows [K], from stored vectors."""
+    def _image_inputs(self, rows: np.ndarray) -> ImageSide:
+        """Image inputs the head reads besides the stored vectors (e.g. image_global) of sorted
+        ``rows``; the cache's globals are held in RAM once read, when under 1 GiB."""
+        if not self._image_needs:
+            return ImageSide()
+        if self._image_needs == ("image_global",):
+            if self._globals is None and self.store.n_images * self.cache.spec.global_image_dim * 4 <= 2**30:
+                self._globals = torch.from_numpy(self.cache.image_global(np.arange(self.store.n_images)))
+            if self._globals is not None:
+                return ImageSide(image_global=self._globals[torch.from_numpy(rows)])
+        return images_from_cache(self.cache, rows, self._image_needs)
+
+    def score(
+        self, texts: TextSide, image_rows: Sequence[int] | np.ndarray, states: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Exact scores [K] of one caption against images image_rows [K], from stored vectors.
+        ``states``: :meth:`text_states` of the caption when already computed."""
         rows = np.asarray(image_rows, dtype=np.int64).reshape(-1)
         out = np.empty(rows.size, np.float32)
-        bs = self.scorer.batch_size
-        texts = texts.to(self.scorer.device)
+        order = np.argsort(rows, kind="stable")  # read in row order (page cache), write back in place
+        srt, bs, dev = rows[order], self.score_batch, self.scorer.device
+        texts = texts.to(dev)
         with torch.inference_mode():
+            states = self.text_states(texts) if states is None else states
             for s in range(0, rows.size, bs):
-                r = rows[s : s + bs]
-                v = self.store.vectors(r).to(self.scorer.device)
-                images = (
-                    images_from_cache(self.cache, r, self._image_needs).to(self.scorer.device)
-                    if self._image_needs
-                    else ImageSide()
+                r = srt[s : s + bs]
+                v = self.store.vectors(r).to(dev)
+                idx = torch.arange(r.size, device=dev)
+                sc = score_stored(
+                    self.head, v, texts, idx, torch.zeros_like(idx), self._image_inputs(r).to(dev), states
                 )
-                idx = torch.arange(r.size, device=v.device)
-                sc = score_stored(self.head, v, texts, idx, torch.zeros_like(idx), images)
-                out[s : s + r.size] = sc.cpu().numpy()
+                out[order[s : s + r.size]] = sc.cpu().numpy()
         return out
 
     def search(
@@ -137,13 +170,14 @@ class LateIndex:
         number of images scored exactly). ``extra``: more candidate rows scored exactly (fusion)."""
         if isinstance(texts, str):
             texts = self.encode_caption(texts)
-        ids, _ = self.candidates(self.query_vectors(texts))
+        states = self.text_states(texts)
+        ids, _ = self.candidates(self.query_vectors(texts, states))
         if extra is not None:
             extra = np.asarray(extra, dtype=np.int64).reshape(-1)
             ids = np.unique(np.concatenate([ids, extra[extra >= 0]]))
         if ids.size == 0:
             return ids, np.zeros(0, np.float32), 0
-        s = self.score(texts, ids)
+        s = self.score(texts, ids, states)
         order = np.argsort(-s, kind="stable")[:k]
         return ids[order], s[order], int(ids.size)
 
@@ -151,9 +185,10 @@ class LateIndex:
         """Brute force: the head's exact score against every image -> (rows [k], scores [k])."""
         if self.store.n_images == 0:
             raise UserError(f"index {self.store.path} is empty")
+        states = self.text_states(texts)
         s = np.concatenate(
             [
-                self.score(texts, np.arange(a, min(a + block, self.store.n_images)))
+                self.score(texts, np.arange(a, min(a + block, self.store.n_images)), states)
                 for a in range(0, self.store.n_images, block)
             ]
         )

@@ -158,7 +158,12 @@ class SegmentHead(nn.Module):
         n_obj = has_obj.sum(-1)
         best = torch.where(has_obj, sim.amax(-1), torch.zeros_like(sim[..., 0]))
         objects = best.sum(-1) / n_obj.clamp(min=1)
-        words = maxsim_score(u, batch.token_mask, v, pmask)
+        # the word-level fallback is read only for captions without a parsed object
+        words = (
+            maxsim_score(u, batch.token_mask, v, pmask)
+            if bool((n_obj == 0).any())
+            else torch.zeros_like(objects)
+        )
         relations = self.relation_scale.float() * self._relations(batch, sim, pmask)
         if self.global_path is None:
             return self.scale.float() * torch.where(n_obj > 0, objects, words) + relations
