@@ -268,3 +268,30 @@ def test_search_command_uses_the_late_index(tiny_openclip, tmp_path, capsys):
         ms = maxsim_scorer(cache, encoder=enc, progress=False)
         want = np.argsort(-ms.score_text_query(query, np.arange(12)), kind="stable")[:3]
         assert got == [str(cache.image_ids[i]) for i in want]
+
+
+def test_too_long_caption_gets_the_scorers_one_line_message(corpus):
+    """A caption with more tokens than the head's max_text_tokens: the late index says what
+    HeadScorer says (scorer name, token counts, the fix), not the head's internal ValueError."""
+    d, cache, _ = corpus
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=16, depth=1, heads=2, readout="segments", max_text_tokens=8)
+    short = build_head("tflocal", cfg, cache.attrs).eval()
+    scorer = HeadScorer(short, "short", cache, progress=False)
+    late = LateIndex(build_index(cache, short, d / "short", n_centroids=8, progress=False), scorer)
+    with pytest.raises(UserError) as want:
+        scorer.score([0], [0])
+    texts = late.cached_caption(0)
+    assert int(texts.token_mask.sum()) == len(WORDS) > 8
+    for call in (
+        lambda: late.search(texts, k=3),
+        lambda: late.score(texts, np.arange(5)),
+        lambda: late.exhaustive(texts, k=3),
+        lambda: late.query_vectors(texts),
+    ):
+        with pytest.raises(UserError) as got:
+            call()
+        assert str(got.value) == str(want.value)
+        assert (
+            "\n" not in str(got.value) and "'short'" in str(got.value) and "max_text_tokens" in str(got.value)
+        )

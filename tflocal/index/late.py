@@ -31,6 +31,7 @@ from tflocal.errors import UserError
 from tflocal.features import ImageSide, TextSide, encode_text_side, images_from_cache, texts_from_cache
 from tflocal.index.store import VectorStore
 from tflocal.index.towers import image_needs, score_stored, text_needs, tower_of
+from tflocal.scorers.head import check_caption_length
 
 
 class LateIndex:
@@ -75,10 +76,15 @@ class LateIndex:
         """Caption ``row`` of the cache (its stored tokens)."""
         return texts_from_cache(self.cache, np.array([row]), self._text_needs)
 
+    def _check_length(self, texts: TextSide) -> None:
+        """The scorer's one-line UserError for a caption longer than the head was trained for."""
+        check_caption_length(self.head, self.scorer.name, texts.token_mask)
+
     # -- the stages --------------------------------------------------------------------------
     def text_states(self, texts: TextSide) -> torch.Tensor | None:
         """TextSide of NT -> the head's text tower states [NT, T, d] on the scorer's device
         (None: the head has no text tower). Computed once per query, read by both stages."""
+        self._check_length(texts)
         if self.tower.text is None:
             return None
         with torch.inference_mode():
@@ -86,6 +92,8 @@ class LateIndex:
 
     def query_vectors(self, texts: TextSide, states: torch.Tensor | None = None) -> torch.Tensor:
         """TextSide of 1 -> unit query vectors [M, d] (``states``: :meth:`text_states` of it)."""
+        if states is None:
+            self._check_length(texts)
         with torch.inference_mode():
             return self.tower.query(self.head, texts.to(self.scorer.device), states).float().cpu()
 
