@@ -213,6 +213,33 @@ def main() -> None:
 
         return fn
 
+    globals_ = torch.from_numpy(cache.image_global(np.arange(n)))  # in RAM, as LateIndex holds them
+
+    def given_rerank(head, qs):
+        """Re-rank with the head's image vectors of each query's candidates computed beforehand
+        (float16, as an index stores them; an index of a w512 d4 head over 100k images takes
+        hours on CPUs, and reading 100 stored rows adds about 1 ms of page-cache reads): the
+        caption read + parsed, its text tower once, the interaction with the candidates."""
+        from tflocal.features import ImageSide, texts_from_cache
+        from tflocal.index.towers import score_stored, text_needs
+
+        given = {}
+        with torch.inference_mode():
+            for q in qs:
+                p = torch.from_numpy(np.ascontiguousarray(cache.patches(first(q)[0])))
+                given[int(q)] = head.encode_image(p, torch.ones(p.shape[:2], dtype=torch.bool)).half()
+
+        def fn(q):
+            cand = first(q)[0]
+            texts = texts_from_cache(cache, np.array([q]), text_needs(head))
+            idx = torch.arange(cand.size)
+            with torch.inference_mode():
+                images = ImageSide(image_global=globals_[torch.from_numpy(cand)])
+                s = score_stored(head, given[int(q)], texts, idx, torch.zeros_like(idx), images).numpy()
+            return cand[np.argsort(-s, kind="stable")]
+
+        return fn
+
     wide, narrow = f"w{args.width} d{args.depth}", f"w{args.index_width} d{args.index_depth}"
     slow = queries[: args.slow_queries]
     first_name = f"first stage (faiss Flat, top {args.k_rerank})"
@@ -231,6 +258,9 @@ def main() -> None:
         rows[f"  segments ({wide}) text side alone"] = timed(
             lambda q: seg_big.encode_text(full_text[int(q)].tokens, full_text[int(q)].token_mask), queries
         )
+    rows[f"+ segments ({wide}) re-rank, image vectors given (fp16)"] = timed(
+        given_rerank(seg_big, slow), slow
+    )
     rows[f"+ segments ({narrow}) re-rank, towers recomputed"] = timed(
         joint_rerank(HeadScorer(seg, "s", cache, **kw)), queries
     )

@@ -102,37 +102,36 @@ class LateIndex:
         S = (q @ self._centroids.T).numpy()  # [M, C]
         M, C = S.shape
         nprobe = min(self.nprobe, C)
-        order = np.argsort(-S, axis=1)
-        probed = order[:, :nprobe]  # [M, nprobe]
-        floor = S[np.arange(M), order[:, nprobe]] if nprobe < C else np.full(M, -1.0, np.float32)
-        off, lists = self.store.ivf_offsets, self.store.ivf_images
-        imgs, qs, sc = [], [], []
+        if nprobe < C:  # the nprobe best centroids of each query vector, and the next best score
+            part = np.argpartition(-S, nprobe, axis=1)
+            probed, floor = part[:, :nprobe], S[np.arange(M), part[:, nprobe]]
+        else:
+            probed, floor = np.tile(np.arange(C), (M, 1)), np.full(M, -1.0, np.float32)
+        off, lists, n = self.store.ivf_offsets, self.store.ivf_images, self.store.n_images
+        # sum over query vectors: the floor of every query vector, plus (best - floor) where
+        # probed. Dense [N] buffers instead of sorting the (image, query vector) pairs.
+        gain, best = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        seen = np.zeros(n, bool)
         for m in range(M):
-            for c in probed[m]:
-                part = lists[off[c] : off[c + 1]]
-                imgs.append(part)
-                qs.append(np.full(part.size, m, np.int64))
-                sc.append(np.full(part.size, S[m, c], np.float32))
-        if not imgs:
+            parts = [lists[off[c] : off[c + 1]] for c in probed[m]]
+            for c, part in zip(probed[m], parts):
+                best[part] = np.maximum(best[part], S[m, c] - floor[m])  # >= 0: probed beat the floor
+            touched = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+            gain[touched] += best[touched]  # repeated rows add once (fancy-index assignment)
+            best[touched] = 0
+            seen[touched] = True
+        uimg = np.flatnonzero(seen)
+        if uimg.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        img, qv, s = np.concatenate(imgs).astype(np.int64), np.concatenate(qs), np.concatenate(sc)
-        o = np.lexsort((-s, qv, img))  # by image, then query vector, best score first
-        img, qv, s = img[o], qv[o], s[o]
-        first = np.ones(img.size, bool)
-        first[1:] = (img[1:] != img[:-1]) | (qv[1:] != qv[:-1])
-        img, qv, s = img[first], qv[first], s[first]  # best probed score per (image, query vector)
-        starts = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
-        uimg = img[starts]
-        # sum over query vectors: the floor of every query vector, plus (best - floor) where probed
-        approx = (floor.sum() + np.add.reduceat(s - floor[qv], starts)) / M
+        approx = (floor.sum() + gain[uimg]) / M
         keep = np.argsort(-approx, kind="stable")[: self.refine * self.n_candidates]
         uimg, approx = uimg[keep], approx[keep].astype(np.float32)
         if self.refine > 1 and uimg.size > self.n_candidates:
             # centroid interaction over all of each image's vectors: mean_m max_p S[m, code[p]]
             rows = np.sort(uimg)
             codes = torch.from_numpy(np.asarray(self.store.codes[rows], dtype=np.int64))  # [n, P]
-            St = torch.from_numpy(S)
-            full = St[:, codes.reshape(-1)].view(M, *codes.shape).amax(-1).mean(0).numpy()  # [n]
+            ST = torch.from_numpy(np.ascontiguousarray(S.T))  # [C, M]: one row gathered per code
+            full = ST.index_select(0, codes.reshape(-1)).view(*codes.shape, M).amax(1).mean(1).numpy()  # [n]
             keep = np.argsort(-full, kind="stable")[: self.n_candidates]
             uimg, approx = rows[keep], full[keep]
         return uimg, approx[: self.n_candidates]
