@@ -19,7 +19,9 @@ Heads have random weights (latency does not depend on them), except that the ind
 space as after training (recall needs that). Image-side indexes are built once per head
 (``--index-dir``, reused: the index refuses another head). Queries run one at a time after
 warm-up; re-ranking reads candidates from the HDF5 cache or the index's memory-mapped files
-(page cache). The last line is a JSON object of the figures.
+(page cache); the w512 d4 ``segments`` head, too slow to index 100,000 images on CPUs, gets its
+candidates' image vectors computed before timing (fp16, as an index stores them). The last line
+is a JSON object of the figures.
 
     python bench/rerank.py                       # the full run (builds cache + indexes once)
     python bench/rerank.py --images 20000 --queries 10 --cache /tmp/r20k.h5 --index-dir /tmp/r20k_idx

@@ -14,7 +14,9 @@ For one caption:
    score over *all* its vectors (``codes`` [n, P]: S[:, codes] [M, n, P], max over P); the
    ``n_candidates`` best are kept;
 5. **exact scoring**: the head's own ``forward`` on the kept candidates, its image tower
-   replaced by the stored vectors (:func:`.towers.score_stored`); the top ``k`` are returned.
+   replaced by the stored vectors (:func:`.towers.score_stored`) and its text tower run once
+   per query (the states of step 1 are reused); the candidates go through in as few forwards as
+   ``score_bytes`` allows (one, at 1,024 candidates of 49 x 128-d); the top ``k`` are returned.
 
 ``extra`` candidates (e.g. a global first stage's top k) join step 5: fusion of both stages.
 """
