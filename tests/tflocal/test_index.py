@@ -100,6 +100,26 @@ def test_stored_vectors_score_like_the_head(corpus, storage):
         assert np.abs(got - want).max() > 0 or storage == "float32"
 
 
+def test_score_keeps_the_order_asked_across_batches(corpus):
+    """Rows in any order (repeats too) score as their sorted reads, one forward or several,
+    and with the caption's text states computed once and passed in."""
+    d, cache, seg = corpus
+    store = build_index(cache, seg, d / "seg_order", storage="float16", n_centroids=16, progress=False)
+    one = LateIndex(store, HeadScorer(seg, "seg", cache, progress=False))
+    many = LateIndex(store, HeadScorer(seg, "seg", cache, batch_size=7, progress=False), score_bytes=1)
+    assert one.score_batch >= cache.n_images and many.score_batch == 7
+    rows = np.random.default_rng(0).permutation(cache.n_images)[:50]
+    rows = np.concatenate([rows, rows[:5]])
+    texts = one.cached_caption(4)
+    want = _direct(seg, cache, rows, 4)
+    for late in (one, many):
+        got = late.score(texts, rows)
+        np.testing.assert_allclose(got, want, atol=5e-2, rtol=0)
+        np.testing.assert_allclose(got[-5:], got[:5], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(late.score(texts, rows, late.text_states(texts)), got, atol=1e-6)
+    np.testing.assert_allclose(one.score(texts, rows), many.score(texts, rows), atol=1e-5)
+
+
 def test_maxsim_from_stored_vectors_and_residual_codes(corpus):
     d, cache, _ = corpus
     ms = maxsim_scorer(cache, progress=False)
@@ -248,3 +268,30 @@ def test_search_command_uses_the_late_index(tiny_openclip, tmp_path, capsys):
         ms = maxsim_scorer(cache, encoder=enc, progress=False)
         want = np.argsort(-ms.score_text_query(query, np.arange(12)), kind="stable")[:3]
         assert got == [str(cache.image_ids[i]) for i in want]
+
+
+def test_too_long_caption_gets_the_scorers_one_line_message(corpus):
+    """A caption with more tokens than the head's max_text_tokens: the late index says what
+    HeadScorer says (scorer name, token counts, the fix), not the head's internal ValueError."""
+    d, cache, _ = corpus
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=16, depth=1, heads=2, readout="segments", max_text_tokens=8)
+    short = build_head("tflocal", cfg, cache.attrs).eval()
+    scorer = HeadScorer(short, "short", cache, progress=False)
+    late = LateIndex(build_index(cache, short, d / "short", n_centroids=8, progress=False), scorer)
+    with pytest.raises(UserError) as want:
+        scorer.score([0], [0])
+    texts = late.cached_caption(0)
+    assert int(texts.token_mask.sum()) == len(WORDS) > 8
+    for call in (
+        lambda: late.search(texts, k=3),
+        lambda: late.score(texts, np.arange(5)),
+        lambda: late.exhaustive(texts, k=3),
+        lambda: late.query_vectors(texts),
+    ):
+        with pytest.raises(UserError) as got:
+            call()
+        assert str(got.value) == str(want.value)
+        assert (
+            "\n" not in str(got.value) and "'short'" in str(got.value) and "max_text_tokens" in str(got.value)
+        )

@@ -235,3 +235,33 @@ def test_command_line(built, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["serve", "--cache", str(built["cache"]), "--scorer", "cosine", "--port", "0"]) == 2
     assert "--port must be" in capsys.readouterr().err
+
+
+def test_late_interaction_copy_reads_index_vectors_and_runs_the_text_tower_once(engine, monkeypatch):
+    """The serve copy of a segments scorer holds the index tower's image vectors, and one query
+    against many images runs the head's text tower once (tflocal.index.score_stored)."""
+    import torch
+
+    from tflocal.index.towers import tower_of
+    from tflocal.serve.fast import StoredVectorsScorer
+
+    fast, fields = engine._pre["local"]
+    head = engine.scorers["local"].head
+    assert isinstance(fast, StoredVectorsScorer) and fast.head is head
+    rows = engine.rows
+    with torch.inference_mode():
+        want = tower_of(head).image(head, *_patches(engine.cache, rows))
+    np.testing.assert_allclose(fields["patches"].numpy(), want.numpy(), atol=1e-6)
+    calls = []
+    encode_text = head.encode_text
+    monkeypatch.setattr(head, "encode_text", lambda *a: calls.append(a[0].shape[0]) or encode_text(*a))
+    got = engine._score("local", QUERY, engine._encode_query(QUERY, ["local"]), rows)
+    assert calls == [1]  # one caption, not one per image
+    np.testing.assert_allclose(got, engine.scorers["local"].score_text_query(QUERY, rows), atol=1e-4)
+
+
+def _patches(cache, rows):
+    import torch
+
+    p = torch.from_numpy(np.asarray(cache.patches(rows), dtype=np.float32))
+    return p, torch.ones(p.shape[:2], dtype=torch.bool)

@@ -10,7 +10,7 @@ PLAID-style first stage over the whole corpus scored exactly by the head (:mod:`
 from tflocal.index.build import build_index
 from tflocal.index.late import LateIndex, open_late_index
 from tflocal.index.store import VectorStore
-from tflocal.index.towers import TOWERS, Tower, fingerprint, score_stored, tower_of
+from tflocal.index.towers import TOWERS, Tower, fingerprint, score_stored, text_states_of, tower_of
 
 __all__ = [
     "TOWERS",
@@ -21,5 +21,6 @@ __all__ = [
     "fingerprint",
     "open_late_index",
     "score_stored",
+    "text_states_of",
     "tower_of",
 ]

@@ -14,7 +14,9 @@ For one caption:
    score over *all* its vectors (``codes`` [n, P]: S[:, codes] [M, n, P], max over P); the
    ``n_candidates`` best are kept;
 5. **exact scoring**: the head's own ``forward`` on the kept candidates, its image tower
-   replaced by the stored vectors (:func:`.towers.score_stored`); the top ``k`` are returned.
+   replaced by the stored vectors (:func:`.towers.score_stored`) and its text tower run once
+   per query (the states of step 1 are reused); the candidates go through in as few forwards as
+   ``score_bytes`` allows (one, at 1,024 candidates of 49 x 128-d); the top ``k`` are returned.
 
 ``extra`` candidates (e.g. a global first stage's top k) join step 5: fusion of both stages.
 """
@@ -31,6 +33,7 @@ from tflocal.errors import UserError
 from tflocal.features import ImageSide, TextSide, encode_text_side, images_from_cache, texts_from_cache
 from tflocal.index.store import VectorStore
 from tflocal.index.towers import image_needs, score_stored, text_needs, tower_of
+from tflocal.scorers.head import check_caption_length
 
 
 class LateIndex:
@@ -39,11 +42,19 @@ class LateIndex:
     scorer: a :class:`~tflocal.scorers.HeadScorer` (its ``head``, ``cache`` and ``encoder``).
     nprobe: centroids probed per query vector; n_candidates: images scored exactly; refine:
     ``refine * n_candidates`` images pass the probed-centroid pruning to the centroid interaction
-    over all their vectors (1: skip that stage).
+    over all their vectors (1: skip that stage). Exact scoring runs the head on up to
+    ``score_bytes`` of float32 image vectors per forward (at least the scorer's ``batch_size``
+    images): a query's candidates in one forward, rather than in many small ones.
     """
 
     def __init__(
-        self, store: VectorStore | str, scorer: Any, nprobe: int = 8, n_candidates: int = 256, refine: int = 4
+        self,
+        store: VectorStore | str,
+        scorer: Any,
+        nprobe: int = 8,
+        n_candidates: int = 256,
+        refine: int = 4,
+        score_bytes: int = 64 << 20,
     ):
         self.store = store if isinstance(store, VectorStore) else VectorStore(store)
         self.scorer, self.head = scorer, scorer.head
@@ -52,8 +63,11 @@ class LateIndex:
         self.store.check(self.head, self.cache, scorer.name)
         self.nprobe, self.n_candidates, self.refine = int(nprobe), int(n_candidates), int(refine)
         self._centroids = torch.from_numpy(self.store.codec.centroids)
+        per_image = 4 * int(self.store.meta["n_patches"]) * int(self.store.meta["dim"])
+        self.score_batch = max(int(scorer.batch_size), int(score_bytes) // max(1, per_image))
         self._text_needs = text_needs(self.head)
         self._image_needs = image_needs(self.head)
+        self._globals: torch.Tensor | None = None  # [N, D_gi], read by _image_inputs
 
     # -- text side ---------------------------------------------------------------------------
     def encode_caption(self, caption: str) -> TextSide:
@@ -64,70 +78,98 @@ class LateIndex:
         """Caption ``row`` of the cache (its stored tokens)."""
         return texts_from_cache(self.cache, np.array([row]), self._text_needs)
 
+    def _check_length(self, texts: TextSide) -> None:
+        """The scorer's one-line UserError for a caption longer than the head was trained for."""
+        check_caption_length(self.head, self.scorer.name, texts.token_mask)
+
     # -- the stages --------------------------------------------------------------------------
-    def query_vectors(self, texts: TextSide) -> torch.Tensor:
-        """TextSide of 1 -> unit query vectors [M, d]."""
+    def text_states(self, texts: TextSide) -> torch.Tensor | None:
+        """TextSide of NT -> the head's text tower states [NT, T, d] on the scorer's device
+        (None: the head has no text tower). Computed once per query, read by both stages."""
+        self._check_length(texts)
+        if self.tower.text is None:
+            return None
         with torch.inference_mode():
-            return self.tower.query(self.head, texts.to(self.scorer.device)).float().cpu()
+            return self.tower.text(self.head, texts.to(self.scorer.device))
+
+    def query_vectors(self, texts: TextSide, states: torch.Tensor | None = None) -> torch.Tensor:
+        """TextSide of 1 -> unit query vectors [M, d] (``states``: :meth:`text_states` of it)."""
+        if states is None:
+            self._check_length(texts)
+        with torch.inference_mode():
+            return self.tower.query(self.head, texts.to(self.scorer.device), states).float().cpu()
 
     def candidates(self, q: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """q [M, d] -> (image rows [n] int64, approximate scores [n]), best first, n <= n_candidates."""
         S = (q @ self._centroids.T).numpy()  # [M, C]
         M, C = S.shape
         nprobe = min(self.nprobe, C)
-        order = np.argsort(-S, axis=1)
-        probed = order[:, :nprobe]  # [M, nprobe]
-        floor = S[np.arange(M), order[:, nprobe]] if nprobe < C else np.full(M, -1.0, np.float32)
-        off, lists = self.store.ivf_offsets, self.store.ivf_images
-        imgs, qs, sc = [], [], []
+        if nprobe < C:  # the nprobe best centroids of each query vector, and the next best score
+            part = np.argpartition(-S, nprobe, axis=1)
+            probed, floor = part[:, :nprobe], S[np.arange(M), part[:, nprobe]]
+        else:
+            probed, floor = np.tile(np.arange(C), (M, 1)), np.full(M, -1.0, np.float32)
+        off, lists, n = self.store.ivf_offsets, self.store.ivf_images, self.store.n_images
+        # sum over query vectors: the floor of every query vector, plus (best - floor) where
+        # probed. Dense [N] buffers instead of sorting the (image, query vector) pairs.
+        gain, best = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        seen = np.zeros(n, bool)
         for m in range(M):
-            for c in probed[m]:
-                part = lists[off[c] : off[c + 1]]
-                imgs.append(part)
-                qs.append(np.full(part.size, m, np.int64))
-                sc.append(np.full(part.size, S[m, c], np.float32))
-        if not imgs:
+            parts = [lists[off[c] : off[c + 1]] for c in probed[m]]
+            for c, part in zip(probed[m], parts):
+                best[part] = np.maximum(best[part], S[m, c] - floor[m])  # >= 0: probed beat the floor
+            touched = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+            gain[touched] += best[touched]  # repeated rows add once (fancy-index assignment)
+            best[touched] = 0
+            seen[touched] = True
+        uimg = np.flatnonzero(seen)
+        if uimg.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        img, qv, s = np.concatenate(imgs).astype(np.int64), np.concatenate(qs), np.concatenate(sc)
-        o = np.lexsort((-s, qv, img))  # by image, then query vector, best score first
-        img, qv, s = img[o], qv[o], s[o]
-        first = np.ones(img.size, bool)
-        first[1:] = (img[1:] != img[:-1]) | (qv[1:] != qv[:-1])
-        img, qv, s = img[first], qv[first], s[first]  # best probed score per (image, query vector)
-        starts = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
-        uimg = img[starts]
-        # sum over query vectors: the floor of every query vector, plus (best - floor) where probed
-        approx = (floor.sum() + np.add.reduceat(s - floor[qv], starts)) / M
+        approx = (floor.sum() + gain[uimg]) / M
         keep = np.argsort(-approx, kind="stable")[: self.refine * self.n_candidates]
         uimg, approx = uimg[keep], approx[keep].astype(np.float32)
         if self.refine > 1 and uimg.size > self.n_candidates:
             # centroid interaction over all of each image's vectors: mean_m max_p S[m, code[p]]
             rows = np.sort(uimg)
             codes = torch.from_numpy(np.asarray(self.store.codes[rows], dtype=np.int64))  # [n, P]
-            St = torch.from_numpy(S)
-            full = St[:, codes.reshape(-1)].view(M, *codes.shape).amax(-1).mean(0).numpy()  # [n]
+            ST = torch.from_numpy(np.ascontiguousarray(S.T))  # [C, M]: one row gathered per code
+            full = ST.index_select(0, codes.reshape(-1)).view(*codes.shape, M).amax(1).mean(1).numpy()  # [n]
             keep = np.argsort(-full, kind="stable")[: self.n_candidates]
             uimg, approx = rows[keep], full[keep]
         return uimg, approx[: self.n_candidates]
 
-    def score(self, texts: TextSide, image_rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Exact scores [K] of one caption against images image_rows [K], from stored vectors."""
+    def _image_inputs(self, rows: np.ndarray) -> ImageSide:
+        """Image inputs the head reads besides the stored vectors (e.g. image_global) of sorted
+        ``rows``; the cache's globals are held in RAM once read, when under 1 GiB."""
+        if not self._image_needs:
+            return ImageSide()
+        if self._image_needs == ("image_global",):
+            if self._globals is None and self.store.n_images * self.cache.spec.global_image_dim * 4 <= 2**30:
+                self._globals = torch.from_numpy(self.cache.image_global(np.arange(self.store.n_images)))
+            if self._globals is not None:
+                return ImageSide(image_global=self._globals[torch.from_numpy(rows)])
+        return images_from_cache(self.cache, rows, self._image_needs)
+
+    def score(
+        self, texts: TextSide, image_rows: Sequence[int] | np.ndarray, states: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Exact scores [K] of one caption against images image_rows [K], from stored vectors.
+        ``states``: :meth:`text_states` of the caption when already computed."""
         rows = np.asarray(image_rows, dtype=np.int64).reshape(-1)
         out = np.empty(rows.size, np.float32)
-        bs = self.scorer.batch_size
-        texts = texts.to(self.scorer.device)
+        order = np.argsort(rows, kind="stable")  # read in row order (page cache), write back in place
+        srt, bs, dev = rows[order], self.score_batch, self.scorer.device
+        texts = texts.to(dev)
         with torch.inference_mode():
+            states = self.text_states(texts) if states is None else states
             for s in range(0, rows.size, bs):
-                r = rows[s : s + bs]
-                v = self.store.vectors(r).to(self.scorer.device)
-                images = (
-                    images_from_cache(self.cache, r, self._image_needs).to(self.scorer.device)
-                    if self._image_needs
-                    else ImageSide()
+                r = srt[s : s + bs]
+                v = self.store.vectors(r).to(dev)
+                idx = torch.arange(r.size, device=dev)
+                sc = score_stored(
+                    self.head, v, texts, idx, torch.zeros_like(idx), self._image_inputs(r).to(dev), states
                 )
-                idx = torch.arange(r.size, device=v.device)
-                sc = score_stored(self.head, v, texts, idx, torch.zeros_like(idx), images)
-                out[s : s + r.size] = sc.cpu().numpy()
+                out[order[s : s + r.size]] = sc.cpu().numpy()
         return out
 
     def search(
@@ -137,13 +179,14 @@ class LateIndex:
         number of images scored exactly). ``extra``: more candidate rows scored exactly (fusion)."""
         if isinstance(texts, str):
             texts = self.encode_caption(texts)
-        ids, _ = self.candidates(self.query_vectors(texts))
+        states = self.text_states(texts)
+        ids, _ = self.candidates(self.query_vectors(texts, states))
         if extra is not None:
             extra = np.asarray(extra, dtype=np.int64).reshape(-1)
             ids = np.unique(np.concatenate([ids, extra[extra >= 0]]))
         if ids.size == 0:
             return ids, np.zeros(0, np.float32), 0
-        s = self.score(texts, ids)
+        s = self.score(texts, ids, states)
         order = np.argsort(-s, kind="stable")[:k]
         return ids[order], s[order], int(ids.size)
 
@@ -151,9 +194,10 @@ class LateIndex:
         """Brute force: the head's exact score against every image -> (rows [k], scores [k])."""
         if self.store.n_images == 0:
             raise UserError(f"index {self.store.path} is empty")
+        states = self.text_states(texts)
         s = np.concatenate(
             [
-                self.score(texts, np.arange(a, min(a + block, self.store.n_images)))
+                self.score(texts, np.arange(a, min(a + block, self.store.n_images)), states)
                 for a in range(0, self.store.n_images, block)
             ]
         )

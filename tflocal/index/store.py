@@ -85,13 +85,15 @@ class VectorStore:
 
     def vectors(self, rows: np.ndarray) -> torch.Tensor:
         """Image rows [U] -> their stored vectors float32 [U, P, d] (decoded when compressed)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable")  # sorted reads are kinder to the page cache
-        inv = torch.from_numpy(np.argsort(order, kind="stable"))
-        data = self._data[rows[order]]
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size > 1 and bool((rows[1:] < rows[:-1]).any()):
+            # sorted reads are kinder to the page cache; the rows come back in the order asked
+            order = np.argsort(rows, kind="stable")
+            return self.vectors(rows[order])[torch.from_numpy(np.argsort(order, kind="stable"))]
+        data = self._data[rows]  # one gather from the memory map
         if self.storage == "residual":
-            data = self.codec.decode(np.asarray(self.codes[rows[order]]), data)
-        return torch.from_numpy(data).float()[inv]  # torch converts float16 far faster than numpy
+            data = self.codec.decode(np.asarray(self.codes[rows]), data)
+        return torch.from_numpy(data).float()  # torch converts float16 far faster than numpy
 
     def bytes_per_image(self) -> float:
         """Index bytes on disk per image (vectors or residuals + codes + inverted lists + codec)."""

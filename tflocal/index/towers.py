@@ -32,13 +32,14 @@ from tflocal.models.segment_head import SegmentHead
 
 @dataclass(frozen=True)
 class Tower:
-    """image(head, patches [N,P,D], mask [N,P]) -> [N,P,d]; query(head, texts of 1) -> [M,d];
+    """image(head, patches [N,P,D], mask [N,P]) -> [N,P,d]; query(head, texts of 1, states) -> [M,d]
+    (``states``: ``text(head, texts)`` [1, T, d] when already computed, else None);
     attach(head, batch, vectors [U,P,d], pair_image [B]) puts stored vectors where the head's
     forward reads its image side; text(head, texts of NT) -> [NT, T, d] text tower states the
     forward reads from ``PairBatch.text_states`` (None: the head has no text tower)."""
 
     image: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-    query: Callable[[nn.Module, TextSide], torch.Tensor]
+    query: Callable[[nn.Module, TextSide, torch.Tensor | None], torch.Tensor]
     attach: Callable[[nn.Module, PairBatch, torch.Tensor, torch.Tensor], None]
     text: Callable[[nn.Module, TextSide], torch.Tensor] | None = None
 
@@ -48,10 +49,11 @@ def _real_tokens(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.normalize(vectors[0][mask[0]].float(), dim=-1)
 
 
-def _segments_query(head: SegmentHead, texts: TextSide) -> torch.Tensor:
+def _segments_query(head: SegmentHead, texts: TextSide, states: torch.Tensor | None = None) -> torch.Tensor:
     """Each parsed object phrase (normalized sum of its token vectors, as the head matches it);
-    a caption with no phrase: its normalized token vectors (the head's MaxSim fallback)."""
-    u = head.encode_text(texts.tokens, texts.token_mask)  # [1, T, d]
+    a caption with no phrase: its normalized token vectors (the head's MaxSim fallback).
+    ``states``: ``head.encode_text`` of the caption [1, T, d] when already computed."""
+    u = head.encode_text(texts.tokens, texts.token_mask) if states is None else states  # [1, T, d]
     seg = (texts.segments & texts.token_mask[:, None, :]).float()[0]  # [K, T]
     seg = seg[seg.sum(-1) > 0]
     if seg.shape[0] == 0:
@@ -59,15 +61,23 @@ def _segments_query(head: SegmentHead, texts: TextSide) -> torch.Tensor:
     return F.normalize(seg @ u[0], dim=-1)
 
 
+def _identity(pair_image: torch.Tensor, n_images: int) -> bool:
+    """Whether pair b is image b for every pair (then nothing needs gathering per pair)."""
+    return pair_image.shape[0] == n_images and bool(
+        (pair_image == torch.arange(n_images, device=pair_image.device)).all()
+    )
+
+
 def _segments_attach(head: nn.Module, batch: PairBatch, vectors: torch.Tensor, pair_image: torch.Tensor):
-    """Stored region vectors, and the text tower run once per distinct caption (not per pair)."""
+    """Stored region vectors, read per pair through ``pair_image`` (left unset when it is the
+    identity: the head then reads ``regions`` without a gathered copy)."""
     batch.regions = vectors
     batch.patch_mask = torch.ones(vectors.shape[:2], dtype=torch.bool, device=vectors.device)
-    batch.pair_image = pair_image
+    batch.pair_image = None if _identity(pair_image, vectors.shape[0]) else pair_image
 
 
 def _maxsim_attach(head: nn.Module, batch: PairBatch, vectors: torch.Tensor, pair_image: torch.Tensor):
-    batch.patches = vectors[pair_image]
+    batch.patches = vectors if _identity(pair_image, vectors.shape[0]) else vectors[pair_image]
     batch.patch_mask = torch.ones(batch.patches.shape[:2], dtype=torch.bool, device=vectors.device)
 
 
@@ -80,7 +90,7 @@ TOWERS: dict[type, Tower] = {
     ),
     MaxSimHead: Tower(
         image=lambda head, p, m: F.normalize(p.float(), dim=-1),
-        query=lambda head, t: _real_tokens(t.tokens, t.token_mask),
+        query=lambda head, t, states=None: _real_tokens(t.tokens, t.token_mask),
         attach=_maxsim_attach,
     ),
 }
@@ -107,6 +117,13 @@ def text_needs(head: nn.Module) -> tuple[str, ...]:
     return tuple(n for n in getattr(head, "needs", ()) if n not in ("patches", "patch_mask", "image_global"))
 
 
+def text_states_of(head: nn.Module, texts: TextSide) -> torch.Tensor | None:
+    """The head's text tower over NT captions -> [NT, T, d] (None: no text tower). Computed once
+    per query and passed to :func:`score_stored` for every batch of its candidates."""
+    tower = tower_of(head)
+    return None if tower.text is None else tower.text(head, texts)
+
+
 def score_stored(
     head: nn.Module,
     vectors: torch.Tensor,
@@ -114,16 +131,21 @@ def score_stored(
     pair_image: torch.Tensor,
     pair_text: torch.Tensor,
     images: ImageSide | None = None,
+    text_states: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact scores [B] of pairs (image pair_image[b], caption pair_text[b]) by the head's own
     forward, its image tower replaced by the stored ``vectors`` [U, P, d] (any float dtype;
-    computed in float32). ``images``: other image inputs of the U images (e.g. image_global)."""
+    computed in float32). ``images``: other image inputs of the U images (e.g. image_global).
+    ``text_states``: :func:`text_states_of` the NT captions when already computed (else here)."""
     batch = pair_batch(images or ImageSide(), texts, pair_image, pair_text)
     batch.patches = None
     tower = tower_of(head)
     tower.attach(head, batch, vectors.float(), pair_image)
     if tower.text is not None:  # [NT, T, d] once, then per pair
-        batch.text_states = tower.text(head, texts)[pair_text]
+        states = tower.text(head, texts) if text_states is None else text_states
+        batch.text_states = (
+            states.expand(pair_text.shape[0], -1, -1) if states.shape[0] == 1 else states[pair_text]
+        )
     return head(batch).float()
 
 

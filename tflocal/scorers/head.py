@@ -31,6 +31,21 @@ def _spec(cache: Any, encoder: Any) -> CacheSpec | None:
     return CacheSpec.from_attrs(encoder.metadata()) if encoder is not None else None
 
 
+def check_caption_length(head: torch.nn.Module, name: str, token_mask: torch.Tensor | None) -> None:
+    """UserError when a caption (token_mask [B, T], True = real token) has more tokens than the
+    head's ``max_text`` (its text position table): one line naming the scorer and the fix."""
+    max_text = getattr(head, "max_text", None)
+    if max_text is None or token_mask is None:
+        return
+    n_tok = token_mask.sum(dim=1)
+    if bool((n_tok > max_text).any()):
+        b = int(torch.argmax(n_tok))
+        raise UserError(
+            f"scorer {name!r}: a caption has {int(n_tok[b])} tokens, more than the {max_text} "
+            "this head was trained for: shorten it, or retrain with a larger model.max_text_tokens"
+        )
+
+
 class HeadScorer(Scorer):
     """Scores pairs with ``head(PairBatch) -> [B]`` (eval mode, no gradients)."""
 
@@ -53,15 +68,7 @@ class HeadScorer(Scorer):
 
     def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
         """Pairs of B -> [B] float32."""
-        max_text = getattr(self.head, "max_text", None)
-        if max_text is not None and pairs.batch.token_mask is not None:
-            n_tok = pairs.batch.token_mask.sum(dim=1)
-            if bool((n_tok > max_text).any()):
-                b = int(torch.argmax(n_tok))
-                raise UserError(
-                    f"scorer {self.name!r}: a caption has {int(n_tok[b])} tokens, more than the {max_text} "
-                    "this head was trained for: shorten it, or retrain with a larger model.max_text_tokens"
-                )
+        check_caption_length(self.head, self.name, pairs.batch.token_mask)
         out = self.head(pairs.batch.to(self.device))
         if out.shape != (len(pairs.batch),):
             raise RuntimeError(

@@ -1,72 +1,95 @@
 """Per-image work done once: late-interaction heads score a new query against preloaded images.
 
-A head whose ``forward`` reads the image only through ``encode_image(patches, patch_mask)`` and
-the caption only through ``encode_text(tokens, token_mask)`` (TFLocal's ``segments`` read-out:
-"image vectors depend on the image only") can have its region vectors computed once per image
-at start-up, and a query's token vectors once per request instead of once per candidate. This
-module makes such a copy of a scorer: its head's ``encode_image`` passes precomputed region
-vectors through, and its ``encode_text`` encodes the first row and repeats it (every row of a
-text -> image batch holds the same query). :func:`late_interaction` checks the copy against the
-plain scorer on a probe query and gives up (None) on any difference, so a head that does not
-fit the pattern is simply served the plain way.
+A head with a late-interaction tower (:mod:`tflocal.index.towers`: TFLocal's ``segments``
+read-out, MaxSim; its image vectors depend on the image only) has those vectors computed once
+per searchable image at start-up (``Tower.image``, as ``tflocal index`` stores them), and a
+query's text tower run once per request instead of once per candidate: scores come from
+:func:`tflocal.index.score_stored`, the head's own forward reading ``PairBatch.regions`` /
+``text_states``. :func:`late_interaction` checks the result against the plain scorer on a probe
+query and gives up (None) on any difference, so a head that does not fit is served the plain way.
+
+Shapes: preloaded ``patches`` [N, P, D_img] -> image vectors [N, P, d] in the fields' place;
+a Pairs of B (image vectors [B, P, d], the query's text fields [B, ...]) -> scores [B].
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
 import numpy as np
 import torch
 
+from tflocal.errors import UserError
+from tflocal.features import ImageSide, Pairs, TextSide
+from tflocal.index.towers import score_stored, tower_of
+from tflocal.scorers.head import check_caption_length
+
 log = logging.getLogger("tflocal.serve")
 
+_TEXT = ("tokens", "token_mask", "text_global", "segments", "relation_tokens", "relations")
 
-def _fast_head(head: torch.nn.Module) -> torch.nn.Module:
-    """A shallow copy of ``head`` (same parameters) with the two pass-through encoders."""
-    fast = copy.copy(head)
-    encode_text = head.encode_text
 
-    def regions(patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
-        return patches  # already head.encode_image(...) of the preloaded patches
+class StoredVectorsScorer:
+    """``scorer`` with its head's image tower replaced by stored vectors: ``score_pairs_batch``
+    reads the image vectors [B, P, d] from ``batch.patches`` (see the module docstring)."""
 
-    def tokens_once(tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        one = encode_text(tokens[:1], token_mask[:1])
-        return one.expand(tokens.shape[0], *one.shape[1:])
+    def __init__(self, scorer: Any):
+        self.scorer, self.head = scorer, scorer.head
+        self.name, self.needs, self.batch_size, self.device = (
+            scorer.name,
+            scorer.needs,
+            scorer.batch_size,
+            scorer.device,
+        )
 
-    object.__setattr__(fast, "encode_image", regions)
-    object.__setattr__(fast, "encode_text", tokens_once)
-    return fast
+    def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
+        """Pairs of B -> [B] float32. Text fields repeated from one query (stride 0 over the
+        batch, as the engine builds them) go through the text tower once."""
+        b = pairs.batch
+        check_caption_length(self.head, self.name, b.token_mask)
+        n = len(b)
+        present = {k: getattr(b, k) for k in _TEXT if getattr(b, k) is not None}
+        once = n > 0 and all(v.stride(0) == 0 for v in present.values())
+        texts = TextSide(**{k: (v[:1] if once else v) for k, v in present.items()}).to(self.device)
+        pair_image = torch.arange(n, device=self.device)
+        pair_text = torch.zeros_like(pair_image) if once else pair_image
+        images = ImageSide(image_global=b.image_global).to(self.device)
+        out = score_stored(self.head, b.patches.to(self.device), texts, pair_image, pair_text, images)
+        return out.float().cpu()
+
+
+def image_vectors(head: torch.nn.Module, fields: dict[str, torch.Tensor], device: Any, block: int = 256):
+    """The head's image-side vectors [N, P, d] of the preloaded patches [N, P, D_img]."""
+    tower = tower_of(head)
+    p, m = fields["patches"], fields["patch_mask"]
+    with torch.inference_mode():
+        return torch.cat(
+            [
+                tower.image(head, p[s : s + block].to(device), m[s : s + block].to(device)).float().cpu()
+                for s in range(0, p.shape[0], block)
+            ]
+        )
 
 
 def late_interaction(
     scorer: Any, fields: dict[str, torch.Tensor], probe: tuple[str, np.ndarray, Any]
 ) -> tuple[Any, dict[str, torch.Tensor]] | None:
-    """(scorer copy, image fields with region vectors in place of patches), or None when the
+    """(scorer copy, image fields with image vectors in place of patches), or None when the
     head does not fit (see the module docstring).
 
     fields: the preloaded image inputs of every searchable row; probe: (query, a few positions
     into ``fields``, a function (scorer, fields, query, positions) -> scores) used to compare."""
     head = getattr(scorer, "head", None)
-    if not (callable(getattr(head, "encode_image", None)) and callable(getattr(head, "encode_text", None))):
+    if head is None or "patches" not in fields or "patch_mask" not in fields:
         return None
-    if "patches" not in fields or "patch_mask" not in fields:
-        return None
-    p, m = fields["patches"], fields["patch_mask"]
     try:
-        with torch.inference_mode():
-            v = torch.cat(
-                [
-                    head.encode_image(
-                        p[s : s + 256].to(scorer.device), m[s : s + 256].to(scorer.device)
-                    ).cpu()
-                    for s in range(0, p.shape[0], 256)
-                ]
-            )
-        fast = copy.copy(scorer)
-        fast.head = _fast_head(head)
-        fast_fields = {**fields, "patches": v}
+        tower_of(head)
+    except UserError:
+        return None  # a joint head: its image side reads the caption
+    try:
+        fast, fast_fields = StoredVectorsScorer(scorer), {**fields}
+        fast_fields["patches"] = image_vectors(head, fields, scorer.device)
         query, pos, score = probe
         want = score(scorer, fields, query, pos)
         got = score(fast, fast_fields, query, pos)
