@@ -45,7 +45,10 @@ def make_optimizer(
     # is the CPU default, and as deterministic; other devices keep the default
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     opt = torch.optim.AdamW(
-        param_groups(model, optim.weight_decay), lr=optim.lr, betas=(optim.beta1, optim.beta2), fused=fused or None
+        param_groups(model, optim.weight_decay),
+        lr=optim.lr,
+        betas=(optim.beta1, optim.beta2),
+        fused=fused or None,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, WarmupCosine(optim.warmup_steps, total_steps, optim.min_lr_ratio)
