@@ -242,45 +242,32 @@ def load_spacy(name: str):
         raise UserError(f"TFLOCAL_SPACY_MODEL={name!r}: spaCy cannot load it ({err})") from err
 
 
+_NOT_NOMINAL = {"DET", "POSS", "PRON", "ADP", "AUX", "CCONJ", "NUM", "PUNCT"}
+"""Tags that rule out a bare nominal (a noun or adjective without a determiner before it)."""
+
+
+def _bare_nominal_at(opts: list[set[str]], j: int) -> bool:
+    """Can token j be a bare noun or adjective (and nothing closed-class)?"""
+    return j < len(opts) and bool(opts[j] & {"NOUN", "ADJ"}) and not opts[j] & _NOT_NOMINAL
+
+
 def _modifying_participle(opts: list[set[str]], low: list[str], j: int) -> bool:
     """Is token j a past participle ("-ed") directly before a bare nominal, as in "a chocolate
     speckled rhombus" (a modifier, where "a dog tied to a post" has a verb)? The next word must
     be able to be a noun or an adjective and must not be another verb form or a closed word."""
-    if j + 1 >= len(opts) or "VERB" not in opts[j] or not low[j].endswith("ed"):
+    if j >= len(opts) or "VERB" not in opts[j] or not low[j].endswith("ed"):
         return False
-    nxt = opts[j + 1]
-    return bool(nxt & {"NOUN", "ADJ"}) and not nxt & {
-        "DET",
-        "POSS",
-        "PRON",
-        "ADP",
-        "AUX",
-        "CCONJ",
-        "NUM",
-        "PUNCT",
-    }
+    return _bare_nominal_at(opts, j + 1)
 
 
 def _modifier_before_nominal(opts: list[set[str]], low: list[str], j: int) -> bool:
     """Is token j a modifier (an adjective or a past participle) directly before a bare nominal,
     so that a noun before it is a modifier too ("a navy striped triangle", "a bronze dotted
     tile")?"""
-    if j + 1 >= len(opts):
-        return False
-    if "VERB" in opts[j] and low[j].endswith("ing"):
+    if j >= len(opts) or ("VERB" in opts[j] and low[j].endswith("ing")):
         return False  # after a noun an "-ing" form is a verb: "a girl blowing bubbles"
     if "ADJ" in opts[j] and "NOUN" not in opts[j]:
-        nxt = opts[j + 1]
-        return bool(nxt & {"NOUN", "ADJ"}) and not nxt & {
-            "DET",
-            "POSS",
-            "PRON",
-            "ADP",
-            "AUX",
-            "CCONJ",
-            "NUM",
-            "PUNCT",
-        }
+        return _bare_nominal_at(opts, j + 1)
     return _modifying_participle(opts, low, j)
 
 
