@@ -245,10 +245,11 @@ def make_pairs(
     pair_image: torch.Tensor,
     pair_text: torch.Tensor,
     needs: Sequence[str],
+    dedup_images: bool = False,
 ) -> Pairs:
     """:func:`pair_batch` plus the scorer-only inputs (crops, caption strings) per pair."""
     return Pairs(
-        pair_batch(images, texts, pair_image, pair_text, needs),
+        pair_batch(images, texts, pair_image, pair_text, needs, dedup_images=dedup_images),
         crops=None if images.crops is None else images.crops[pair_image],
         captions=None if texts.captions is None else [texts.captions[j] for j in pair_text.tolist()],
     )
@@ -260,14 +261,17 @@ def _distinct(idx: Sequence[int] | np.ndarray) -> tuple[np.ndarray, torch.Tensor
     return u, torch.from_numpy(inv.reshape(-1).astype(np.int64))
 
 
-def from_cache(cache: Any, image_idx: np.ndarray, text_idx: np.ndarray, needs: Sequence[str]) -> Pairs:
-    """Pairs (image_idx[b], text_idx[b]) [B] of cache rows; each distinct row is read once."""
+def from_cache(
+    cache: Any, image_idx: np.ndarray, text_idx: np.ndarray, needs: Sequence[str], dedup_images: bool = False
+) -> Pairs:
+    """Pairs (image_idx[b], text_idx[b]) [B] of cache rows; each distinct row is read once.
+    ``dedup_images``: patches stay one per distinct image, with ``pair_image`` (see :func:`pair_batch`)."""
     needs = set(needs)
     ui, pi = _distinct(image_idx)
     ut, pt = _distinct(text_idx)
     images = images_from_cache(cache, ui, needs) if needs & set(IMAGE_FIELDS) else ImageSide()
     texts = texts_from_cache(cache, ut, needs) if needs & set(TEXT_FIELDS) else TextSide()
-    return make_pairs(images, texts, pi, pt, needs)
+    return make_pairs(images, texts, pi, pt, needs, dedup_images)
 
 
 def encode_text_side(encoder: Any, captions: Sequence[str], needs: Sequence[str]) -> TextSide:

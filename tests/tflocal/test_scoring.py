@@ -183,3 +183,31 @@ def test_checkpoint_scorer_equals_head_forward(tmp_path, real_cache):
     )
     with open_cache(other) as c2, pytest.raises(UserError, match="encoder"):
         load_scorer(str(path), c2)
+
+
+@pytest.mark.parametrize("readout", ["segments", "summary"])
+def test_head_scorer_runs_each_image_once_per_batch_with_equal_scores(tmp_path, real_cache, readout):
+    """Heads that accept ``pair_image`` get one copy of each distinct image per batch (their image
+    side runs once per image, not once per pair); the scores equal the per-pair expansion."""
+    from tflocal.checkpoint import save_checkpoint
+    from tflocal.models import ModelConfig, build_head
+
+    cache, enc, _ = real_cache
+    cfg = ModelConfig(
+        width=16, depth=1, heads=2, readout=readout, max_text_tokens=int(cache.attrs["context_length"])
+    )
+    head = build_head("tflocal", cfg, cache.attrs).eval()
+    path = save_checkpoint(tmp_path / "r" / "best.pt", head, "tflocal", cfg, None, cache.signature, step=1)
+    sc = load_scorer(str(path), cache, encoder=enc, batch_size=5)
+    assert sc.dedup_images
+    img = np.array([0, 0, 1, 1, 0, 2, 2, 2, 5, 5, 5, 3])
+    txt = np.array([0, 1, 2, 3, 4, 5, 4, 11, 10, 11, 0, 6])
+    seen = []
+    forward = sc.head.forward
+    sc.head.forward = lambda b: (seen.append((b.patches.shape[0], len(b))), forward(b))[1]
+    got = sc.score(img, txt)
+    assert seen == [(2, 5), (2, 5), (2, 2)]  # distinct images per batch of 5 pairs
+    sc.dedup_images = False
+    want = sc.score(img, txt)
+    assert [n for n, _ in seen[3:]] == [5, 5, 2]
+    np.testing.assert_allclose(got, want, atol=1e-5)

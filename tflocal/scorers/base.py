@@ -42,11 +42,14 @@ class Scorer(ABC):
         encoder: used by ``score_pairs`` (loaded from the cache's ``encoder`` attribute when
             first needed, if not given).
         checkpoint: path of the checkpoint the scorer was loaded from ("" if none).
+        dedup_images: batches keep one copy of each distinct image's patches plus
+            ``PairBatch.pair_image`` instead of a copy per pair (for heads that accept it).
     """
 
     name: str = "scorer"
     needs: tuple[str, ...] = ()
     checkpoint: str = ""
+    dedup_images: bool = False
 
     def __init__(
         self,
@@ -113,7 +116,7 @@ class Scorer(ABC):
         with torch.inference_mode():
             for s in bar:
                 sl = slice(s, s + self.batch_size)
-                pairs = from_cache(cache, image_idx[sl], text_idx[sl], self.needs)
+                pairs = from_cache(cache, image_idx[sl], text_idx[sl], self.needs, self.dedup_images)
                 out[sl] = self.score_pairs_batch(pairs).float().cpu().numpy()
         return out
 
@@ -161,7 +164,9 @@ class Scorer(ABC):
                 rows, pair_image = np.unique(image_idx[s : s + self.batch_size], return_inverse=True)
                 images = images_from_cache(cache, rows, [n for n in self.needs if n in IMAGE_FIELDS])
                 pair_image = torch.from_numpy(pair_image.reshape(-1).astype(np.int64))
-                pairs = make_pairs(images, texts, pair_image, torch.zeros_like(pair_image), self.needs)
+                pairs = make_pairs(
+                    images, texts, pair_image, torch.zeros_like(pair_image), self.needs, self.dedup_images
+                )
                 out[s : s + len(pair_image)] = self.score_pairs_batch(pairs).float().cpu().numpy()
         return out
 

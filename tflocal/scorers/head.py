@@ -65,6 +65,8 @@ class HeadScorer(Scorer):
         self.name = name
         self.needs = tuple(getattr(head, "needs", PAIR_FIELDS))
         self.checkpoint = checkpoint
+        # heads that take PairBatch.pair_image run their image side once per distinct image
+        self.dedup_images = bool(getattr(head, "accepts_pair_image", False))
 
     def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
         """Pairs of B -> [B] float32."""
