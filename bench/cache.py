@@ -180,11 +180,13 @@ def bench_caching(
         imgs = np.arange(len(c.image_ids))
         pdiff = float(np.abs(np.asarray(c.patches(imgs), np.float32) - c2.patches(imgs)).max())
         print(f"  vs {compare}:")
+        print(f"    image forward ratio     {b['images'] / o['images']:8.3f}x faster")
         print(f"    text forward ratio      {b['texts'] / o['texts']:8.3f}x faster")
         print(f"    caching time ratio      {b['cache'] / o['cache']:8.3f}x faster")
         print(f"    cached tokens max |diff| {diff:.4f}, text globals {gdiff:.5f}, patches {pdiff:.4f}")
         fig.update(
             compare=compare,
+            image_forward_speedup_ratio=round(b["images"] / o["images"], 3),
             text_forward_speedup_ratio=round(b["texts"] / o["texts"], 3),
             caching_speedup_ratio=round(b["cache"] / o["cache"], 3),
             compare_caching_over_forward_ratio=round(o["cache"] / (o["images"] + o["texts"]), 3),
