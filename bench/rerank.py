@@ -2,6 +2,8 @@
 re-ranking its top 100 (MaxSim, the joint TFLocal head, the ``segments`` read-out; image
 vectors recomputed per query or read from a :mod:`tflocal.index`), and the late-interaction
 first stage over the whole corpus with its recall@10 against exhaustive scoring by the same head.
+Rows marked bf16 run the head under bf16 autocast (``tflocal search --precision bf16``; recall
+of the bf16 late stage is against the fp32 head's exhaustive top 10).
 
 A synthetic joint-space cache (``--cache``, written once and reused) of 100,000 images x 7x7
 patches x 64 dims and 2,000 captions of 12 tokens. It has structure, as real embeddings do:
@@ -162,7 +164,9 @@ def main() -> None:
 
     import torch
 
+    from cache_tools.encoders.precision import get_autocast
     from cache_tools.reader import open_cache
+    from tflocal.index import LateIndex
     from tflocal.models import ModelConfig, build_head
     from tflocal.retrieval import build_index, rerank, search
     from tflocal.scorers.head import HeadScorer, maxsim_scorer
@@ -217,7 +221,7 @@ def main() -> None:
 
     globals_ = torch.from_numpy(cache.image_global(np.arange(n)))  # in RAM, as LateIndex holds them
 
-    def given_rerank(head, qs):
+    def given_rerank(head, qs, precision="fp32"):
         """Re-rank with the head's image vectors of each query's candidates computed beforehand
         (float16, as an index stores them; an index of a w512 d4 head over 100k images takes
         hours on CPUs, and reading 100 stored rows adds about 1 ms of page-cache reads): the
@@ -235,9 +239,13 @@ def main() -> None:
             cand = first(q)[0]
             texts = texts_from_cache(cache, np.array([q]), text_needs(head))
             idx = torch.arange(cand.size)
-            with torch.inference_mode():
+            with torch.inference_mode(), get_autocast(precision, args.device):
                 images = ImageSide(image_global=globals_[torch.from_numpy(cand)])
-                s = score_stored(head, given[int(q)], texts, idx, torch.zeros_like(idx), images).numpy()
+                s = (
+                    score_stored(head, given[int(q)], texts, idx, torch.zeros_like(idx), images)
+                    .float()
+                    .numpy()
+                )
             return cand[np.argsort(-s, kind="stable")]
 
         return fn
@@ -253,6 +261,10 @@ def main() -> None:
     rows[f"+ joint TFLocal ({wide}) re-rank, {args.device}"] = timed(
         joint_rerank(HeadScorer(joint, "j", cache, **kw)), slow
     )
+    if not args.device.startswith("cuda"):  # on a GPU the row above already runs under bf16 autocast
+        rows[f"+ joint TFLocal ({wide}) re-rank, {args.device}, bf16"] = timed(
+            joint_rerank(HeadScorer(joint, "j", cache, precision="bf16", **kw)), slow
+        )
     rows[f"+ segments ({wide}) re-rank, towers recomputed"] = timed(
         joint_rerank(HeadScorer(seg_big, "s", cache, **kw)), slow
     )
@@ -263,23 +275,35 @@ def main() -> None:
     rows[f"+ segments ({wide}) re-rank, image vectors given (fp16)"] = timed(
         given_rerank(seg_big, slow), slow
     )
+    rows[f"+ segments ({wide}) re-rank, image vectors given (fp16), head in bf16"] = timed(
+        given_rerank(seg_big, slow, "bf16"), slow
+    )
     rows[f"+ segments ({narrow}) re-rank, towers recomputed"] = timed(
         joint_rerank(HeadScorer(seg, "s", cache, **kw)), queries
     )
     rows[f"+ segments ({narrow}) re-rank, stored vectors (fp16)"] = timed(stored_rerank(late_seg), queries)
+    # the same index, the head under bf16 autocast (``--precision bf16`` of tflocal search)
+    late_seg_bf16 = LateIndex(late_seg.store, HeadScorer(seg, "seg", cache, precision="bf16", **kw))
+    rows[f"+ segments ({narrow}) re-rank, stored vectors (fp16), head in bf16"] = timed(
+        stored_rerank(late_seg_bf16), queries
+    )
 
     recall, n_scored = {}, {}
     for key, late, n_cand in (
         ("maxsim", late_ms, args.candidates),
         ("maxsim_residual2", late_ms_res, args.candidates),
         (f"segments_{narrow.replace(' ', '')}", late_seg, args.seg_candidates),
+        (f"segments_{narrow.replace(' ', '')}_bf16", late_seg_bf16, args.seg_candidates),
     ):
         late.nprobe, late.n_candidates, late.refine = args.nprobe, n_cand, args.refine
         rows[f"late first stage, {key}, top 10"] = timed(
             lambda q, late=late: late.search(late.cached_caption(int(q)), k=10), queries
         )
         hits, ns = [], []
-        truth = late_ms if key == "maxsim_residual2" else late  # exhaustive scores from exact (fp16) vectors
+        # exhaustive scores from exact (fp16) vectors with the fp32 head
+        truth = {"maxsim_residual2": late_ms, f"segments_{narrow.replace(' ', '')}_bf16": late_seg}.get(
+            key, late
+        )
         for q in queries[: min(len(queries), 20)]:
             want, _ = truth.exhaustive(truth.cached_caption(int(q)), k=10)
             got, _, k_scored = late.search(late.cached_caption(int(q)), k=10)
@@ -306,6 +330,7 @@ def main() -> None:
         "maxsim": late_ms,
         "maxsim_residual2": late_ms_res,
         f"segments_{narrow.replace(' ', '')}": late_seg,
+        f"segments_{narrow.replace(' ', '')}_bf16": late_seg_bf16,
     }
     for key, late in sizes.items():
         print(

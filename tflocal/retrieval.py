@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 import torch
 
+from cache_tools.config import PRECISIONS, Precision
 from tflocal.errors import UserError
 from tflocal.features import encode_text_side
 from tflocal.scorers.base import Scorer
@@ -55,10 +56,15 @@ class SearchConfig:
     encoder: str | None = None
     """Encoder for the query (default: the cache's own)."""
     device: str = "cpu"
+    precision: Precision = "fp32"
+    """fp32 | bf16 | fp16: the trained head's forward under autocast (bf16: ~1.7x faster re-ranking
+    with a w512 head on CPUs with native bf16; fp16 only on a GPU)."""
 
     def __post_init__(self) -> None:
         if not self.cache:
             raise UserError("search: missing 'cache': give --cache FILE.h5")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"search: --precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if not self.query:
             raise UserError("search: no query: give --query CAPTION (repeatable)")
         if self.k < 1 or self.k_rerank < 1:

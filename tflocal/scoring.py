@@ -47,6 +47,7 @@ def load_scorer(
     batch_size: int = 256,
     progress: bool = True,
     segmenter: Callable[[str], list[str]] | None = None,
+    precision: str = "fp32",
 ) -> Scorer:
     """A scorer over ``cache`` (an open :class:`cache_tools.reader.Cache`, or None for raw inputs only).
 
@@ -55,6 +56,7 @@ def load_scorer(
             score) | a checkpoint file written by ``tflocal train``.
         encoder: used by ``score_pairs`` and SGI (default: loaded from the cache's ``encoder``).
         segmenter: SGI's caption splitter (default :func:`tflocal.concepts.segments`).
+        precision: ``fp32`` | ``bf16`` | ``fp16``, autocast of a head's forward (see :class:`Scorer`).
     """
     base, _, arg = str(name_or_ckpt).partition(":")
     kw = {
@@ -63,6 +65,7 @@ def load_scorer(
         "batch_size": batch_size,
         "device": device,
         "progress": progress,
+        "precision": precision,
     }
     if base in SCORERS:
         if base == "sgi":

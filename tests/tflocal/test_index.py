@@ -295,3 +295,25 @@ def test_too_long_caption_gets_the_scorers_one_line_message(corpus):
         assert (
             "\n" not in str(got.value) and "'short'" in str(got.value) and "max_text_tokens" in str(got.value)
         )
+
+
+def test_late_index_runs_the_head_in_the_scorers_precision(corpus):
+    """A bf16 scorer: text tower, query vectors and exact scores under bf16 autocast, close to
+    fp32 (not equal), and the late stage still finds fp32's best images."""
+    d, cache, seg = corpus
+    head = aligned(seg)
+    store = build_index(cache, head, d / "seg_bf16", n_centroids=32, progress=False)
+    fp32 = LateIndex(store, HeadScorer(head, "seg", cache, progress=False), nprobe=6, n_candidates=120)
+    bf16 = LateIndex(
+        store, HeadScorer(head, "seg", cache, progress=False, precision="bf16"), nprobe=6, n_candidates=120
+    )
+    rows = np.arange(cache.n_images)
+    hits = []
+    for t in (0, 10, 20):
+        texts = fp32.cached_caption(t)
+        a, b = fp32.score(texts, rows), bf16.score(texts, rows)
+        assert b.dtype == np.float32 and not np.array_equal(a, b)
+        assert np.abs(a - b).max() < 0.1 * a.std() + 0.05
+        got, _, _ = bf16.search(texts, k=10)
+        hits.append(len(set(got) & set(fp32.exhaustive(texts, k=10)[0])) / 10)
+    assert np.mean(hits) >= 0.8

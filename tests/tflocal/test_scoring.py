@@ -211,3 +211,29 @@ def test_head_scorer_runs_each_image_once_per_batch_with_equal_scores(tmp_path, 
     want = sc.score(img, txt)
     assert [n for n, _ in seen[3:]] == [5, 5, 2]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_scorer_precision_autocasts_the_head(tmp_path, real_cache):
+    """``precision``: bf16 runs the head under autocast (scores close to fp32, not equal); fp16
+    falls back to fp32 on a CPU; an unknown precision is refused by name."""
+    from tflocal.checkpoint import save_checkpoint
+    from tflocal.models import ModelConfig, build_head
+
+    cache, enc, _ = real_cache
+    cfg = ModelConfig(
+        width=32, depth=1, heads=2, readout="segments", max_text_tokens=int(cache.attrs["context_length"])
+    )
+    torch.manual_seed(0)
+    head = build_head("tflocal", cfg, cache.attrs).eval()
+    path = save_checkpoint(tmp_path / "p" / "best.pt", head, "tflocal", cfg, None, cache.signature, step=1)
+    img, txt = np.repeat(np.arange(6), 12), np.tile(np.arange(12), 6)
+    scores = {
+        p: load_scorer(str(path), cache, encoder=enc, precision=p).score(img, txt)
+        for p in ("fp32", "bf16", "fp16")
+    }
+    np.testing.assert_array_equal(scores["fp16"], scores["fp32"])
+    assert not np.array_equal(scores["bf16"], scores["fp32"])
+    spread = float(scores["fp32"].std())
+    assert spread > 0 and float(np.abs(scores["bf16"] - scores["fp32"]).max()) < 0.1 * spread + 0.05
+    with pytest.raises(UserError, match="precision"):
+        load_scorer(str(path), cache, encoder=enc, precision="int8")

@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         if cfg.index:
             save_index(index, cfg.index)
             print(f"built {cfg.factory} index over {cache.n_images} images -> {cfg.index}")
-    scorer = load_scorer(cfg.scorer, cache, encoder=encoder, device=cfg.device, progress=False)
+    scorer = load_scorer(
+        cfg.scorer, cache, encoder=encoder, device=cfg.device, progress=False, precision=cfg.precision
+    )
     late = None
     if cfg.late_index and Path(cfg.late_index, "meta.json").is_file():
         late = open_late_index(cfg.late_index, scorer)

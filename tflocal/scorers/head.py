@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cache_tools.encoders.precision import get_autocast
 from cache_tools.schema import CacheSpec
 from tflocal.checkpoint import load_head
 from tflocal.errors import UserError
@@ -59,8 +60,9 @@ class HeadScorer(Scorer):
         device: str = "cpu",
         checkpoint: str = "",
         progress: bool = True,
+        precision: str = "fp32",
     ):
-        super().__init__(cache, encoder, batch_size, device, progress)
+        super().__init__(cache, encoder, batch_size, device, progress, precision)
         self.head = head.to(self.device).eval()
         self.name = name
         self.needs = tuple(getattr(head, "needs", PAIR_FIELDS))
@@ -71,7 +73,8 @@ class HeadScorer(Scorer):
     def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
         """Pairs of B -> [B] float32."""
         check_caption_length(self.head, self.name, pairs.batch.token_mask)
-        out = self.head(pairs.batch.to(self.device))
+        with get_autocast(self.precision, self.device):
+            out = self.head(pairs.batch.to(self.device))
         if out.shape != (len(pairs.batch),):
             raise RuntimeError(
                 f"head {self.name!r} returned shape {tuple(out.shape)}, expected ({len(pairs.batch)},)"
@@ -136,11 +139,25 @@ class CosineScorer(HeadScorer):
 
 
 def maxsim_scorer(
-    cache: Any = None, encoder: Any = None, batch_size: int = 256, device: str = "cpu", progress: bool = True
+    cache: Any = None,
+    encoder: Any = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+    progress: bool = True,
+    precision: str = "fp32",
 ) -> HeadScorer:
     """Parameter-free late interaction over joint-space patch and caption tokens."""
     spec = _spec(cache, encoder)
-    return HeadScorer(MaxSimHead(None, spec), "maxsim", cache, encoder, batch_size, device, progress=progress)
+    return HeadScorer(
+        MaxSimHead(None, spec),
+        "maxsim",
+        cache,
+        encoder,
+        batch_size,
+        device,
+        progress=progress,
+        precision=precision,
+    )
 
 
 GENERIC_STEMS = ("last", "best", "final", "checkpoint", "model")
@@ -154,11 +171,13 @@ def checkpoint_scorer(
     batch_size: int = 256,
     device: str = "cpu",
     progress: bool = True,
+    precision: str = "fp32",
 ) -> HeadScorer:
     """A trained head from ``tflocal train``; refuses a cache from another embedding space."""
     model, _info = load_head(path, cache=cache, device=device)
     p = Path(path)
     name = f"{p.parent.name}/{p.stem}" if p.stem in GENERIC_STEMS and p.parent.name else p.stem
     return HeadScorer(
-        model, str(name), cache, encoder, batch_size, device, checkpoint=str(path), progress=progress
-    )
+        model, str(name), cache, encoder, batch_size, device, checkpoint=str(path), progress=progress,
+        precision=precision,
+    )  # fmt: skip
