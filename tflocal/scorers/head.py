@@ -138,26 +138,10 @@ class CosineScorer(HeadScorer):
         return (a @ b.T).numpy()
 
 
-def maxsim_scorer(
-    cache: Any = None,
-    encoder: Any = None,
-    batch_size: int = 256,
-    device: str = "cpu",
-    progress: bool = True,
-    precision: str = "fp32",
-) -> HeadScorer:
-    """Parameter-free late interaction over joint-space patch and caption tokens."""
-    spec = _spec(cache, encoder)
-    return HeadScorer(
-        MaxSimHead(None, spec),
-        "maxsim",
-        cache,
-        encoder,
-        batch_size,
-        device,
-        progress=progress,
-        precision=precision,
-    )
+def maxsim_scorer(cache: Any = None, encoder: Any = None, **kw: Any) -> HeadScorer:
+    """Parameter-free late interaction over joint-space patch and caption tokens. ``kw``:
+    batch_size, device, progress, precision (see :class:`Scorer`)."""
+    return HeadScorer(MaxSimHead(None, _spec(cache, encoder)), "maxsim", cache, encoder, **kw)
 
 
 GENERIC_STEMS = ("last", "best", "final", "checkpoint", "model")
@@ -165,19 +149,11 @@ GENERIC_STEMS = ("last", "best", "final", "checkpoint", "model")
 
 
 def checkpoint_scorer(
-    path: str,
-    cache: Any = None,
-    encoder: Any = None,
-    batch_size: int = 256,
-    device: str = "cpu",
-    progress: bool = True,
-    precision: str = "fp32",
+    path: str, cache: Any = None, encoder: Any = None, device: str = "cpu", **kw: Any
 ) -> HeadScorer:
-    """A trained head from ``tflocal train``; refuses a cache from another embedding space."""
+    """A trained head from ``tflocal train``; refuses a cache from another embedding space.
+    ``kw``: batch_size, progress, precision (see :class:`Scorer`)."""
     model, _info = load_head(path, cache=cache, device=device)
     p = Path(path)
     name = f"{p.parent.name}/{p.stem}" if p.stem in GENERIC_STEMS and p.parent.name else p.stem
-    return HeadScorer(
-        model, str(name), cache, encoder, batch_size, device, checkpoint=str(path), progress=progress,
-        precision=precision,
-    )  # fmt: skip
+    return HeadScorer(model, str(name), cache, encoder, device=device, checkpoint=str(path), **kw)
