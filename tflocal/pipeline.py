@@ -147,7 +147,13 @@ def evaluate_scorers(cfg: EvalConfig, cache: Any, progress: bool = True) -> tupl
     scorers = []
     for name in scorer_names(cfg, cache):
         scorer = load_scorer(
-            name, cache, encoder=encoder, device=cfg.device, batch_size=cfg.batch_size, progress=progress
+            name,
+            cache,
+            encoder=encoder,
+            device=cfg.device,
+            batch_size=cfg.batch_size,
+            progress=progress,
+            precision=cfg.precision,
         )
         scorer.name = cfg.labels.get(name, scorer.name)
         scorers.append(scorer)

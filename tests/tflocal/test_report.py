@@ -148,3 +148,37 @@ def test_eval_command_end_to_end(tmp_path, capsys):
     rc = main(["eval", "--bench", "sugarcrepe", "--cache", str(tmp_path / "nope.h5"), "--out", str(out)])
     assert rc == 2 and "--encoder and --data" in capsys.readouterr().err
     assert main(["eval", "--bench", "nosuch", "--cache", str(path)]) == 2
+
+
+def test_eval_precision_reaches_the_scorers(tmp_path, monkeypatch, capsys):
+    """``tflocal eval --precision bf16`` loads every scorer with that precision; another value is
+    refused with a one-line message and exit status 2."""
+    import tflocal.pipeline as pipeline
+
+    seen = []
+    real = pipeline.load_scorer
+    monkeypatch.setattr(
+        pipeline, "load_scorer", lambda *a, **kw: (seen.append(kw["precision"]), real(*a, **kw))[1]
+    )
+    rng = np.random.default_rng(0)
+    texts = ["a red cube", "a blue ball"]
+    path = write_arrays(
+        tmp_path / "c.h5",
+        {"encoder": "fake:test", "grid": [2, 2], **JOINT},
+        ["im0"],
+        rng.normal(size=(1, 4, 8)),
+        rng.normal(size=(1, 8)),
+        texts,
+        [rng.normal(size=(3, 8)).astype(np.float32) for _ in texts],
+        rng.normal(size=(2, 8)),
+        [0, 0],
+        [-1, 0],
+        text_meta=[{"subset": "swap_att"}] * 2,
+    )
+    args = ["eval", "--bench", "sugarcrepe", "--cache", str(path), "--scorer", "maxsim", "--scorer", "cosine"]
+    assert (
+        main([*args, "--out", str(tmp_path / "r"), "--heatmaps", "0", "--quiet", "--precision", "bf16"]) == 0
+    )
+    assert seen == ["bf16", "bf16"]
+    assert main([*args, "--precision", "int8"]) == 2
+    assert "precision 'int8' is not one of fp32, bf16, fp16" in capsys.readouterr().err

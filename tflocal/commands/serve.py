@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         device=cfg.device,
         k_rerank=cfg.k_rerank,
         in_memory=cfg.in_memory,
+        precision=cfg.precision,
     )
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"tflocal serve: listening on {cfg.host}, reachable from other machines (no authentication)")

@@ -43,12 +43,14 @@ def load_engine(
     device: str = "cpu",
     k_rerank: int = 100,
     in_memory: bool = True,
+    precision: str = "fp32",
 ) -> Any:
     """Open the cache, load the scorers (one shared encoder) and the index; returns a
     :class:`~tflocal.serve.engine.SearchEngine`.
 
     scorers: ``cosine`` | ``maxsim`` | ``sgi`` | CHECKPOINT, each optionally ``LABEL=...``;
-    split: serve only the images whose metadata ``split`` equals it (e.g. ``test_ood``).
+    split: serve only the images whose metadata ``split`` equals it (e.g. ``test_ood``);
+    precision: the trained heads' autocast (``fp32`` | ``bf16`` | ``fp16``).
     """
     import numpy as np
 
@@ -81,7 +83,7 @@ def load_engine(
     loaded: dict[str, Any] = {}
     for arg in scorers:
         label, spec = parse_scorer(arg)
-        sc = load_scorer(spec, cache, encoder=encoder, device=device, progress=False)
+        sc = load_scorer(spec, cache, encoder=encoder, device=device, progress=False, precision=precision)
         label = label or sc.name
         if label in loaded:
             raise UserError(f"two scorers are labelled {label!r}: name them with --scorer LABEL=SPEC")
