@@ -89,7 +89,14 @@ def shapes_records(n: int, tmp: Path) -> list[ImageRecord]:
 
 
 def bench_caching(
-    encoder_name: str, n: int, batch_size: int, device: str, tmp: Path, shapes: bool, compare: str
+    encoder_name: str,
+    n: int,
+    batch_size: int,
+    device: str,
+    tmp: Path,
+    shapes: bool,
+    compare: str,
+    precision: str = "fp32",
 ) -> dict:
     """Caching time vs the encoder's own forward (images, then each distinct caption once) on
     the same records; with ``compare``: a second encoder name (e.g. the ``@text-bf16`` towers)
@@ -99,7 +106,7 @@ def bench_caching(
     recs = shapes_records(n, tmp) if shapes else make_images(tmp, n)
     n = len(recs)
     names = [encoder_name] + ([compare] if compare else [])
-    encs = {name: load_encoder(name, device=device) for name in names}
+    encs = {name: load_encoder(name, device=device, precision=precision) for name in names}
     texts = list(dict.fromkeys(t.text for r in recs for t in r.texts))
     first = encs[encoder_name]
     pixels = [first.preprocess(load_image(r)) for r in recs]
@@ -164,6 +171,10 @@ def bench_caching(
         "images": n,
         "distinct_texts": len(texts),
         "threads": torch.get_num_threads(),
+        "device": str(first.device),
+        "precision": precision,
+        "image_forward_per_s": round(n / b["images"], 1),
+        "caching_images_per_s": round(n / cache_t, 1),
         "text_share_of_forward": round(b["texts"] / fwd, 3),
         "caching_over_forward_ratio": round(cache_t / fwd, 3),
         "file_over_payload_ratio": round(size / payload, 3),
@@ -295,6 +306,7 @@ def main() -> None:
     ap.add_argument("--shapes", action="store_true", help="ShapesWorld records (real captions + negatives)")
     ap.add_argument("--text-order", action="store_true", help="time caption order/batching (ShapesWorld)")
     ap.add_argument("--compare", default="", help="a second encoder name timed alike (e.g. ...@text-bf16)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="encoders' autocast")
     args = ap.parse_args()
     figures: dict = {}
     with tempfile.TemporaryDirectory() as d:
@@ -302,7 +314,9 @@ def main() -> None:
         if not args.skip_caching:
             name = args.encoder or local_vit_b32(tmp)
             figures.update(
-                bench_caching(name, args.n, args.batch_size, args.device, tmp, args.shapes, args.compare)
+                bench_caching(
+                    name, args.n, args.batch_size, args.device, tmp, args.shapes, args.compare, args.precision
+                )
             )
         if args.text_order:
             figures.update(

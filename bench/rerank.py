@@ -117,19 +117,22 @@ def aligned(seg):
     return out
 
 
-def get_index(cache, head, folder: Path, storage: str, centroids: int, name: str):
-    """The head's index in ``folder``, built when missing or built by another head."""
+def get_index(cache, head, folder: Path, storage: str, centroids: int, name: str, device: str = "cpu"):
+    """The head's index in ``folder``, built when missing or built by another head; its scorer
+    (and the head, moved there) on ``device``."""
     from tflocal.errors import UserError
     from tflocal.index import LateIndex, VectorStore, build_index
     from tflocal.scorers.head import HeadScorer
 
-    scorer = HeadScorer(head, name, cache, batch_size=256, progress=False)
+    scorer = HeadScorer(head, name, cache, batch_size=256, device=device, progress=False)
     try:
         return LateIndex(VectorStore(folder), scorer)
     except UserError:
         t0 = time.perf_counter()
         print(f"building index {folder} ({name}, {storage}) ...", flush=True)
-        store = build_index(cache, head, folder, storage=storage, n_centroids=centroids, name=name)
+        store = build_index(
+            cache, head, folder, storage=storage, n_centroids=centroids, name=name, device=device
+        )
         print(f"  built in {time.perf_counter() - t0:.0f} s ({store.meta})", flush=True)
         return LateIndex(store, scorer)
 
@@ -195,12 +198,19 @@ def main() -> None:
     seg = aligned(build_head("tflocal", ModelConfig(**small), cache.attrs).eval())
     ms = maxsim_scorer(cache, **kw)
     d_idx = Path(args.index_dir)
-    late_ms = get_index(cache, ms.head, d_idx / "maxsim_f16", "float16", args.centroids, "maxsim")
-    late_ms_res = get_index(cache, ms.head, d_idx / "maxsim_res2", "residual", args.centroids, "maxsim")
+    dev = args.device
+    late_ms = get_index(cache, ms.head, d_idx / "maxsim_f16", "float16", args.centroids, "maxsim", dev)
+    late_ms_res = get_index(cache, ms.head, d_idx / "maxsim_res2", "residual", args.centroids, "maxsim", dev)
     late_seg = get_index(
-        cache, seg, d_idx / f"seg_w{args.index_width}d{args.index_depth}", "float16", args.centroids, "seg"
+        cache,
+        seg,
+        d_idx / f"seg_w{args.index_width}d{args.index_depth}",
+        "float16",
+        args.centroids,
+        "seg",
+        dev,
     )
-    full_text = {int(t): late_seg.cached_caption(int(t)) for t in queries}
+    full_text = {int(t): late_seg.cached_caption(int(t)).to(args.device) for t in queries}
 
     def stored_rerank(late):
         def fn(q):
@@ -232,18 +242,20 @@ def main() -> None:
         given = {}
         with torch.inference_mode():
             for q in qs:
-                p = torch.from_numpy(np.ascontiguousarray(cache.patches(first(q)[0])))
-                given[int(q)] = head.encode_image(p, torch.ones(p.shape[:2], dtype=torch.bool)).half()
+                p = torch.from_numpy(np.ascontiguousarray(cache.patches(first(q)[0]))).to(args.device)
+                mask = torch.ones(p.shape[:2], dtype=torch.bool, device=p.device)
+                given[int(q)] = head.encode_image(p, mask).half()
 
         def fn(q):
             cand = first(q)[0]
-            texts = texts_from_cache(cache, np.array([q]), text_needs(head))
-            idx = torch.arange(cand.size)
+            texts = texts_from_cache(cache, np.array([q]), text_needs(head)).to(args.device)
+            idx = torch.arange(cand.size, device=args.device)
             with torch.inference_mode(), get_autocast(precision, args.device):
-                images = ImageSide(image_global=globals_[torch.from_numpy(cand)])
+                images = ImageSide(image_global=globals_[torch.from_numpy(cand)]).to(args.device)
                 s = (
                     score_stored(head, given[int(q)], texts, idx, torch.zeros_like(idx), images)
                     .float()
+                    .cpu()
                     .numpy()
                 )
             return cand[np.argsort(-s, kind="stable")]
