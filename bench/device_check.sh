@@ -10,8 +10,9 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #       -d .whl faiss-cpu open_clip_torch ftfy wcwidth webdataset braceexpand lemminflect
 #
-# then `run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=540)`. faiss-gpu has no
-# wheel for the machine's CUDA 13 on PyPI, so the first stage stays on the CPU (faiss-cpu).
+# then `run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=540)`. faiss-gpu's PyPI
+# wheel (faiss-gpu-cu12, 48 MB; none for CUDA 13) needs CUDA 12's cuBLAS wheel besides, more than a
+# call may carry (64 MiB), so the first stage stays on the CPU (faiss-cpu).
 # Smoke test on a CPU: DEVICE=cpu N_CACHE=16 STEPS=2 IMAGES=2000 QUERIES=3 bash bench/device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
