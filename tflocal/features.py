@@ -205,9 +205,16 @@ def pair_batch(
 
     pair_image, pair_text: long [N]. ``needs``: the PairBatch fields to fill (None: all present).
     ``dedup_images``: keep patches per distinct image and set ``pair_image`` (heads with
-    ``accepts_pair_image`` project each image once) instead of expanding them per pair.
+    ``accepts_pair_image`` project each image once) instead of expanding them per pair. Text
+    fields of a single caption are stride-0 views over the N pairs (read-only), not copies.
     """
     want = (lambda f: True) if needs is None else set(needs).__contains__
+    n = int(pair_text.shape[0])
+
+    def per_pair(x: torch.Tensor) -> torch.Tensor:
+        # one caption for every pair (a query against candidates): a stride-0 view, not N copies
+        return x.expand(n, *x.shape[1:]) if x.shape[0] == 1 else x[pair_text]
+
     out = PairBatch()
     if images.patches is not None and want("patches"):
         if dedup_images:
@@ -218,14 +225,14 @@ def pair_batch(
     if images.image_global is not None and want("image_global"):
         out.image_global = images.image_global[pair_image]
     if texts.tokens is not None and want("tokens"):
-        out.tokens = texts.tokens[pair_text]
-        out.token_mask = texts.token_mask[pair_text]
+        out.tokens = per_pair(texts.tokens)
+        out.token_mask = per_pair(texts.token_mask)
     if texts.text_global is not None and want("text_global"):
-        out.text_global = texts.text_global[pair_text]
+        out.text_global = per_pair(texts.text_global)
     for name in LAYOUT_FIELDS:
         value = getattr(texts, name)
         if value is not None and want(name):
-            setattr(out, name, value[pair_text])
+            setattr(out, name, per_pair(value))
     return out
 
 

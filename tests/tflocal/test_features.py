@@ -114,3 +114,23 @@ def test_layouts_from_cache_match_parsing_every_time(cache_and_raw, n_tokens):
         for k in want:
             assert got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), k
     assert set(_LAYOUTS[cache]) == set(rows.tolist())
+
+
+def test_one_caption_against_many_images_is_a_view_with_the_gathered_values(cache_and_raw):
+    """A single caption paired with N images: its text fields are stride-0 views over the N pairs,
+    equal to the gathered copies that several captions get."""
+    from tflocal.features import images_from_cache, pair_batch, texts_from_cache
+
+    _, cache, _, _ = cache_and_raw
+    needs = ("patches", "patch_mask", "tokens", "token_mask", "image_global", "text_global",
+             "segments", "relation_tokens", "relations")  # fmt: skip
+    images = images_from_cache(cache, np.arange(4), needs)
+    one = texts_from_cache(cache, np.array([9]), needs)
+    two = texts_from_cache(cache, np.array([9, 1]), needs)
+    pair_image = torch.tensor([0, 1, 2, 3, 1])
+    a = pair_batch(images, one, pair_image, torch.zeros(5, dtype=torch.long), needs)
+    b = pair_batch(images, two, pair_image, torch.zeros(5, dtype=torch.long), needs)
+    for field in ("tokens", "token_mask", "text_global", "segments", "relation_tokens", "relations"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.shape == y.shape and x.shape[0] == 5 and torch.equal(x, y), field
+        assert x.stride(0) == 0 and y.stride(0) != 0, field
