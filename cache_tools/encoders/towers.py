@@ -181,7 +181,7 @@ avx512_bf16 / AMX; tokens within ~0.02 of fp32, min cosine 0.9999) and keeps the
 ``precision``. ``@bf16`` runs both towers in bf16: EfficientNet-Lite0 ~2x faster on such CPUs,
 its ReLU6 features (0..6) move by up to ~0.8 on a photo and ~3 on flat ShapesWorld renders,
 a patch's cosine to fp32 stays > 0.98 on a photo, and the quickstart's test_id / test_ood rows
-stay within 0.8 points (README).
+stay within 0.9 points but one (README).
 The suffix is part of the encoder name, so the cache records it and raw scoring loads the same
 towers."""
 TEXT_VARIANTS = {suffix: text for suffix, (_, text) in VARIANTS.items()}
