@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cache_tools.encoders.precision import check_precision
 from tflocal.errors import UserError
 from tflocal.scorers.base import Scorer
 from tflocal.scorers.head import CosineScorer, checkpoint_scorer, maxsim_scorer
@@ -56,8 +57,10 @@ def load_scorer(
             score) | a checkpoint file written by ``tflocal train``.
         encoder: used by ``score_pairs`` and SGI (default: loaded from the cache's ``encoder``).
         segmenter: SGI's caption splitter (default :func:`tflocal.concepts.segments`).
-        precision: ``fp32`` | ``bf16`` | ``fp16``, autocast of a head's forward (see :class:`Scorer`).
+        precision: ``fp32`` | ``bf16`` | ``fp16``, autocast of a trained head's forward (see
+            :class:`Scorer`); the built-in scorers are baselines and always run in fp32.
     """
+    check_precision(precision)
     base, _, arg = str(name_or_ckpt).partition(":")
     kw = {
         "cache": cache,
@@ -65,14 +68,13 @@ def load_scorer(
         "batch_size": batch_size,
         "device": device,
         "progress": progress,
-        "precision": precision,
     }
     if base in SCORERS:
         if base == "sgi":
             return _sgi(arg, segmenter=segmenter, **kw)
         return SCORERS[base](arg, **kw)
     if Path(name_or_ckpt).is_file():
-        return checkpoint_scorer(str(name_or_ckpt), **kw)
+        return checkpoint_scorer(str(name_or_ckpt), precision=precision, **kw)
     raise UserError(
         f"unknown scorer {name_or_ckpt!r}: choose one of {', '.join(SCORERS)}, sgi:WEIGHT, or the path of a "
         "checkpoint written by `tflocal train` (no such file)"

@@ -151,7 +151,8 @@ def test_eval_command_end_to_end(tmp_path, capsys):
 
 
 def test_eval_precision_reaches_the_scorers(tmp_path, monkeypatch, capsys):
-    """``tflocal eval --precision bf16`` loads every scorer with that precision; another value is
+    """``tflocal eval --precision bf16`` passes it to every scorer it loads (trained heads autocast,
+    the baselines stay fp32: tests/tflocal/test_scoring.py); another value is
     refused with a one-line message and exit status 2."""
     import tflocal.pipeline as pipeline
 

@@ -214,8 +214,9 @@ def test_head_scorer_runs_each_image_once_per_batch_with_equal_scores(tmp_path, 
 
 
 def test_scorer_precision_autocasts_the_head(tmp_path, real_cache):
-    """``precision``: bf16 runs the head under autocast (scores close to fp32, not equal); fp16
-    falls back to fp32 on a CPU; an unknown precision is refused by name."""
+    """``precision``: bf16 runs a trained head under autocast (scores close to fp32, not equal);
+    fp16 falls back to fp32 on a CPU; the built-in scorers stay fp32; an unknown precision is
+    refused by name."""
     from tflocal.checkpoint import save_checkpoint
     from tflocal.models import ModelConfig, build_head
 
@@ -237,3 +238,8 @@ def test_scorer_precision_autocasts_the_head(tmp_path, real_cache):
     assert spread > 0 and float(np.abs(scores["bf16"] - scores["fp32"]).max()) < 0.1 * spread + 0.05
     with pytest.raises(UserError, match="precision"):
         load_scorer(str(path), cache, encoder=enc, precision="int8")
+    # the built-in scorers are baselines: fp32 whatever is asked (a cosine row stays the model's own)
+    for name in ("cosine", "maxsim", "sgi"):
+        assert load_scorer(name, cache, encoder=enc, precision="bf16").precision == "fp32"
+    with pytest.raises(UserError, match="precision"):
+        load_scorer("cosine", cache, precision="int8")
