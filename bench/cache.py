@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cache_tools.arrays import write_arrays  # noqa: E402
+from cache_tools.config import PRECISIONS  # noqa: E402
 from cache_tools.encode import TEXT_CALL_BATCHES  # noqa: E402
 from cache_tools.images import load_image  # noqa: E402
 from cache_tools.reader import chunk_shuffle, open_cache  # noqa: E402
@@ -306,7 +307,7 @@ def main() -> None:
     ap.add_argument("--shapes", action="store_true", help="ShapesWorld records (real captions + negatives)")
     ap.add_argument("--text-order", action="store_true", help="time caption order/batching (ShapesWorld)")
     ap.add_argument("--compare", default="", help="a second encoder name timed alike (e.g. ...@text-bf16)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="encoders' autocast")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="encoders' autocast")
     args = ap.parse_args()
     figures: dict = {}
     with tempfile.TemporaryDirectory() as d:

@@ -183,7 +183,15 @@ def main() -> int:
         cuda = f"{r['peak_cuda_mib']:.0f}" if r["peak_cuda_mib"] is not None else "-"
         print(f"{r['preset']:8s} {r['head']:16s} {r['device']:6s} {r['precision']:5s} {r['params']:11,d} {r['pairs_per_step']:10d} "
               f"{r['pairs_per_s']:9.1f} {r['threads']:3d} {r['base_rss_mib']:8.0f} {r['peak_rss_mib']:12.0f} {cuda:>13s}")  # fmt: skip
-    keys = ("pairs_per_s", "params", "pairs_per_step", "peak_rss_mib", "peak_cuda_mib", "precision", "threads")
+    keys = (
+        "pairs_per_s",
+        "params",
+        "pairs_per_step",
+        "peak_rss_mib",
+        "peak_cuda_mib",
+        "precision",
+        "threads",
+    )
     print(json.dumps({f"{r['preset']}/{r['head']}/{r['device']}": {k: r[k] for k in keys} for r in rows}))
     return 0
 

@@ -21,7 +21,8 @@ import faiss
 import numpy as np
 import torch
 
-from cache_tools.config import PRECISIONS, Precision
+from cache_tools.config import Precision
+from cache_tools.encoders.precision import check_precision
 from tflocal.errors import UserError
 from tflocal.features import encode_text_side
 from tflocal.scorers.base import Scorer
@@ -63,8 +64,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if not self.cache:
             raise UserError("search: missing 'cache': give --cache FILE.h5")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"search: --precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if not self.query:
             raise UserError("search: no query: give --query CAPTION (repeatable)")
         if self.k < 1 or self.k_rerank < 1:

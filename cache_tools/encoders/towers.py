@@ -184,8 +184,6 @@ a patch's cosine to fp32 stays > 0.98 on a photo, and the quickstart's test_id /
 stay within 0.9 points but one (README).
 The suffix is part of the encoder name, so the cache records it and raw scoring loads the same
 towers."""
-TEXT_VARIANTS = {suffix: text for suffix, (_, text) in VARIANTS.items()}
-"""Name suffix -> the text tower's precision (kept for callers of the older name)."""
 
 
 def load(spec: str, device: torch.device, precision: str, name: str) -> TowersEncoder:

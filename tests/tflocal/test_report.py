@@ -182,4 +182,4 @@ def test_eval_precision_reaches_the_scorers(tmp_path, monkeypatch, capsys):
     )
     assert seen == ["bf16", "bf16"]
     assert main([*args, "--precision", "int8"]) == 2
-    assert "precision 'int8' is not one of fp32, bf16, fp16" in capsys.readouterr().err
+    assert "unknown precision 'int8': choose one of fp32, bf16, fp16" in capsys.readouterr().err

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cache_tools.config import PRECISIONS, Precision
+from cache_tools.config import Precision
+from cache_tools.encoders.precision import check_precision
 from tflocal.errors import UserError
 from tflocal.evaluate import BENCHMARKS
 
@@ -56,8 +57,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UserError("batch_size must be at least 1")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if self.k_rerank < 1:
             raise UserError("k_rerank must be at least 1")
         if self.heatmaps < 0:

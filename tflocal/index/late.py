@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cache_tools.encoders.precision import get_autocast
 from tflocal.errors import UserError
 from tflocal.features import ImageSide, TextSide, encode_text_side, images_from_cache, texts_from_cache
 from tflocal.index.store import VectorStore
@@ -83,10 +82,6 @@ class LateIndex:
         """The scorer's one-line UserError for a caption longer than the head was trained for."""
         check_caption_length(self.head, self.scorer.name, texts.token_mask)
 
-    def _autocast(self) -> Any:
-        """The scorer's precision (``fp32`` | ``bf16`` | ``fp16``) as an autocast context."""
-        return get_autocast(getattr(self.scorer, "precision", "fp32"), self.scorer.device)
-
     # -- the stages --------------------------------------------------------------------------
     def text_states(self, texts: TextSide) -> torch.Tensor | None:
         """TextSide of NT -> the head's text tower states [NT, T, d] on the scorer's device
@@ -94,14 +89,14 @@ class LateIndex:
         self._check_length(texts)
         if self.tower.text is None:
             return None
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.scorer.autocast():
             return self.tower.text(self.head, texts.to(self.scorer.device))
 
     def query_vectors(self, texts: TextSide, states: torch.Tensor | None = None) -> torch.Tensor:
         """TextSide of 1 -> unit query vectors [M, d] (``states``: :meth:`text_states` of it)."""
         if states is None:
             self._check_length(texts)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.scorer.autocast():
             return self.tower.query(self.head, texts.to(self.scorer.device), states).float().cpu()
 
     def candidates(self, q: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +160,7 @@ class LateIndex:
         order = np.argsort(rows, kind="stable")  # read in row order (page cache), write back in place
         srt, bs, dev = rows[order], self.score_batch, self.scorer.device
         texts = texts.to(dev)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.scorer.autocast():
             states = self.text_states(texts) if states is None else states
             for s in range(0, rows.size, bs):
                 r = srt[s : s + bs]

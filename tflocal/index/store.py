@@ -79,6 +79,7 @@ class VectorStore:
             self.ivf_offsets, self.ivf_images = z["offsets"], z["images"]
         name = "residuals.npy" if self.storage == "residual" else "vectors.npy"
         self._data = np.load(self.path / name, mmap_mode="r")
+        self._view: torch.Tensor | None = None  # _data as a tensor, made when first read
 
     @property
     def n_images(self) -> int:
@@ -100,7 +101,7 @@ class VectorStore:
 
     def _tensor(self) -> torch.Tensor:
         """The stored vectors [N, P, d] as a tensor over the (read-only) memory map, no copy."""
-        if getattr(self, "_view", None) is None:
+        if self._view is None:
             with warnings.catch_warnings():  # never written through: the map is read-only
                 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
                 self._view = torch.from_numpy(self._data)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cache_tools.encoders import load_encoder
-from cache_tools.encoders.precision import check_precision
+from cache_tools.encoders.precision import check_precision, get_autocast
 from cache_tools.images import crop_boxes
 from cache_tools.progress import progress
 from tflocal.errors import UserError
@@ -70,6 +70,11 @@ class Scorer(ABC):
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.progress = progress
+
+    def autocast(self) -> Any:
+        """``precision`` on ``device`` as an autocast context (a no-op for fp32, and for fp16 on a
+        CPU): what every forward of this scorer's head runs under."""
+        return get_autocast(self.precision, self.device)
 
     # -- to implement ---------------------------------------------------------------------
     @abstractmethod

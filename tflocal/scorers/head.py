@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cache_tools.encoders.precision import get_autocast
 from cache_tools.schema import CacheSpec
 from tflocal.checkpoint import load_head
 from tflocal.errors import UserError
@@ -73,7 +72,7 @@ class HeadScorer(Scorer):
     def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
         """Pairs of B -> [B] float32."""
         check_caption_length(self.head, self.name, pairs.batch.token_mask)
-        with get_autocast(self.precision, self.device):
+        with self.autocast():
             out = self.head(pairs.batch.to(self.device))
         if out.shape != (len(pairs.batch),):
             raise RuntimeError(

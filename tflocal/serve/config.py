@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cache_tools.config import PRECISIONS, Precision
+from cache_tools.config import Precision
+from cache_tools.encoders.precision import check_precision
 from tflocal.errors import UserError
 
 
@@ -41,7 +42,6 @@ class ServeConfig:
             raise UserError("serve: no scorer: give --scorer NAME_OR_CHECKPOINT (repeatable)")
         if not 1 <= self.port <= 65535:
             raise UserError(f"--port must be in [1, 65535], got {self.port}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"serve: --precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if self.max_k < 1 or self.k_rerank < 1:
             raise UserError("--max-k and --k-rerank must be >= 1")

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cache_tools.encoders.precision import get_autocast
 from tflocal.errors import UserError
 from tflocal.features import ImageSide, Pairs, TextSide
 from tflocal.index.towers import score_stored, tower_of
@@ -56,7 +55,7 @@ class StoredVectorsScorer:
         pair_image = torch.arange(n, device=self.device)
         pair_text = torch.zeros_like(pair_image) if once else pair_image
         images = ImageSide(image_global=b.image_global).to(self.device)
-        with get_autocast(getattr(self.scorer, "precision", "fp32"), self.device):
+        with self.scorer.autocast():
             out = score_stored(self.head, b.patches.to(self.device), texts, pair_image, pair_text, images)
         return out.float().cpu()
 

@@ -109,8 +109,9 @@ def rename_item(item: dict, names: dict[str, str] | None = None) -> dict:
     """A manifest line with its captions and negative texts renamed by ``names`` (default:
     :data:`NOVEL_NAMES`); ``structured_captions`` and ``scene`` keep the closed names the truth
     function reads; ``names`` records the map ("novel", or the words that changed)."""
-    item["captions"] = [rename(c, names or NOVEL_NAMES) for c in item["captions"]]
+    table = names or NOVEL_NAMES
+    item["captions"] = [rename(c, table) for c in item["captions"]]
     for neg in item["negatives"]:
-        neg["text"] = rename(neg["text"], names or NOVEL_NAMES)
+        neg["text"] = rename(neg["text"], table)
     item["names"] = "novel" if names is None else {k: v for k, v in names.items() if k != v}
     return item
