@@ -13,6 +13,14 @@ Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS = typing.get_args(Precision)
 
 
+def check_precision(precision: str) -> str:
+    """Return ``precision`` if it is one of PRECISIONS, else raise UserError naming the choices.
+    Here, not in :mod:`cache_tools.encoders`, so that configs can check it without importing torch."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
 @dataclass
 class CacheConfig:
     encoder: str = ""
@@ -39,8 +47,7 @@ class CacheConfig:
     """Encode only the first N records (a quick look at a large source)."""
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if self.batch_size < 1:
             raise UserError("batch_size must be at least 1")
         if self.num_workers < 0:

@@ -21,8 +21,7 @@ import faiss
 import numpy as np
 import torch
 
-from cache_tools.config import Precision
-from cache_tools.encoders.precision import check_precision
+from cache_tools.config import Precision, check_precision
 from tflocal.errors import UserError
 from tflocal.features import encode_text_side
 from tflocal.scorers.base import Scorer

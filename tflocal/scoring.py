@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cache_tools.encoders.precision import check_precision
+from cache_tools.config import check_precision
 from tflocal.errors import UserError
 from tflocal.scorers.base import Scorer
 from tflocal.scorers.head import CosineScorer, checkpoint_scorer, maxsim_scorer

@@ -14,16 +14,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from cache_tools.config import PRECISIONS, check_precision
 from cache_tools.errors import UserError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def check_precision(precision: str) -> str:
-    """Return ``precision`` if it is one of PRECISIONS, else raise UserError naming the choices."""
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return precision
+__all__ = ["PRECISIONS", "check_precision", "get_autocast", "resolve_device"]
 
 
 def resolve_device(device: Any = None) -> Any:

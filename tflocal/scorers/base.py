@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cache_tools.config import check_precision
 from cache_tools.encoders import load_encoder
-from cache_tools.encoders.precision import check_precision, get_autocast
+from cache_tools.encoders.precision import get_autocast
 from cache_tools.images import crop_boxes
 from cache_tools.progress import progress
 from tflocal.errors import UserError

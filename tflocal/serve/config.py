@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cache_tools.config import Precision
-from cache_tools.encoders.precision import check_precision
+from cache_tools.config import Precision, check_precision
 from tflocal.errors import UserError
 
 
