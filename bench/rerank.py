@@ -172,7 +172,7 @@ def main() -> None:
     from tflocal.index import LateIndex
     from tflocal.models import ModelConfig, build_head
     from tflocal.retrieval import build_index, rerank, search
-    from tflocal.scorers.head import HeadScorer, maxsim_scorer
+    from tflocal.scorers.head import HeadScorer, low_precision_copy, maxsim_scorer
 
     torch.set_num_threads(args.threads)
     path = Path(args.cache)
@@ -194,6 +194,11 @@ def main() -> None:
     big = dict(width=args.width, depth=args.depth, heads=8)
     joint = build_head("tflocal", ModelConfig(**big), cache.attrs).eval()
     seg_big = build_head("tflocal", ModelConfig(**big, readout="segments"), cache.attrs).eval()
+    # the same read-out with the separable global path (model.global_form: dual), whose image
+    # side an index stores: re-ranking then runs no per-pair MLP
+    seg_dual = build_head(
+        "tflocal", ModelConfig(**big, readout="segments", global_form="dual"), cache.attrs
+    ).eval()
     small = dict(width=args.index_width, depth=args.index_depth, heads=4, readout="segments")
     seg = aligned(build_head("tflocal", ModelConfig(**small), cache.attrs).eval())
     ms = maxsim_scorer(cache, **kw)
@@ -231,33 +236,46 @@ def main() -> None:
 
     globals_ = torch.from_numpy(cache.image_global(np.arange(n)))  # in RAM, as LateIndex holds them
 
+    given_cache: dict = {}
+
     def given_rerank(head, qs, precision="fp32"):
         """Re-rank with the head's image vectors of each query's candidates computed beforehand
         (float16, as an index stores them; an index of a w512 d4 head over 100k images takes
-        hours on CPUs, and reading 100 stored rows adds about 1 ms of page-cache reads): the
-        caption read + parsed, its text tower once, the interaction with the candidates."""
+        hours on CPUs, and reading 100 stored rows adds about 1 ms of page-cache reads), and the
+        image side of a separable global path too: the caption read + parsed, its text tower
+        once, the interaction with the candidates. bf16 runs the scorer's bf16 copy of the head
+        under autocast, as ``--precision bf16`` does."""
         from tflocal.features import ImageSide, texts_from_cache
-        from tflocal.index.towers import score_stored, text_needs
+        from tflocal.index.towers import score_stored, separable_global, text_needs
 
-        given = {}
+        glob = separable_global(head)
+        given = given_cache.setdefault(id(head), {})
         with torch.inference_mode():
             for q in qs:
-                p = torch.from_numpy(np.ascontiguousarray(cache.patches(first(q)[0]))).to(args.device)
+                if int(q) in given:
+                    continue
+                cand = first(q)[0]
+                p = torch.from_numpy(np.ascontiguousarray(cache.patches(cand))).to(args.device)
                 mask = torch.ones(p.shape[:2], dtype=torch.bool, device=p.device)
-                given[int(q)] = head.encode_image(p, mask).half()
+                g = None
+                if glob is not None:
+                    g = glob.encode_image_global(globals_[torch.from_numpy(cand)].to(args.device)).half()
+                given[int(q)] = (head.encode_image(p, mask).half(), g)
+        run = low_precision_copy(head, precision, args.device)
 
         def fn(q):
             cand = first(q)[0]
             texts = texts_from_cache(cache, np.array([q]), text_needs(head)).to(args.device)
             idx = torch.arange(cand.size, device=args.device)
+            vectors, g = given[int(q)]
             with torch.inference_mode(), get_autocast(precision, args.device):
-                images = ImageSide(image_global=globals_[torch.from_numpy(cand)]).to(args.device)
-                s = (
-                    score_stored(head, given[int(q)], texts, idx, torch.zeros_like(idx), images)
-                    .float()
-                    .cpu()
-                    .numpy()
+                images = (
+                    ImageSide()
+                    if g is not None
+                    else ImageSide(image_global=globals_[torch.from_numpy(cand)]).to(args.device)
                 )
+                s = score_stored(run, vectors, texts, idx, torch.zeros_like(idx), images, None, g)
+                s = s.float().cpu().numpy()
             return cand[np.argsort(-s, kind="stable")]
 
         return fn
@@ -284,12 +302,17 @@ def main() -> None:
         rows[f"  segments ({wide}) text side alone"] = timed(
             lambda q: seg_big.encode_text(full_text[int(q)].tokens, full_text[int(q)].token_mask), queries
         )
-    rows[f"+ segments ({wide}) re-rank, image vectors given (fp16)"] = timed(
-        given_rerank(seg_big, slow), slow
-    )
-    rows[f"+ segments ({wide}) re-rank, image vectors given (fp16), head in bf16"] = timed(
-        given_rerank(seg_big, slow, "bf16"), slow
-    )
+        seg_bf16 = low_precision_copy(seg_big, "bf16", args.device)
+        with get_autocast("bf16", args.device):
+            rows[f"  segments ({wide}) text side alone, bf16"] = timed(
+                lambda q: seg_bf16.encode_text(full_text[int(q)].tokens, full_text[int(q)].token_mask),
+                queries,
+            )
+    for head, label in ((seg_big, "mlp"), (seg_dual, "dual")):
+        for prec in ("fp32", "bf16"):
+            rows[f"+ segments ({wide}, {label} global) re-rank, image vectors given, {prec}"] = timed(
+                given_rerank(head, queries, prec), queries
+            )
     rows[f"+ segments ({narrow}) re-rank, towers recomputed"] = timed(
         joint_rerank(HeadScorer(seg, "s", cache, **kw)), queries
     )

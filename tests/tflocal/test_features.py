@@ -134,3 +134,32 @@ def test_one_caption_against_many_images_is_a_view_with_the_gathered_values(cach
         x, y = getattr(a, field), getattr(b, field)
         assert x.shape == y.shape and x.shape[0] == 5 and torch.equal(x, y), field
         assert x.stride(0) == 0 and y.stride(0) != 0, field
+
+
+@pytest.mark.parametrize("form", ["mlp", "dual"])
+def test_one_caption_runs_its_text_side_once_and_scores_as_the_copies(cache_and_raw, form):
+    """The segments read-out on a query's pairs (stride-0 text fields): its text tower and phrase
+    vectors are computed on one row, and the scores equal those of the gathered copies."""
+    from tflocal.features import images_from_cache, pair_batch, texts_from_cache
+    from tflocal.models import ModelConfig, build_head
+
+    _, cache, _, _ = cache_and_raw
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=32, depth=1, heads=2, readout="segments", global_form=form)
+    head = build_head("tflocal", cfg, cache.attrs).eval()
+    needs = tuple(head.needs)
+    images = images_from_cache(cache, np.arange(4), needs)
+    pair_image = torch.tensor([0, 1, 2, 3, 1])
+    rows_seen = []
+    head.text_blocks[0].register_forward_hook(lambda m, args, out: rows_seen.append(out.shape[0]))
+    with torch.inference_mode():
+        for rows in ([9], [9, 1]):
+            texts = texts_from_cache(cache, np.array(rows), needs)
+            batch = pair_batch(images, texts, pair_image, torch.zeros(5, dtype=torch.long), needs)
+            if len(rows) == 1:
+                assert batch.tokens.stride(0) == 0
+                one = head(batch)
+            else:
+                copies = head(batch)
+    assert rows_seen == [1, 5]
+    torch.testing.assert_close(one, copies, atol=1e-5, rtol=1e-5)

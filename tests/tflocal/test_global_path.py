@@ -15,6 +15,7 @@ from cache_tools.arrays import write_arrays
 from tests.tflocal.test_models import TOWERS, make_batch
 from tflocal.checkpoint import load_checkpoint, load_head, save_checkpoint
 from tflocal.config import load_config
+from tflocal.errors import UserError
 from tflocal.models import ModelConfig, PairBatch, build_head
 from tflocal.train import TrainConfig, train
 
@@ -30,13 +31,16 @@ def no_objects(batch: PairBatch) -> PairBatch:
     return batch
 
 
+@pytest.mark.parametrize("form", ["mlp", "dual"])
 @pytest.mark.parametrize("readout", READOUTS)
-def test_global_path_is_the_global_head_and_needs_the_globals(readout):
-    cfg = {"width": 32, "depth": 1, "heads": 4, "readout": readout}
+def test_global_path_is_the_global_head_and_needs_the_globals(readout, form):
+    cfg = {"width": 32, "depth": 1, "heads": 4, "readout": readout, "global_form": form}
     torch.manual_seed(3)
     glob = build_head("global", cfg, TOWERS)
     torch.manual_seed(3)
     head = build_head("tflocal", cfg, TOWERS)
+    assert type(glob).__name__ == {"mlp": "GlobalHead", "dual": "DualGlobalHead"}[form]
+    assert type(head.global_path.head) is type(glob)
     assert {"image_global", "text_global"} <= set(head.needs)
     ref = glob.state_dict()
     assert {
@@ -49,9 +53,10 @@ def test_global_path_is_the_global_head_and_needs_the_globals(readout):
     assert build_head("tflocal", cfg, no_globals).cfg.global_path is False  # nothing to build it from
 
 
-def test_a_caption_without_parsed_objects_scores_as_the_global_head():
+@pytest.mark.parametrize("form", ["mlp", "dual"])
+def test_a_caption_without_parsed_objects_scores_as_the_global_head(form):
     """A fresh segments read-out: word-level fallback weight 0, global weight 1 -> exactly g."""
-    cfg = {"width": 32, "depth": 1, "heads": 4, "readout": "segments"}
+    cfg = {"width": 32, "depth": 1, "heads": 4, "readout": "segments", "global_form": form}
     torch.manual_seed(0)
     glob = build_head("global", cfg, TOWERS).eval()
     torch.manual_seed(0)
@@ -163,3 +168,25 @@ def test_without_parseable_structure_tflocal_keeps_the_global_heads_accuracy(tmp
     logged = [json.loads(x) for x in (tmp_path / "seg" / "log.jsonl").read_text().splitlines()]
     mix = [r for r in logged if r["event"] == "train"][-1]
     assert {"mix/global", "mix/objects", "mix/relations", "mix/words"} <= set(mix) and mix["mix/global"] > 0
+
+
+def test_the_dual_global_head_is_separable():
+    """global_form dual: the score is the cosine of an image side and a text side computed
+    apart (scaled); a caption repeated for every pair (a stride-0 view, as a query against its
+    candidates) runs its tower once and scores as the same caption copied per pair; precomputed
+    vectors in the PairBatch are what it reads."""
+    torch.manual_seed(0)
+    glob = build_head("global", {"width": 32, "depth": 1, "heads": 4, "global_form": "dual"}, TOWERS).eval()
+    assert glob.separable and set(glob.needs) == {"image_global", "text_global"}
+    b = make_batch(TOWERS)
+    with torch.no_grad():
+        a, t = glob.encode_image_global(b.image_global), glob.encode_text_global(b.text_global)
+        torch.testing.assert_close(a.norm(dim=-1), torch.ones(3))
+        torch.testing.assert_close(glob(b), 10.0 * (a * t).sum(-1))
+        one = PairBatch(image_global=b.image_global, text_global=b.text_global[:1].expand(3, -1))
+        copied = PairBatch(image_global=b.image_global, text_global=b.text_global[:1].repeat(3, 1))
+        torch.testing.assert_close(glob(one), glob(copied))
+        given = PairBatch(image_global_vectors=a.flip(0), text_global_vectors=t)
+        torch.testing.assert_close(glob(given), 10.0 * (a.flip(0) * t).sum(-1))
+    with pytest.raises(UserError, match="global_form"):
+        ModelConfig(global_form="bilinear")

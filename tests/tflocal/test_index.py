@@ -100,6 +100,29 @@ def test_stored_vectors_score_like_the_head(corpus, storage):
         assert np.abs(got - want).max() > 0 or storage == "float32"
 
 
+def test_a_separable_global_path_is_stored_and_scores_like_the_head(corpus, tmp_path):
+    """global_form dual: the index stores the global path's image side ([N, d] globals.npy,
+    counted in its bytes per image) and scores from it equal the head's own forward; the
+    stored rows are what is read (zeroed, the scores move); the mlp form stores none."""
+    d, cache, seg = corpus
+    torch.manual_seed(1)
+    cfg = ModelConfig(width=32, depth=1, heads=2, readout="segments", global_form="dual")
+    dual = build_head("tflocal", cfg, cache.attrs).eval()
+    store = build_index(cache, dual, tmp_path / "dual", storage="float32", n_centroids=16, progress=False)
+    plain = build_index(cache, seg, tmp_path / "mlp", storage="float32", n_centroids=16, progress=False)
+    assert np.load(tmp_path / "dual" / "globals.npy").shape == (cache.n_images, 32)
+    assert not (tmp_path / "mlp" / "globals.npy").exists() and plain.global_vectors(np.arange(3)) is None
+    assert store.bytes_per_image() - plain.bytes_per_image() >= 32 * 4
+    late = LateIndex(store, HeadScorer(dual, "dual", cache, progress=False))
+    rows = np.arange(0, 60)
+    for t in (3, 11):
+        got = late.score(late.cached_caption(t), rows)
+        np.testing.assert_allclose(got, _direct(dual, cache, rows, t), atol=1e-4, rtol=0)
+    store._globals.zero_()
+    moved = late.score(late.cached_caption(3), rows)
+    assert np.abs(moved - _direct(dual, cache, rows, 3)).max() > 1e-2
+
+
 def test_score_keeps_the_order_asked_across_batches(corpus):
     """Rows in any order (repeats too) score as their sorted reads, one forward or several,
     and with the caption's text states computed once and passed in."""
@@ -307,6 +330,11 @@ def test_late_index_runs_the_head_in_the_scorers_precision(corpus):
     bf16 = LateIndex(
         store, HeadScorer(head, "seg", cache, progress=False, precision="bf16"), nprobe=6, n_candidates=120
     )
+    # its forwards run a bf16 copy of the weights (cast once); the float32 head is what the index checks
+    assert bf16.head is not bf16.scorer.head and bf16.scorer.head is head
+    assert {p.dtype for p in bf16.head.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in head.parameters()} == {torch.float32}
+    assert HeadScorer(head, "seg", cache, progress=False, precision="fp16").run_head is head  # fp32 on a CPU
     rows = np.arange(cache.n_images)
     hits = []
     for t in (0, 10, 20):
@@ -317,3 +345,16 @@ def test_late_index_runs_the_head_in_the_scorers_precision(corpus):
         got, _, _ = bf16.search(texts, k=10)
         hits.append(len(set(got) & set(fp32.exhaustive(texts, k=10)[0])) / 10)
     assert np.mean(hits) >= 0.8
+
+
+def test_an_index_built_before_global_form_existed_stays_valid(corpus):
+    """A config key added later enters the fingerprint only away from the value older heads had."""
+    from tflocal.index.towers import fingerprint
+
+    _, _, seg = corpus
+    old = copy.deepcopy(seg)
+    del old.cfg.__dict__["global_form"]  # the config as it was before the key existed
+    assert fingerprint(old) == fingerprint(seg)
+    dual = copy.deepcopy(seg)
+    dual.cfg.global_form = "dual"
+    assert fingerprint(dual) != fingerprint(seg)

@@ -5,7 +5,8 @@ Pass 1 reads the cache's patches in batches ([b, P, D_img]), runs the head's ima
 float32, memory-mapped). k-means over a sample of the vectors gives the centroids; pass 2
 assigns every vector its centroid (``codes.npy`` [N, P]), writes the residual codes when the
 storage is ``"residual"`` (then ``vectors.npy`` is removed) and the inverted lists (centroid ->
-images). The folder is written under ``DIR.tmp`` and renamed when complete.
+images). A head with a separable global path (``model.global_form: dual``) also gets its image
+side stored ([N, d], ``globals.npy``). The folder is written under ``DIR.tmp`` and renamed when complete.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cache_tools.progress import progress as progress_bar
 from tflocal.errors import UserError
 from tflocal.index.compress import train_codec
 from tflocal.index.store import STORAGES, VectorStore, ids_digest, plain_signature, write_ivf, write_meta
-from tflocal.index.towers import fingerprint, tower_of
+from tflocal.index.towers import fingerprint, separable_global, tower_of
 
 
 def default_centroids(n_vectors: int) -> int:
@@ -80,6 +81,18 @@ def build_index(
                 vectors = np.lib.format.open_memmap(tmp / "vectors.npy", "w+", dtype, (n, *v.shape[1:]))
             vectors[s : s + v.shape[0]] = v
     vectors.flush()
+    glob = separable_global(head)
+    if glob is not None:  # the separable global path's image side: [N, d] once, as the regions
+        gv = None
+        with torch.inference_mode():
+            for s in range(0, n, 4096):
+                rows = np.arange(s, min(n, s + 4096))
+                g = glob.encode_image_global(torch.from_numpy(cache.image_global(rows)).to(device))
+                if gv is None:
+                    gv = np.lib.format.open_memmap(tmp / "globals.npy", "w+", dtype, (n, g.shape[1]))
+                gv[s : s + g.shape[0]] = g.float().cpu().numpy()
+        gv.flush()
+        del gv
     t_tower = time.perf_counter() - t0
     P, d = vectors.shape[1:]
     n_vec = n * P

@@ -57,10 +57,10 @@ class LateIndex:
         score_bytes: int = 64 << 20,
     ):
         self.store = store if isinstance(store, VectorStore) else VectorStore(store)
-        self.scorer, self.head = scorer, scorer.head
+        self.scorer, self.head = scorer, getattr(scorer, "run_head", scorer.head)  # forwards run this copy
         self.cache = scorer.cache
         self.tower = tower_of(self.head, scorer.name)
-        self.store.check(self.head, self.cache, scorer.name)
+        self.store.check(scorer.head, self.cache, scorer.name)  # the float32 weights it was built with
         self.nprobe, self.n_candidates, self.refine = int(nprobe), int(n_candidates), int(refine)
         self._centroids = torch.from_numpy(self.store.codec.centroids)
         per_image = 4 * int(self.store.meta["n_patches"]) * int(self.store.meta["dim"])
@@ -141,8 +141,8 @@ class LateIndex:
     def _image_inputs(self, rows: np.ndarray) -> ImageSide:
         """Image inputs the head reads besides the stored vectors (e.g. image_global) of sorted
         ``rows``; the cache's globals are held in RAM once read, when under 1 GiB."""
-        if not self._image_needs:
-            return ImageSide()
+        if not self._image_needs or self.store.global_vectors(rows[:0]) is not None:
+            return ImageSide()  # nothing else, or the global path's image side is stored
         if self._image_needs == ("image_global",):
             if self._globals is None and self.store.n_images * self.cache.spec.global_image_dim * 4 <= 2**30:
                 self._globals = torch.from_numpy(self.cache.image_global(np.arange(self.store.n_images)))
@@ -166,8 +166,16 @@ class LateIndex:
                 r = srt[s : s + bs]
                 v = self.store.vectors(r).to(dev)
                 idx = torch.arange(r.size, device=dev)
+                g = self.store.global_vectors(r)
                 sc = score_stored(
-                    self.head, v, texts, idx, torch.zeros_like(idx), self._image_inputs(r).to(dev), states
+                    self.head,
+                    v,
+                    texts,
+                    idx,
+                    torch.zeros_like(idx),
+                    self._image_inputs(r).to(dev),
+                    states,
+                    None if g is None else g.to(dev),
                 )
                 out[order[s : s + r.size]] = sc.float().cpu().numpy()
         return out

@@ -7,6 +7,7 @@
                         image_ids_sha256, n_images, n_patches, dim, storage, nbits, n_centroids
     DIR/vectors.npy     [N, P, d] float16 | float32 image vectors (storage "float16"/"float32")
     DIR/residuals.npy   [N, P, d*nbits/8] uint8 residual codes (storage "residual")
+    DIR/globals.npy     [N, d] the image side of a separable global path (``global_form: dual``)
     DIR/codes.npy       [N, P] int32 nearest centroid of every vector (always)
     DIR/codec.npz       centroids [C, d], bucket cutoffs / weights, nbits (:mod:`.compress`)
     DIR/ivf.npz         offsets int64 [C + 1], images int32 [L]: the images with at least one
@@ -80,6 +81,8 @@ class VectorStore:
         name = "residuals.npy" if self.storage == "residual" else "vectors.npy"
         self._data = np.load(self.path / name, mmap_mode="r")
         self._view: torch.Tensor | None = None  # _data as a tensor, made when first read
+        g = self.path / "globals.npy"
+        self._globals = torch.from_numpy(np.load(g).astype(np.float32)) if g.is_file() else None  # [N, d]
 
     @property
     def n_images(self) -> int:
@@ -99,6 +102,13 @@ class VectorStore:
         # map, numpy's fancy index in one thread: 1,024 random rows of 49 x 128 in 2.5 ms vs 5.9
         return self._tensor().index_select(0, torch.from_numpy(rows)).float()
 
+    def global_vectors(self, rows: np.ndarray) -> torch.Tensor | None:
+        """Image rows [U] -> the stored image side of a separable global path, float32 [U, d]
+        (held in RAM: d floats per image); None when the index has none."""
+        if self._globals is None:
+            return None
+        return self._globals.index_select(0, torch.from_numpy(np.asarray(rows, dtype=np.int64).reshape(-1)))
+
     def _tensor(self) -> torch.Tensor:
         """The stored vectors [N, P, d] as a tensor over the (read-only) memory map, no copy."""
         if self._view is None:
@@ -115,6 +125,7 @@ class VectorStore:
             "ivf.npz",
             "residuals.npy" if self.storage == "residual" else "vectors.npy",
         ]
+        files += ["globals.npy"] if (self.path / "globals.npy").is_file() else []
         return sum((self.path / f).stat().st_size for f in files) / max(1, self.n_images)
 
     def check(self, head: torch.nn.Module, cache: Any = None, name: str = "") -> None:

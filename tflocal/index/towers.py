@@ -124,6 +124,13 @@ def text_states_of(head: nn.Module, texts: TextSide) -> torch.Tensor | None:
     return None if tower.text is None else tower.text(head, texts)
 
 
+def separable_global(head: nn.Module) -> nn.Module | None:
+    """The head's global path when it is separable (``model.global_form: dual``): its image side
+    ``encode_image_global`` [N, D_gi] -> [N, d] is stored by an index; else None."""
+    g = getattr(getattr(head, "global_path", None), "head", None)
+    return g if getattr(g, "separable", False) else None
+
+
 def score_stored(
     head: nn.Module,
     vectors: torch.Tensor,
@@ -132,13 +139,18 @@ def score_stored(
     pair_text: torch.Tensor,
     images: ImageSide | None = None,
     text_states: torch.Tensor | None = None,
+    global_vectors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact scores [B] of pairs (image pair_image[b], caption pair_text[b]) by the head's own
     forward, its image tower replaced by the stored ``vectors`` [U, P, d] (any float dtype;
     computed in float32). ``images``: other image inputs of the U images (e.g. image_global).
-    ``text_states``: :func:`text_states_of` the NT captions when already computed (else here)."""
+    ``text_states``: :func:`text_states_of` the NT captions when already computed (else here).
+    ``global_vectors``: [U, d] the stored image side of a separable global path (then
+    ``images`` need not hold image_global)."""
     batch = pair_batch(images or ImageSide(), texts, pair_image, pair_text)
     batch.patches = None
+    if global_vectors is not None:
+        batch.image_global_vectors = global_vectors.float()[pair_image]
     tower = tower_of(head)
     tower.attach(head, batch, vectors.float(), pair_image)
     if tower.text is not None:  # [NT, T, d] once, then per pair
@@ -149,12 +161,20 @@ def score_stored(
     return head(batch).float()
 
 
+ADDED_CONFIG_KEYS = {"global_form": "mlp"}
+"""Config keys added after indexes were first written, with the value every earlier head had:
+they enter the fingerprint only when set otherwise, so an index built before stays valid."""
+
+
 def fingerprint(head: nn.Module) -> str:
     """sha256 of the head's class, resolved config and weights: what a stored index is tied to."""
     h = hashlib.sha256(type(head).__name__.encode())
     cfg = getattr(head, "cfg", None)
     if cfg is not None:
-        h.update(json.dumps(getattr(cfg, "__dict__", str(cfg)), sort_keys=True, default=str).encode())
+        d = getattr(cfg, "__dict__", None)
+        if isinstance(d, dict):
+            d = {k: v for k, v in d.items() if not (k in ADDED_CONFIG_KEYS and v == ADDED_CONFIG_KEYS[k])}
+        h.update(json.dumps(d if d is not None else str(cfg), sort_keys=True, default=str).encode())
     for name, t in sorted(head.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())

@@ -17,7 +17,7 @@ from tflocal.errors import UserError
 from tflocal.models.batch import PAIR_FIELDS, PairBatch
 from tflocal.models.config import ModelConfig
 from tflocal.models.cosine import CosineHead, cosine_score
-from tflocal.models.global_head import GlobalHead
+from tflocal.models.global_head import DualGlobalHead, GlobalHead, global_head
 from tflocal.models.maxsim import MaxSimHead, maxsim_score
 from tflocal.models.segment_head import SegmentHead
 from tflocal.models.tflocal_head import TFLocalHead
@@ -78,6 +78,8 @@ def build_head(
     elif name == "tflocal-joint" and cfg.readout == "segments":
         raise UserError("head 'tflocal-joint' takes readout 'summary' or 'summary+align', not 'segments'")
     name = head_name(name, cfg)
+    if name == "global":
+        return global_head(cfg, spec)
     return {**HEADS, **READOUT_HEADS}[name](cfg, spec)
 
 
@@ -92,6 +94,7 @@ __all__ = [
     "PAIR_FIELDS",
     "TRAINABLE",
     "CosineHead",
+    "DualGlobalHead",
     "GlobalHead",
     "MaxSimHead",
     "ModelConfig",

@@ -8,6 +8,7 @@ from tflocal.errors import UserError
 
 POSITIONS = ("learned", "sinusoidal")
 READOUTS = ("summary", "summary+align", "segments")
+GLOBAL_FORMS = ("mlp", "dual")
 
 
 @dataclass
@@ -42,6 +43,12 @@ class ModelConfig:
     trained on its own loss) to the localized score with learned mix weights, so that where the
     localized terms carry no signal the score is the global head's (see
     :mod:`tflocal.models.global_path`). Checkpoints saved before this key existed load with False."""
+    global_form: str = "mlp"
+    """The global head, standalone and as the global path: 'mlp' (residual MLP blocks over both
+    global embeddings jointly; ``depth`` blocks) or 'dual' (one tower per embedding with one
+    residual block each, score = scaled cosine). 'dual' is separable: a late-interaction index
+    stores its image side, and re-ranking K candidates costs K dot products instead of K passes
+    through the blocks (``bench/rerank.py``)."""
     local_loss: bool | None = None
     """With ``global_path``: also train the localized score on a candidate-set loss of its own (as
     without the global path), besides the mixed score's loss. None: on for ``segments`` (whose
@@ -63,6 +70,10 @@ class ModelConfig:
             raise UserError(f"model.pos={self.pos!r} unknown; choices: {', '.join(POSITIONS)}")
         if self.readout not in READOUTS:
             raise UserError(f"model.readout={self.readout!r} unknown; choices: {', '.join(READOUTS)}")
+        if self.global_form not in GLOBAL_FORMS:
+            raise UserError(
+                f"model.global_form={self.global_form!r} unknown; choices: {', '.join(GLOBAL_FORMS)}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.mlp_ratio <= 0 or self.global_mlp_ratio <= 0:

@@ -1,8 +1,13 @@
-"""Global head: the same training and budget as TFLocal, but it sees only the two global vectors."""
+"""Global head: the same training and budget as TFLocal, but it sees only the two global vectors.
+
+Two forms (``model.global_form``): ``mlp`` (:class:`GlobalHead`, residual MLP blocks over both
+vectors jointly, the default) and ``dual`` (:class:`DualGlobalHead`, one tower per vector and a
+cosine: separable, so retrieval stores the image side once)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cache_tools.schema import CacheSpec
@@ -59,3 +64,67 @@ class GlobalHead(nn.Module):
         b = self.text_in(batch.text_global.to(w.dtype))
         x = self.mix(torch.cat([a, b, a * b, (a - b).abs()], dim=-1))
         return self.score(self.norm(self.blocks(x))).squeeze(-1).float()
+
+
+class DualGlobalHead(nn.Module):
+    """The separable global head (``model.global_form: dual``): each global embedding through a
+    tower of its own (LayerNorm + Linear to ``width``, one residual MLP block, LayerNorm + Linear,
+    unit norm), score = ``scale`` · cosine of the two.
+
+    image_global [B, D_gi], text_global [B, D_gt] -> [B]. ``encode_image_global`` [N, D_gi] ->
+    [N, d] depends on the image alone, so an index stores it (:mod:`tflocal.index`) and scoring K
+    candidates of a caption costs one text tower row and K dot products, where the ``mlp`` form
+    runs its residual blocks once per pair. Precomputed vectors are read from
+    ``PairBatch.image_global_vectors`` / ``text_global_vectors`` [B, d] when given.
+    """
+
+    needs = ("image_global", "text_global")
+    separable = True
+
+    def __init__(self, cfg: ModelConfig, spec: CacheSpec):
+        super().__init__()
+        self.cfg, self.spec = cfg, spec
+        d = cfg.width
+
+        def tower(dim_in: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.LayerNorm(dim_in),
+                nn.Linear(dim_in, d),
+                ResidualMLP(d, cfg.global_mlp_ratio, cfg.dropout),
+                nn.LayerNorm(d),
+                nn.Linear(d, d),
+            )
+
+        self.image_tower = tower(spec.global_image_dim)
+        self.text_tower = tower(spec.global_text_dim)
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    @staticmethod
+    def _encode(tower: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2 and x.shape[0] > 1 and x.stride(0) == 0:  # one caption for every pair: once
+            return DualGlobalHead._encode(tower, x[:1]).expand(x.shape[0], -1)
+        return F.normalize(tower(x.to(tower[1].weight.dtype)).float(), dim=-1)
+
+    def encode_image_global(self, image_global: torch.Tensor) -> torch.Tensor:
+        """image_global [N, D_gi] -> unit vectors [N, d] (what an index stores)."""
+        return self._encode(self.image_tower, image_global)
+
+    def encode_text_global(self, text_global: torch.Tensor) -> torch.Tensor:
+        """text_global [N, D_gt] -> unit vectors [N, d] (a row repeated with stride 0 runs once)."""
+        return self._encode(self.text_tower, text_global)
+
+    def forward(self, batch: PairBatch) -> torch.Tensor:
+        a = batch.image_global_vectors
+        a = self.encode_image_global(batch.image_global) if a is None else a.float()
+        b = batch.text_global_vectors
+        b = self.encode_text_global(batch.text_global) if b is None else b.float()
+        return self.scale.float() * (a * b).sum(-1)
+
+
+GLOBAL_FORMS = {"mlp": GlobalHead, "dual": DualGlobalHead}
+"""``model.global_form`` -> the global head class (standalone ``global`` head and every global path)."""
+
+
+def global_head(cfg: ModelConfig, spec: CacheSpec) -> nn.Module:
+    """The global head of ``cfg.global_form`` for a cache's spec."""
+    return GLOBAL_FORMS[cfg.global_form](cfg, spec)

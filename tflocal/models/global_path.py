@@ -2,7 +2,8 @@
 
 ``score = w_global · g + (the read-out's localized terms, each with its own learned weight)``
 
-where ``g`` is exactly what :class:`~tflocal.models.global_head.GlobalHead` computes from the two
+where ``g`` is exactly what the standalone global head of the same config (``model.global_form``:
+:class:`~tflocal.models.global_head.GlobalHead` or ``DualGlobalHead``) computes from the two
 frozen global embeddings. ``g`` enters the mixed score *detached*: the global path is trained on
 its own candidate-set loss (the training loop adds it, see :meth:`GlobalPath.auxiliary_scores`),
 the same loss the standalone global head is trained on, so it becomes the same function; the
@@ -21,7 +22,7 @@ from torch import nn
 from cache_tools.schema import CacheSpec
 from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
-from tflocal.models.global_head import GlobalHead
+from tflocal.models.global_head import global_head
 
 GLOBAL_NEEDS = ("image_global", "text_global")
 
@@ -32,7 +33,7 @@ class GlobalPath(nn.Module):
 
     def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
-        self.head = GlobalHead(cfg, spec)
+        self.head = global_head(cfg, spec)
         self.weight = nn.Parameter(torch.tensor(1.0))
         self.local_loss = cfg.local_loss
         self._pending: dict[str, torch.Tensor] = {}

@@ -124,3 +124,17 @@ class GridPositions(nn.Module):
         if n_patches > n_grid:
             pos = torch.cat([pos, pos.new_zeros(n_patches - n_grid, pos.shape[1])])
         return pos
+
+
+def once_per_caption(fn, *xs: torch.Tensor):
+    """``fn(*xs)`` where every x [B, ...] repeats one row with stride 0 over dim 0 (one caption
+    against B images, as :func:`tflocal.features.pair_batch` builds a query's pairs): computed on
+    the first row and expanded to B (a view, no copy); otherwise ``fn(*xs)`` as is. ``fn`` returns
+    a tensor [1|B, ...] or a tuple of them."""
+    B = int(xs[0].shape[0])
+    if B < 2 or any(x.stride(0) != 0 or x.shape[0] != B for x in xs):
+        return fn(*xs)
+    out = fn(*(x[:1] for x in xs))
+    if isinstance(out, tuple):
+        return tuple(o.expand(B, *o.shape[1:]) for o in out)
+    return out.expand(B, *out.shape[1:])

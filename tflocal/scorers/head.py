@@ -6,6 +6,7 @@ a ``needs`` tuple naming the PairBatch fields it reads (see :mod:`tflocal.models
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,20 @@ def check_caption_length(head: torch.nn.Module, name: str, token_mask: torch.Ten
         )
 
 
+def low_precision_copy(head: torch.nn.Module, precision: str, device: Any) -> torch.nn.Module:
+    """The module a scorer's forwards run: ``head`` itself, or under bf16 (fp16 on CUDA) a copy
+    with its weights cast once. Autocast alone casts every weight on every call, which for one
+    caption through a w512 d4 text tower costs more than the products (``bench/rerank.py``).
+    Every head feeds its first layer in that layer's weight dtype and returns float32;
+    ``head`` stays float32 (what an index fingerprints)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None or (dtype == torch.float16 and torch.device(device).type != "cuda"):
+        return head  # fp32, or fp16 on a CPU (which runs fp32)
+    if not any(p.is_floating_point() for p in head.parameters()):
+        return head
+    return copy.deepcopy(head).to(dtype).eval()
+
+
 class HeadScorer(Scorer):
     """Scores pairs with ``head(PairBatch) -> [B]`` (eval mode, no gradients)."""
 
@@ -63,6 +78,7 @@ class HeadScorer(Scorer):
     ):
         super().__init__(cache, encoder, batch_size, device, progress, precision)
         self.head = head.to(self.device).eval()
+        self.run_head = low_precision_copy(self.head, self.precision, self.device)
         self.name = name
         self.needs = tuple(getattr(head, "needs", PAIR_FIELDS))
         self.checkpoint = checkpoint
@@ -73,7 +89,7 @@ class HeadScorer(Scorer):
         """Pairs of B -> [B] float32."""
         check_caption_length(self.head, self.name, pairs.batch.token_mask)
         with self.autocast():
-            out = self.head(pairs.batch.to(self.device))
+            out = self.run_head(pairs.batch.to(self.device))
         if out.shape != (len(pairs.batch),):
             raise RuntimeError(
                 f"head {self.name!r} returned shape {tuple(out.shape)}, expected ({len(pairs.batch)},)"

@@ -35,7 +35,7 @@ class StoredVectorsScorer:
     reads the image vectors [B, P, d] from ``batch.patches`` (see the module docstring)."""
 
     def __init__(self, scorer: Any):
-        self.scorer, self.head = scorer, scorer.head
+        self.scorer, self.head = scorer, getattr(scorer, "run_head", scorer.head)
         self.name, self.needs, self.batch_size, self.device = (
             scorer.name,
             scorer.needs,
