@@ -10,7 +10,9 @@ it is. This bench measures that ceiling directly, without any head:
   tested on the ``test_novel`` words in the same templates;
 - the same probe trained on the closed words plus the ``--vary-names`` training synonyms
   (:data:`tflocal.shapesworld.novel.TRAIN_NAMES`), as the quickstart's heads see them;
-- nearest neighbour by cosine (a novel word's state against the closed words' states).
+- nearest neighbour by cosine (a novel word's state against the closed words' states);
+- nearest neighbour by the pooled (sentence) embedding of the whole caption, as a phrase
+  encoded on its own would be read.
 
 Chance is 1/8 for colours and 1/6 for shapes. A word made of several word pieces is the mean of
 its pieces' states. The last line is a JSON object of the figures.
@@ -97,6 +99,25 @@ def nearest(encoder, concepts: list[str], kind: str) -> float:
     return float((y[(Xt @ X.T).argmax(1)] == yt).mean())
 
 
+def nearest_pooled(encoder, concepts: list[str], kind: str, with_synonyms: bool = False) -> float:
+    """The same nearest-neighbour test on the tower's pooled embedding of each whole caption
+    (its sentence embedding: for MiniLM, trained for sentence similarity), as a phrase encoded on
+    its own would be: each test_novel caption against the closed (+ synonym) captions of the
+    same template."""
+    hits, n = 0, 0
+    for tmpl in TEMPLATES[kind]:
+        words = {c: [c, *(TRAIN_NAMES[c] if with_synonyms else [])] for c in concepts}
+        labels = [c for c in concepts for _ in words[c]]
+        R = encode_texts(encoder, [tmpl.format(w=w) for c in concepts for w in words[c]]).global_
+        Q = encode_texts(encoder, [tmpl.format(w=NOVEL_NAMES[c]) for c in concepts]).global_
+        R = R / np.linalg.norm(R, axis=1, keepdims=True)
+        Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+        best = (Q @ R.T).argmax(1)
+        hits += sum(labels[b] == c for b, c in zip(best, concepts))
+        n += len(concepts)
+    return hits / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--encoder", default="towers:effnet-lite0+minilm@text-bf16")
@@ -109,11 +130,15 @@ def main() -> None:
             "probe_closed_words": round(probe(encoder, cs, kind, False), 3),
             "probe_with_train_synonyms": round(probe(encoder, cs, kind, True), 3),
             "nearest_closed_word": round(nearest(encoder, cs, kind), 3),
+            "nearest_pooled_caption": round(nearest_pooled(encoder, cs, kind), 3),
+            "nearest_pooled_caption_with_synonyms": round(nearest_pooled(encoder, cs, kind, True), 3),
         }
         print(
             f"{kind:6s} test_novel word -> concept: linear probe on closed words {out[kind]['probe_closed_words']:.2f}, "
             f"with the training synonyms {out[kind]['probe_with_train_synonyms']:.2f}, "
-            f"nearest closed word {out[kind]['nearest_closed_word']:.2f} (chance {out['chance'][kind]:.2f})"
+            f"nearest closed word {out[kind]['nearest_closed_word']:.2f}, nearest caption by pooled embedding "
+            f"{out[kind]['nearest_pooled_caption']:.2f} (with synonyms {out[kind]['nearest_pooled_caption_with_synonyms']:.2f}) "
+            f"(chance {out['chance'][kind]:.2f})"
         )
     print(json.dumps(out))
 

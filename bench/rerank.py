@@ -2,8 +2,10 @@
 re-ranking its top 100 (MaxSim, the joint TFLocal head, the ``segments`` read-out; image
 vectors recomputed per query or read from a :mod:`tflocal.index`), and the late-interaction
 first stage over the whole corpus with its recall@10 against exhaustive scoring by the same head.
-Rows marked bf16 run the head under bf16 autocast (``tflocal search --precision bf16``; recall
-of the bf16 late stage is against the fp32 head's exhaustive top 10).
+Rows marked bf16 run the scorer's bf16 copy of the head under autocast (``tflocal search
+--precision bf16``; recall of the bf16 late stage is against the fp32 head's exhaustive top 10).
+Rows marked "dual global" use heads with the separable global path (``model.global_form:
+dual``), whose image side is stored beside the region vectors.
 
 A synthetic joint-space cache (``--cache``, written once and reused) of 100,000 images x 7x7
 patches x 64 dims and 2,000 captions of 12 tokens. It has structure, as real embeddings do:
@@ -194,13 +196,17 @@ def main() -> None:
     big = dict(width=args.width, depth=args.depth, heads=8)
     joint = build_head("tflocal", ModelConfig(**big), cache.attrs).eval()
     seg_big = build_head("tflocal", ModelConfig(**big, readout="segments"), cache.attrs).eval()
-    # the same read-out with the separable global path (model.global_form: dual), whose image
-    # side an index stores: re-ranking then runs no per-pair MLP
-    seg_dual = build_head(
-        "tflocal", ModelConfig(**big, readout="segments", global_form="dual"), cache.attrs
-    ).eval()
     small = dict(width=args.index_width, depth=args.index_depth, heads=4, readout="segments")
     seg = aligned(build_head("tflocal", ModelConfig(**small), cache.attrs).eval())
+    # the same read-outs with the separable global path (model.global_form: dual), whose image
+    # side an index stores: exact scoring then runs no per-pair MLP (own seed: the heads above
+    # keep their weights, and their indexes stay valid)
+    torch.manual_seed(1)
+    seg_dual = build_head("tflocal", ModelConfig(**big, readout="segments", global_form="dual"), cache.attrs)
+    seg_dual = seg_dual.eval()
+    seg_small_dual = aligned(
+        build_head("tflocal", ModelConfig(**small, global_form="dual"), cache.attrs).eval()
+    )
     ms = maxsim_scorer(cache, **kw)
     d_idx = Path(args.index_dir)
     dev = args.device
@@ -213,6 +219,15 @@ def main() -> None:
         "float16",
         args.centroids,
         "seg",
+        dev,
+    )
+    late_seg_dual = get_index(
+        cache,
+        seg_small_dual,
+        d_idx / f"seg_w{args.index_width}d{args.index_depth}_dual",
+        "float16",
+        args.centroids,
+        "seg-dual",
         dev,
     )
     full_text = {int(t): late_seg.cached_caption(int(t)).to(args.device) for t in queries}
@@ -322,6 +337,9 @@ def main() -> None:
     rows[f"+ segments ({narrow}) re-rank, stored vectors (fp16), head in bf16"] = timed(
         stored_rerank(late_seg_bf16), queries
     )
+    rows[f"+ segments ({narrow}, dual global) re-rank, stored vectors (fp16)"] = timed(
+        stored_rerank(late_seg_dual), queries
+    )
 
     recall, n_scored = {}, {}
     for key, late, n_cand in (
@@ -329,6 +347,7 @@ def main() -> None:
         ("maxsim_residual2", late_ms_res, args.candidates),
         (f"segments_{narrow.replace(' ', '')}", late_seg, args.seg_candidates),
         (f"segments_{narrow.replace(' ', '')}_bf16", late_seg_bf16, args.seg_candidates),
+        (f"segments_{narrow.replace(' ', '')}_dual", late_seg_dual, args.seg_candidates),
     ):
         late.nprobe, late.n_candidates, late.refine = args.nprobe, n_cand, args.refine
         rows[f"late first stage, {key}, top 10"] = timed(
@@ -369,6 +388,7 @@ def main() -> None:
         "maxsim_residual2": late_ms_res,
         f"segments_{narrow.replace(' ', '')}": late_seg,
         f"segments_{narrow.replace(' ', '')}_bf16": late_seg_bf16,
+        f"segments_{narrow.replace(' ', '')}_dual": late_seg_dual,
     }
     for key, late in sizes.items():
         print(

@@ -265,3 +265,26 @@ def _patches(cache, rows):
 
     p = torch.from_numpy(np.asarray(cache.patches(rows), dtype=np.float32))
     return p, torch.ones(p.shape[:2], dtype=torch.bool)
+
+
+def test_a_separable_global_path_is_served_from_its_stored_image_side(built, tmp_path):
+    """global_form dual: the serve copy also holds the global path's image side [N, d], computed
+    at start-up, and scores a query as the plain scorer does."""
+    import torch
+
+    from tflocal.checkpoint import save_checkpoint
+    from tflocal.models import ModelConfig, build_head
+    from tflocal.serve.fast import StoredVectorsScorer
+
+    with open_cache(built["cache"]) as cache:
+        cfg = ModelConfig(width=16, depth=1, heads=2, readout="segments", global_form="dual",
+                          max_text_tokens=int(cache.attrs["context_length"]))  # fmt: skip
+        torch.manual_seed(1)
+        head = build_head("tflocal", cfg, cache.attrs).eval()
+        ckpt = save_checkpoint(tmp_path / "dual.pt", head, "tflocal", cfg, None, cache.signature, step=1)
+    eng = load_engine(built["cache"], [f"dual={ckpt}"], k_rerank=6)
+    fast, fields = eng._pre["dual"]
+    assert isinstance(fast, StoredVectorsScorer)
+    assert tuple(fields["image_global_vectors"].shape) == (len(eng.rows), 16)
+    got = eng._score("dual", QUERY, eng._encode_query(QUERY, ["dual"]), eng.rows)
+    np.testing.assert_allclose(got, eng.scorers["dual"].score_text_query(QUERY, eng.rows), atol=1e-4)

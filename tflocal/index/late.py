@@ -19,11 +19,17 @@ For one caption:
    ``score_bytes`` allows (one, at 1,024 candidates of 49 x 128-d); the top ``k`` are returned.
 
 ``extra`` candidates (e.g. a global first stage's top k) join step 5: fusion of both stages.
+A head with a separable global path (``model.global_form: dual``) has its global term searched
+over every image (the index stores its image side, d floats per image), since candidate
+generation from phrase vectors cannot see it: its ``global_candidates`` best images join the
+pool of step 4, and step 4 keeps the best by ``w_local * centroid score + w_global * global
+term`` (:class:`GlobalPrior`, the weights the head mixes them with).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,8 +38,25 @@ import torch
 from tflocal.errors import UserError
 from tflocal.features import ImageSide, TextSide, encode_text_side, images_from_cache, texts_from_cache
 from tflocal.index.store import VectorStore
-from tflocal.index.towers import image_needs, score_stored, text_needs, tower_of
+from tflocal.index.towers import image_needs, score_stored, separable_global, text_needs, tower_of
 from tflocal.scorers.head import check_caption_length
+
+
+@dataclass
+class GlobalPrior:
+    """A separable global path's term for one caption: ``rows`` [k] where it is highest, the
+    caption's vector ``b`` [d] (the term of image r is ``stored_r · b``), and the weights the
+    head mixes it with the phrase term the centroid stages estimate."""
+
+    rows: np.ndarray
+    b: torch.Tensor
+    store: VectorStore
+    w_local: float
+    w_global: float
+
+    def values(self, rows: np.ndarray) -> np.ndarray:
+        """The term's exact values [n] for sorted image ``rows`` [n]."""
+        return (self.store.global_vectors(rows) @ self.b).numpy()
 
 
 class LateIndex:
@@ -45,6 +68,8 @@ class LateIndex:
     over all their vectors (1: skip that stage). Exact scoring runs the head on up to
     ``score_bytes`` of float32 image vectors per forward (at least the scorer's ``batch_size``
     images): a query's candidates in one forward, rather than in many small ones.
+    global_candidates: with a separable global path, the images of best global term that are
+    also scored exactly (None: ``n_candidates // 2``; 0: none).
     """
 
     def __init__(
@@ -55,6 +80,7 @@ class LateIndex:
         n_candidates: int = 256,
         refine: int = 4,
         score_bytes: int = 64 << 20,
+        global_candidates: int | None = None,
     ):
         self.store = store if isinstance(store, VectorStore) else VectorStore(store)
         self.scorer, self.head = scorer, getattr(scorer, "run_head", scorer.head)  # forwards run this copy
@@ -68,6 +94,8 @@ class LateIndex:
         self._text_needs = text_needs(self.head)
         self._image_needs = image_needs(self.head)
         self._globals: torch.Tensor | None = None  # [N, D_gi], read by _image_inputs
+        self._separable = separable_global(self.head) if self.store.has_globals else None
+        self.global_candidates = global_candidates  # None: n_candidates // 2 (when separable)
 
     # -- text side ---------------------------------------------------------------------------
     def encode_caption(self, caption: str) -> TextSide:
@@ -99,8 +127,11 @@ class LateIndex:
         with torch.inference_mode(), self.scorer.autocast():
             return self.tower.query(self.head, texts.to(self.scorer.device), states).float().cpu()
 
-    def candidates(self, q: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """q [M, d] -> (image rows [n] int64, approximate scores [n]), best first, n <= n_candidates."""
+    def candidates(self, q: torch.Tensor, prior: GlobalPrior | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """q [M, d] -> (image rows [n] int64, approximate scores [n]), best first, n <= n_candidates.
+        ``prior``: a separable global term (:meth:`global_prior`): its best rows join the pool
+        before the centroid interaction, and the final cut ranks ``w_local * approx + w_global *
+        its exact value``, as the head mixes the two."""
         S = (q @ self._centroids.T).numpy()  # [M, C]
         M, C = S.shape
         nprobe = min(self.nprobe, C)
@@ -123,25 +154,42 @@ class LateIndex:
             best[touched] = 0
             seen[touched] = True
         uimg = np.flatnonzero(seen)
-        if uimg.size == 0:
+        if uimg.size == 0 and prior is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         approx = (floor.sum() + gain[uimg]) / M
         keep = np.argsort(-approx, kind="stable")[: self.refine * self.n_candidates]
         uimg, approx = uimg[keep], approx[keep].astype(np.float32)
-        if self.refine > 1 and uimg.size > self.n_candidates:
+        if prior is not None:  # the global term's best rows join; every row gets the interaction
+            uimg = np.union1d(uimg, prior.rows)
+        if (self.refine > 1 and uimg.size > self.n_candidates) or prior is not None:
             # centroid interaction over all of each image's vectors: mean_m max_p S[m, code[p]]
             rows = np.sort(uimg)
             codes = torch.from_numpy(np.asarray(self.store.codes[rows], dtype=np.int64))  # [n, P]
             ST = torch.from_numpy(np.ascontiguousarray(S.T))  # [C, M]: one row gathered per code
             full = ST.index_select(0, codes.reshape(-1)).view(*codes.shape, M).amax(1).mean(1).numpy()  # [n]
+            if prior is not None:
+                full = prior.w_local * full + prior.w_global * prior.values(rows)
             keep = np.argsort(-full, kind="stable")[: self.n_candidates]
             uimg, approx = rows[keep], full[keep]
         return uimg, approx[: self.n_candidates]
 
+    def global_prior(self, texts: TextSide) -> GlobalPrior | None:
+        """With a separable global path: its term for this caption (the caption's global vector
+        against the stored ones), its ``global_candidates`` best rows (a bfloat16 scan of all
+        stored vectors) and the weights the head mixes it with; else None."""
+        k = self.n_candidates // 2 if self.global_candidates is None else int(self.global_candidates)
+        weights = self.tower.estimate(self.head) if self.tower.estimate is not None else None
+        if self._separable is None or k <= 0 or texts.text_global is None or weights is None:
+            return None
+        with torch.inference_mode(), self.scorer.autocast():
+            b = self._separable.encode_text_global(texts.text_global[:1].to(self.scorer.device))
+        b = b[0].float().cpu()
+        return GlobalPrior(self.store.search_globals(b, k), b, self.store, *weights)
+
     def _image_inputs(self, rows: np.ndarray) -> ImageSide:
         """Image inputs the head reads besides the stored vectors (e.g. image_global) of sorted
         ``rows``; the cache's globals are held in RAM once read, when under 1 GiB."""
-        if not self._image_needs or self.store.global_vectors(rows[:0]) is not None:
+        if not self._image_needs or self.store.has_globals:
             return ImageSide()  # nothing else, or the global path's image side is stored
         if self._image_needs == ("image_global",):
             if self._globals is None and self.store.n_images * self.cache.spec.global_image_dim * 4 <= 2**30:
@@ -188,7 +236,7 @@ class LateIndex:
         if isinstance(texts, str):
             texts = self.encode_caption(texts)
         states = self.text_states(texts)
-        ids, _ = self.candidates(self.query_vectors(texts, states))
+        ids, _ = self.candidates(self.query_vectors(texts, states), self.global_prior(texts))
         if extra is not None:
             extra = np.asarray(extra, dtype=np.int64).reshape(-1)
             ids = np.unique(np.concatenate([ids, extra[extra >= 0]]))

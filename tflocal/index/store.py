@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cache_tools.schema import encoder_signature
 from tflocal.errors import UserError
@@ -82,7 +83,9 @@ class VectorStore:
         self._data = np.load(self.path / name, mmap_mode="r")
         self._view: torch.Tensor | None = None  # _data as a tensor, made when first read
         g = self.path / "globals.npy"
-        self._globals = torch.from_numpy(np.load(g).astype(np.float32)) if g.is_file() else None  # [N, d]
+        self._globals = np.load(g, mmap_mode="r") if g.is_file() else None  # [N, d], memory-mapped
+        self._globals_view: torch.Tensor | None = None
+        self._globals_bf16: torch.Tensor | None = None  # for search_globals, made when first used
 
     @property
     def n_images(self) -> int:
@@ -102,12 +105,33 @@ class VectorStore:
         # map, numpy's fancy index in one thread: 1,024 random rows of 49 x 128 in 2.5 ms vs 5.9
         return self._tensor().index_select(0, torch.from_numpy(rows)).float()
 
+    @property
+    def has_globals(self) -> bool:
+        """Whether the index stores a separable global path's image side (``globals.npy``)."""
+        return self._globals is not None
+
     def global_vectors(self, rows: np.ndarray) -> torch.Tensor | None:
-        """Image rows [U] -> the stored image side of a separable global path, float32 [U, d]
-        (held in RAM: d floats per image); None when the index has none."""
+        """Image rows [U] -> the stored image side of a separable global path, float32 [U, d];
+        None when the index has none."""
         if self._globals is None:
             return None
-        return self._globals.index_select(0, torch.from_numpy(np.asarray(rows, dtype=np.int64).reshape(-1)))
+        if self._globals_view is None:
+            with warnings.catch_warnings():  # never written through: the map is read-only
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                self._globals_view = torch.from_numpy(self._globals)
+        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64).reshape(-1))
+        return self._globals_view.index_select(0, idx).float()
+
+    def search_globals(self, query: torch.Tensor, k: int) -> np.ndarray:
+        """query [d] -> the rows of the k stored global vectors of highest dot product (best
+        first). Over a bfloat16 copy held in RAM (2 d bytes per image): the scan is memory-bound,
+        and candidates are scored exactly afterwards (100,000 x 128: 1.7 ms vs 7 ms in float32)."""
+        if self._globals is None or k <= 0:
+            return np.zeros(0, np.int64)
+        if self._globals_bf16 is None:
+            self._globals_bf16 = torch.from_numpy(np.asarray(self._globals, dtype=np.float32)).bfloat16()
+        s = F.linear(self._globals_bf16, query.reshape(1, -1).to(torch.bfloat16))[:, 0]  # [N]
+        return torch.topk(s.float(), min(int(k), s.shape[0])).indices.numpy().astype(np.int64)
 
     def _tensor(self) -> torch.Tensor:
         """The stored vectors [N, P, d] as a tensor over the (read-only) memory map, no copy."""

@@ -36,12 +36,16 @@ class Tower:
     (``states``: ``text(head, texts)`` [1, T, d] when already computed, else None);
     attach(head, batch, vectors [U,P,d], pair_image [B]) puts stored vectors where the head's
     forward reads its image side; text(head, texts of NT) -> [NT, T, d] text tower states the
-    forward reads from ``PairBatch.text_states`` (None: the head has no text tower)."""
+    forward reads from ``PairBatch.text_states`` (None: the head has no text tower);
+    estimate(head) -> (w_local, w_global): how the head weighs the mean best cosine of its query
+    vectors (what the centroid stages estimate) against a separable global path's cosine
+    (None: no such global path)."""
 
     image: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
     query: Callable[[nn.Module, TextSide, torch.Tensor | None], torch.Tensor]
     attach: Callable[[nn.Module, PairBatch, torch.Tensor, torch.Tensor], None]
     text: Callable[[nn.Module, TextSide], torch.Tensor] | None = None
+    estimate: Callable[[nn.Module], tuple[float, float] | None] | None = None
 
 
 def _real_tokens(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -81,12 +85,21 @@ def _maxsim_attach(head: nn.Module, batch: PairBatch, vectors: torch.Tensor, pai
     batch.patch_mask = torch.ones(batch.patches.shape[:2], dtype=torch.bool, device=vectors.device)
 
 
+def _segments_estimate(head: SegmentHead) -> tuple[float, float] | None:
+    """score = scale * mean best phrase cosine + relations + weight * g, g = dual scale * cosine."""
+    glob = separable_global(head)
+    if glob is None:
+        return None
+    return float(head.scale.detach()), float(head.global_path.weight.detach()) * float(glob.scale.detach())
+
+
 TOWERS: dict[type, Tower] = {
     SegmentHead: Tower(
         image=lambda head, p, m: head.encode_image(p, m),
         query=_segments_query,
         attach=_segments_attach,
         text=lambda head, t: head.encode_text(t.tokens, t.token_mask),
+        estimate=_segments_estimate,
     ),
     MaxSimHead: Tower(
         image=lambda head, p, m: F.normalize(p.float(), dim=-1),

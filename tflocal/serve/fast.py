@@ -8,7 +8,8 @@ query's text tower run once per request instead of once per candidate: scores co
 ``text_states``. :func:`late_interaction` checks the result against the plain scorer on a probe
 query and gives up (None) on any difference, so a head that does not fit is served the plain way.
 
-Shapes: preloaded ``patches`` [N, P, D_img] -> image vectors [N, P, d] in the fields' place;
+Shapes: preloaded ``patches`` [N, P, D_img] -> image vectors [N, P, d] in the fields' place
+(and, for a separable global path, ``image_global_vectors`` [N, d] beside them);
 a Pairs of B (image vectors [B, P, d], the query's text fields [B, ...]) -> scores [B].
 """
 
@@ -22,7 +23,7 @@ import torch
 
 from tflocal.errors import UserError
 from tflocal.features import ImageSide, Pairs, TextSide
-from tflocal.index.towers import score_stored, tower_of
+from tflocal.index.towers import score_stored, separable_global, tower_of
 from tflocal.scorers.head import check_caption_length
 
 log = logging.getLogger("tflocal.serve")
@@ -55,8 +56,18 @@ class StoredVectorsScorer:
         pair_image = torch.arange(n, device=self.device)
         pair_text = torch.zeros_like(pair_image) if once else pair_image
         images = ImageSide(image_global=b.image_global).to(self.device)
+        g = b.image_global_vectors  # a separable global path's image side, computed at start-up
         with self.scorer.autocast():
-            out = score_stored(self.head, b.patches.to(self.device), texts, pair_image, pair_text, images)
+            out = score_stored(
+                self.head,
+                b.patches.to(self.device),
+                texts,
+                pair_image,
+                pair_text,
+                images,
+                None,
+                None if g is None else g.to(self.device),
+            )
         return out.float().cpu()
 
 
@@ -91,6 +102,11 @@ def late_interaction(
     try:
         fast, fast_fields = StoredVectorsScorer(scorer), {**fields}
         fast_fields["patches"] = image_vectors(head, fields, scorer.device)
+        glob = separable_global(head)
+        if glob is not None and "image_global" in fields:  # global_form dual: its image side once too
+            with torch.inference_mode():
+                g = glob.encode_image_global(fields["image_global"].to(scorer.device))
+            fast_fields["image_global_vectors"] = g.float().cpu()
         query, pos, score = probe
         want = score(scorer, fields, query, pos)
         got = score(fast, fast_fields, query, pos)
