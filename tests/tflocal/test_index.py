@@ -287,7 +287,9 @@ def test_search_command_uses_the_late_index(tiny_openclip, tmp_path, capsys):
     capsys.readouterr()
     query = "a red cube left of a blue ball"
     argv = ["search", "--cache", str(path), "--scorer", "maxsim", "--late-index", str(out), "--query", query]
-    assert main([*argv, "-k", "3", "--fuse"]) == 0
+    assert main([*argv, "-k", "3", "--nprobe", "0"]) == 2
+    assert "nprobe, candidates and refine must be >= 1" in capsys.readouterr().err
+    assert main([*argv, "-k", "3", "--fuse", "--nprobe", "8", "--candidates", "12", "--refine", "1"]) == 0
     printed = capsys.readouterr().out
     assert "late-interaction first stage + global top 100" in printed
     got = [line.split()[-1] for line in printed.splitlines() if line.strip()[:1].isdigit()]

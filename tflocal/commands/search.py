@@ -40,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
     )
     late = None
     if cfg.late_index and Path(cfg.late_index, "meta.json").is_file():
-        late = open_late_index(cfg.late_index, scorer)
+        late = open_late_index(
+            cfg.late_index,
+            scorer,
+            nprobe=cfg.nprobe,
+            n_candidates=cfg.candidates,
+            refine=cfg.refine,
+            global_candidates=cfg.global_candidates,
+        )
     elif cfg.late_index:
         print(f"no index at {cfg.late_index} (build it with `tflocal index`): global first stage")
     stage = f"re-ranking the top {cfg.k_rerank}"
