@@ -174,7 +174,7 @@ def test_the_dual_global_head_is_separable():
     """global_form dual: the score is the cosine of an image side and a text side computed
     apart (scaled); a caption repeated for every pair (a stride-0 view, as a query against its
     candidates) runs its tower once and scores as the same caption copied per pair; precomputed
-    vectors in the PairBatch are what it reads."""
+    image vectors in the PairBatch are what it reads."""
     torch.manual_seed(0)
     glob = build_head("global", {"width": 32, "depth": 1, "heads": 4, "global_form": "dual"}, TOWERS).eval()
     assert glob.separable and set(glob.needs) == {"image_global", "text_global"}
@@ -186,7 +186,7 @@ def test_the_dual_global_head_is_separable():
         one = PairBatch(image_global=b.image_global, text_global=b.text_global[:1].expand(3, -1))
         copied = PairBatch(image_global=b.image_global, text_global=b.text_global[:1].repeat(3, 1))
         torch.testing.assert_close(glob(one), glob(copied))
-        given = PairBatch(image_global_vectors=a.flip(0), text_global_vectors=t)
+        given = PairBatch(image_global_vectors=a.flip(0), text_global=b.text_global)
         torch.testing.assert_close(glob(given), 10.0 * (a.flip(0) * t).sum(-1))
     with pytest.raises(UserError, match="global_form"):
         ModelConfig(global_form="bilinear")

@@ -57,6 +57,14 @@ def ids_digest(image_ids: Any) -> str:
     return h.hexdigest()
 
 
+def _map_tensor(array: np.ndarray) -> torch.Tensor:
+    """A read-only memory-mapped array as a tensor over the same memory (no copy; never written
+    through, so torch's warning about a non-writable array is silenced)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 class VectorStore:
     """An index folder opened read-only (see module docstring). ``meta``: the meta.json dict."""
 
@@ -116,9 +124,7 @@ class VectorStore:
         if self._globals is None:
             return None
         if self._globals_view is None:
-            with warnings.catch_warnings():  # never written through: the map is read-only
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                self._globals_view = torch.from_numpy(self._globals)
+            self._globals_view = _map_tensor(self._globals)
         idx = torch.from_numpy(np.asarray(rows, dtype=np.int64).reshape(-1))
         return self._globals_view.index_select(0, idx).float()
 
@@ -136,9 +142,7 @@ class VectorStore:
     def _tensor(self) -> torch.Tensor:
         """The stored vectors [N, P, d] as a tensor over the (read-only) memory map, no copy."""
         if self._view is None:
-            with warnings.catch_warnings():  # never written through: the map is read-only
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                self._view = torch.from_numpy(self._data)
+            self._view = _map_tensor(self._data)
         return self._view
 
     def bytes_per_image(self) -> float:

@@ -29,8 +29,8 @@ class PairBatch:
     A head that reads it (``segments``) then skips its image tower; ``patches`` may be None.
     text_states: optional [B, T, d] float, its text tower's output per pair computed beforehand
     (``encode_text``, once per distinct caption); a head that reads it skips its text tower.
-    image_global_vectors / text_global_vectors: optional [B, d], a separable global head's two
-    towers computed beforehand (``model.global_form: dual``; an index stores the image side).
+    image_global_vectors: optional [B, d], a separable global head's image tower computed
+    beforehand (``model.global_form: dual``; an index stores it).
     """
 
     patches: torch.Tensor | None = None
@@ -46,7 +46,6 @@ class PairBatch:
     regions: torch.Tensor | None = None
     text_states: torch.Tensor | None = None
     image_global_vectors: torch.Tensor | None = None
-    text_global_vectors: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PairBatch:
         """A copy with every present tensor on ``device``."""
@@ -94,5 +93,5 @@ class PairBatch:
 PAIR_FIELDS: tuple[str, ...] = tuple(
     f.name
     for f in fields(PairBatch)
-    if f.name not in ("pair_image", "regions", "text_states", "image_global_vectors", "text_global_vectors")
+    if f.name not in ("pair_image", "regions", "text_states", "image_global_vectors")
 )

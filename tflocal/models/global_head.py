@@ -12,7 +12,8 @@ from torch import nn
 
 from cache_tools.schema import CacheSpec
 from tflocal.models.batch import PairBatch
-from tflocal.models.config import ModelConfig
+from tflocal.models.config import GLOBAL_FORMS, ModelConfig
+from tflocal.models.layers import once_per_caption
 
 
 class ResidualMLP(nn.Module):
@@ -74,8 +75,9 @@ class DualGlobalHead(nn.Module):
     image_global [B, D_gi], text_global [B, D_gt] -> [B]. ``encode_image_global`` [N, D_gi] ->
     [N, d] depends on the image alone, so an index stores it (:mod:`tflocal.index`) and scoring K
     candidates of a caption costs one text tower row and K dot products, where the ``mlp`` form
-    runs its residual blocks once per pair. Precomputed vectors are read from
-    ``PairBatch.image_global_vectors`` / ``text_global_vectors`` [B, d] when given.
+    runs its residual blocks once per pair. Precomputed image vectors are read from
+    ``PairBatch.image_global_vectors`` [B, d] when given; a caption repeated with stride 0 over
+    the batch runs its tower once.
     """
 
     needs = ("image_global", "text_global")
@@ -101,8 +103,6 @@ class DualGlobalHead(nn.Module):
 
     @staticmethod
     def _encode(tower: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 2 and x.shape[0] > 1 and x.stride(0) == 0:  # one caption for every pair: once
-            return DualGlobalHead._encode(tower, x[:1]).expand(x.shape[0], -1)
         return F.normalize(tower(x.to(tower[1].weight.dtype)).float(), dim=-1)
 
     def encode_image_global(self, image_global: torch.Tensor) -> torch.Tensor:
@@ -111,20 +111,18 @@ class DualGlobalHead(nn.Module):
 
     def encode_text_global(self, text_global: torch.Tensor) -> torch.Tensor:
         """text_global [N, D_gt] -> unit vectors [N, d] (a row repeated with stride 0 runs once)."""
-        return self._encode(self.text_tower, text_global)
+        return once_per_caption(lambda x: self._encode(self.text_tower, x), text_global)
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
         a = batch.image_global_vectors
         a = self.encode_image_global(batch.image_global) if a is None else a.float()
-        b = batch.text_global_vectors
-        b = self.encode_text_global(batch.text_global) if b is None else b.float()
-        return self.scale.float() * (a * b).sum(-1)
+        return self.scale.float() * (a * self.encode_text_global(batch.text_global)).sum(-1)
 
 
-GLOBAL_FORMS = {"mlp": GlobalHead, "dual": DualGlobalHead}
+GLOBAL_HEADS: dict[str, type[nn.Module]] = dict(zip(GLOBAL_FORMS, (GlobalHead, DualGlobalHead)))
 """``model.global_form`` -> the global head class (standalone ``global`` head and every global path)."""
 
 
 def global_head(cfg: ModelConfig, spec: CacheSpec) -> nn.Module:
     """The global head of ``cfg.global_form`` for a cache's spec."""
-    return GLOBAL_FORMS[cfg.global_form](cfg, spec)
+    return GLOBAL_HEADS[cfg.global_form](cfg, spec)
