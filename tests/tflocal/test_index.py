@@ -292,7 +292,9 @@ def test_search_command_uses_the_late_index(tiny_openclip, tmp_path, capsys):
     assert main([*argv, "-k", "3", "--fuse", "--nprobe", "8", "--candidates", "12", "--refine", "1"]) == 0
     printed = capsys.readouterr().out
     assert "late-interaction first stage + global top 100" in printed
-    got = [line.split()[-1] for line in printed.splitlines() if line.strip()[:1].isdigit()]
+    ranked = [line.split() for line in printed.splitlines() if line.strip()[:1].isdigit()]
+    assert ranked and all(r[2] == "-" for r in ranked)  # no global cosine: the late stage ran first
+    got = [r[-1] for r in ranked]
     with open_cache(path) as cache:
         ms = maxsim_scorer(cache, encoder=enc, progress=False)
         want = np.argsort(-ms.score_text_query(query, np.arange(12)), kind="stable")[:3]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from tflocal.cli_config import add_config_arguments, config_from_args
 from tflocal.retrieval import SearchConfig, build_index, load_index, save_index, search_text
 
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"query: {query!r}  (scorer {scorer.name}, {stage})")
         print(f"{'rank':>4}  {'score':>9}  {'cosine':>8}  image")
         for r, (i, s, d) in enumerate(zip(rows, scores, first), 1):
-            print(f"{r:>4}  {s:9.4f}  {d:8.4f}  {cache.image_ids[i]}")
+            cosine = "-" if np.isnan(d) else f"{d:.4f}"  # no global first stage ran (late index)
+            print(f"{r:>4}  {s:9.4f}  {cosine:>8}  {cache.image_ids[i]}")
     cache.close()
     return 0
