@@ -31,13 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cache_tools.arrays import write_arrays  # noqa: E402
-from cache_tools.config import PRECISIONS  # noqa: E402
-from cache_tools.encode import TEXT_CALL_BATCHES  # noqa: E402
-from cache_tools.images import load_image  # noqa: E402
-from cache_tools.reader import chunk_shuffle, open_cache  # noqa: E402
-from cache_tools.records import ImageRecord, TextRecord  # noqa: E402
-from cache_tools.writer import write_cache  # noqa: E402
+from cache_tools.encoders.images import load_image  # noqa: E402
+from cache_tools.infra.precision import PRECISIONS  # noqa: E402
+from cache_tools.sources.records import ImageRecord, TextRecord  # noqa: E402
+from cache_tools.store.reader import chunk_shuffle, open_cache  # noqa: E402
+from cache_tools.write.arrays import write_arrays  # noqa: E402
+from cache_tools.write.encode import TEXT_CALL_BATCHES  # noqa: E402
+from cache_tools.write.writer import write_cache  # noqa: E402
 
 WORDS = "red blue green small large cube ball cone left right of above below a the striped metal".split()
 
@@ -123,7 +123,7 @@ def bench_caching(
                 enc.encode_images(torch.stack(pixels[i : i + batch_size])).patches.float().cpu()
             sync()
             t1 = time.perf_counter()
-            # the calls cache_tools.encode.encode_texts makes: shortest first, several batches
+            # the calls cache_tools.write.encode.encode_texts makes: shortest first, several batches
             # per call for an encoder that sorts and sub-batches itself
             step = batch_size * (TEXT_CALL_BATCHES if getattr(enc, "sorts_texts", False) else 1)
             ordered = sorted(texts, key=len)
@@ -210,10 +210,10 @@ def bench_caching(
 
 
 def bench_text_order(encoder_name: str, n: int, batch_size: int, device: str, tmp: Path) -> dict:
-    """``cache_tools.encode.encode_texts`` on the distinct captions of ``n`` ShapesWorld records:
+    """``cache_tools.write.encode.encode_texts`` on the distinct captions of ``n`` ShapesWorld records:
     as before (batches of ``batch_size`` in order of first appearance) vs now (shortest first,
     16 batches per call to an encoder that sorts itself); interleaved, best of two."""
-    import cache_tools.encode as encode
+    import cache_tools.write.encode as encode
     from cache_tools.encoders import load_encoder
 
     enc = load_encoder(encoder_name, device=device)

@@ -11,9 +11,9 @@ time (opening the source, encoding, a part write, the final write; loading the c
 checkpoint saves, validation), restart it (killed again with probability 1/2), and once a run
 completes compare its result with the reference:
 
-* caching (``cache_tools.writer.write_cache``, a deterministic fake encoder slowed a little):
+* caching (``cache_tools.write.writer.write_cache``, a deterministic fake encoder slowed a little):
   every dataset of the cache equal, no ``.parts`` or ``.tmp`` left behind;
-* training (``tflocal.train.train`` with ``save_every=1``): final weights equal (atol 1e-6),
+* training (``tflocal.training.loop.train`` with ``save_every=1``): final weights equal (atol 1e-6),
   the loss and lr of every step equal to the reference's (rel 1e-5; a step run again after a
   kill is compared by its last record), every log line one JSON record.
 
@@ -44,7 +44,7 @@ def make_records(root: Path, n: int):
     import numpy as np
     from PIL import Image
 
-    from cache_tools.records import ImageRecord, TextRecord
+    from cache_tools.sources.records import ImageRecord, TextRecord
 
     recs = []
     for i in range(n):
@@ -63,7 +63,7 @@ def make_records(root: Path, n: int):
 def worker_cache(root: Path, out: Path) -> None:
     from fakes import FakeEncoder
 
-    from cache_tools.writer import write_cache
+    from cache_tools.write.writer import write_cache
 
     class Slow(FakeEncoder):
         def encode_images(self, px):
@@ -77,7 +77,7 @@ def worker_cache(root: Path, out: Path) -> None:
 
 def worker_train(cache: Path, out: Path) -> None:
     from tflocal.config import load_config
-    from tflocal.train import TrainConfig, train
+    from tflocal.training.loop import TrainConfig, train
 
     train(load_config(TrainConfig, None, TRAIN_SETS, cache=str(cache), out=str(out), device="cpu"))
 
@@ -264,9 +264,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # before anything runs: forked children inherit no busy thread pool
-    import cache_tools.writer  # noqa: F401  (imported once here; every forked job starts at once)
+    import cache_tools.write.writer  # noqa: F401  (imported once here; every forked job starts at once)
     from tflocal.config import load_config
-    from tflocal.train import TrainConfig, setup
+    from tflocal.training.loop import TrainConfig, setup
 
     rng = random.Random(args.seed)
     result: dict = {"seed": args.seed}

@@ -1,7 +1,7 @@
 """Do a trained head's word heatmaps land on the objects? On a finished quickstart run: for the
 first N positive test captions, every token naming a colour or shape of exactly one object in
 the scene, its heat maximum (the head's word-region attention) mapped to the image (a) through
-the cache's patch geometry (:mod:`cache_tools.geometry`: the central crop the encoder saw) and
+the cache's patch geometry (:mod:`cache_tools.encoders.geometry`: the central crop the encoder saw) and
 (b) stretched over the whole image (the old drawing); prints the share inside the object's box.
 
     python bench/heatmaps.py --run runs/quickstart [--n 400] [--draw docs/]
@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cache_tools.geometry import geometry_of, patch_point  # noqa: E402
-from cache_tools.reader import open_cache  # noqa: E402
+from cache_tools.encoders.geometry import geometry_of, patch_point  # noqa: E402
+from cache_tools.store.reader import open_cache  # noqa: E402
 
 
 def inside(obj: dict, x: float, y: float) -> bool:
@@ -72,7 +72,7 @@ def main() -> None:
 
 def draw(run, cache, scorer, geo, out: Path) -> None:
     """docs pictures: the first test_ood caption's heatmap (the quickstart's first) and the bars."""
-    from cache_tools.images import load_image
+    from cache_tools.encoders.images import load_image
     from cache_tools.sources import open_source
     from tflocal.evaluate.plots import alignment_plot, subset_bars
     from tflocal.evaluate.report import Row

@@ -8,7 +8,7 @@ Corpus: the test_ood images of a quickstart test cache (copied to a cache of the
 * ``global``: the global head's score over all images (what its first stage ranks);
 * ``global top K + segments``: the global head's top ``--k-rerank`` re-ranked by the segments head;
 * ``late + segments``: the late-interaction first stage of the segments head's index
-  (:mod:`tflocal.index`), scored exactly by the head;
+  (:mod:`tflocal.retrieval`), scored exactly by the head;
 * ``segments exhaustive``: the segments head over every image (the reference).
 
 R@k counts a query as found when its own image is among the first k (``own``) and, since a
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def ood_cache(src, out: Path):
     """The test_ood images of ``src`` and their positive captions, as a cache of their own."""
-    from cache_tools.arrays import write_arrays
-    from cache_tools.reader import open_cache
+    from cache_tools.store.reader import open_cache
+    from cache_tools.write.arrays import write_arrays
     from tflocal.evaluate.common import image_meta_column
 
     if out.is_file():
@@ -74,9 +74,9 @@ def main() -> None:
 
     import torch
 
-    from cache_tools.reader import open_cache
-    from tflocal.index import LateIndex, build_index
-    from tflocal.scoring import load_scorer
+    from cache_tools.store.reader import open_cache
+    from tflocal.retrieval import LateIndex, build_late_index
+    from tflocal.scoring.load import load_scorer
     from tflocal.shapesworld.captions import from_text
     from tflocal.shapesworld.truth import caption_true_for_scene
 
@@ -89,7 +89,7 @@ def main() -> None:
     seg = load_scorer(str(run / "runs" / "tflocal" / "best.pt"), cache, progress=False)
     glob = load_scorer(str(run / "runs" / "global" / "best.pt"), cache, progress=False)
     t0 = time.perf_counter()
-    store = build_index(cache, seg.head, work / "segments.index", n_centroids=args.centroids, name=seg.name,
+    store = build_late_index(cache, seg.head, work / "segments.index", n_centroids=args.centroids, name=seg.name,
                         checkpoint=seg.checkpoint, progress=False)  # fmt: skip
     t_build = time.perf_counter() - t0
     late = LateIndex(store, seg, nprobe=args.nprobe, n_candidates=args.candidates)

@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cache_tools.encode import encode_texts  # noqa: E402
 from cache_tools.encoders import load_encoder  # noqa: E402
+from cache_tools.write.encode import encode_texts  # noqa: E402
 from tflocal.shapesworld.novel import NOVEL_NAMES, TRAIN_NAMES  # noqa: E402
 from tflocal.shapesworld.vocab import COLORS, SHAPES  # noqa: E402
 

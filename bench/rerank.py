@@ -1,6 +1,6 @@
 """Retrieval latency over 100,000 images, side by side in one run: the faiss first stage,
 re-ranking its top 100 (MaxSim, the joint TFLocal head, the ``segments`` read-out; image
-vectors recomputed per query or read from a :mod:`tflocal.index`), and the late-interaction
+vectors recomputed per query or read from a :mod:`tflocal.retrieval`), and the late-interaction
 first stage over the whole corpus with its recall@10 against exhaustive scoring by the same head.
 Rows marked bf16 run the scorer's bf16 copy of the head under autocast (``tflocal search
 --precision bf16``; recall of the bf16 late stage is against the fp32 head's exhaustive top 10).
@@ -52,7 +52,7 @@ OBJECT_TOKENS = {1: (2, 3, 4), 2: (9, 10, 11), 3: (0, 1, 5), 4: (6, 7, 8)}
 
 
 def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, seed: int = 0) -> Path:
-    from cache_tools.arrays import write_arrays
+    from cache_tools.write.arrays import write_arrays
 
     rng = np.random.default_rng(seed)
     P, t0 = grid * grid, time.perf_counter()
@@ -127,8 +127,8 @@ def get_index(cache, head, folder: Path, storage: str, centroids: int, name: str
     """The head's index in ``folder``, built when missing or built by another head; its scorer
     (and the head, moved there) on ``device``."""
     from tflocal.errors import UserError
-    from tflocal.index import LateIndex, VectorStore, build_index
-    from tflocal.scorers.head import HeadScorer
+    from tflocal.retrieval import LateIndex, VectorStore, build_late_index
+    from tflocal.scoring.head import HeadScorer
 
     scorer = HeadScorer(head, name, cache, batch_size=256, device=device, progress=False)
     try:
@@ -136,7 +136,7 @@ def get_index(cache, head, folder: Path, storage: str, centroids: int, name: str
     except UserError:
         t0 = time.perf_counter()
         print(f"building index {folder} ({name}, {storage}) ...", flush=True)
-        store = build_index(
+        store = build_late_index(
             cache, head, folder, storage=storage, n_centroids=centroids, name=name, device=device
         )
         print(f"  built in {time.perf_counter() - t0:.0f} s ({store.meta})", flush=True)
@@ -173,12 +173,12 @@ def main() -> None:
 
     import torch
 
-    from cache_tools.encoders.precision import get_autocast
-    from cache_tools.reader import open_cache
-    from tflocal.index import LateIndex
+    from cache_tools.infra.precision import get_autocast
+    from cache_tools.store.reader import open_cache
     from tflocal.models import ModelConfig, build_head
-    from tflocal.retrieval import build_index, rerank, search
-    from tflocal.scorers.head import HeadScorer, low_precision_copy, maxsim_scorer
+    from tflocal.retrieval import LateIndex
+    from tflocal.retrieval.first_stage import build_faiss_index, rerank, search
+    from tflocal.scoring.head import HeadScorer, low_precision_copy, maxsim_scorer
 
     torch.set_num_threads(args.threads)
     path = Path(args.cache)
@@ -188,7 +188,7 @@ def main() -> None:
     if args.in_memory:
         cache.load_into_memory()
     n = cache.n_images
-    index = build_index(cache.image_global(np.arange(n)), "Flat")
+    index = build_faiss_index(cache.image_global(np.arange(n)), "Flat")
     queries = np.random.default_rng(1).choice(cache.n_texts, args.queries, replace=False)
     qvec = {int(t): cache.text_global(np.array([t])) for t in queries}
 
@@ -264,8 +264,8 @@ def main() -> None:
         image side of a separable global path too: the caption read + parsed, its text tower
         once, the interaction with the candidates. bf16 runs the scorer's bf16 copy of the head
         under autocast, as ``--precision bf16`` does."""
-        from tflocal.features import ImageSide, texts_from_cache
-        from tflocal.index.towers import score_stored, separable_global, text_needs
+        from tflocal.pairs.assemble import ImageSide, texts_from_cache
+        from tflocal.retrieval.head_sides import score_stored, separable_global, text_needs
 
         glob = separable_global(head)
         given = given_cache.setdefault(id(head), {})

@@ -46,7 +46,7 @@ def queries(n: int, seed: int = 0) -> list[str]:
 
 def start_server(run: Path, port: int, threads: int) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "tflocal.cli", "serve",
+        sys.executable, "-m", "tflocal.app.cli", "serve",
         "--cache", str(run / "caches" / "test.h5"), "--split", "test_ood",
         "--scorer", f"global head={run / 'runs' / 'global' / 'best.pt'}",
         "--scorer", f"TFLocal={run / 'runs' / 'tflocal' / 'best.pt'}",

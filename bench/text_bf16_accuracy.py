@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cache_tools.encode import encode_texts  # noqa: E402
 from cache_tools.encoders import load_encoder  # noqa: E402
-from cache_tools.reader import open_cache  # noqa: E402
+from cache_tools.store.reader import open_cache  # noqa: E402
+from cache_tools.write.encode import encode_texts  # noqa: E402
 from tflocal.evaluate import evaluate  # noqa: E402
-from tflocal.scoring import load_scorer  # noqa: E402
+from tflocal.scoring.load import load_scorer  # noqa: E402
 
 
 def main() -> None:

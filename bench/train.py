@@ -3,7 +3,7 @@
     .venv/bin/python bench/train.py                      # CPU (and CUDA when visible), < 2 min on CPU
     .venv/bin/python bench/train.py --devices cuda --steps 50 --batch-size 64
 
-Each (preset, head, device) runs the real ``tflocal.train.train`` (in-memory cache, no
+Each (preset, head, device) runs the real ``tflocal.training.loop.train`` (in-memory cache, no
 validation) in a fresh subprocess, so peak RSS is that run's own. pairs/s is measured over the
 second half of the steps (after warm-up); a "pair" is one (image, caption) scored by the head,
 so a step scores batch_size x (1 + n_neg + k_inbatch) pairs. "base RSS" is the process before
@@ -54,7 +54,7 @@ CAPTION = "a small red circle is left of a large blue square"
 
 def synthetic_cache(path: Path, preset: str, n_images: int, n_neg: int, seed: int = 0) -> Path:
     """Random float16 payload with the preset's shapes: per image 1 caption + n_neg negatives."""
-    from cache_tools.arrays import write_arrays
+    from cache_tools.write.arrays import write_arrays
 
     p = PRESETS[preset]
     rng = np.random.default_rng(seed)
@@ -83,7 +83,7 @@ def run_one(args: argparse.Namespace) -> dict:
     import torch
 
     from tflocal.config import load_config
-    from tflocal.train import TrainConfig, train
+    from tflocal.training.loop import TrainConfig, train
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:

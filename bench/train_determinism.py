@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+import tflocal.models.joint_head as tflocal_head  # noqa: E402
 import tflocal.models.layers as layers  # noqa: E402
 import tflocal.models.segment_head as segment_head  # noqa: E402
-import tflocal.models.tflocal_head as tflocal_head  # noqa: E402
 from tflocal.config import load_config  # noqa: E402
-from tflocal.train import TrainConfig, setup, train_step  # noqa: E402
+from tflocal.training.loop import TrainConfig, setup, train_step  # noqa: E402
 
 MODULES = (layers, segment_head, tflocal_head)
 NOW = layers.gather_rows

@@ -1,7 +1,7 @@
 """Where a segments-head training step spends its time, on a real quickstart cache: building
 the batch (cache reads + caption layouts) against the head's forward/backward/optimizer step,
 with each caption's layout parsed in every batch (before) or once per cache row (now,
-:func:`tflocal.features.layouts_from_cache`). Side by side in one process, same batches.
+:func:`tflocal.pairs.assemble.layouts_from_cache`). Side by side in one process, same batches.
 
     python bench/train_step.py --cache runs/quickstart/caches/train.h5 [--steps 40]
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tflocal.features as features  # noqa: E402
+import tflocal.pairs.assemble as features  # noqa: E402
 from tflocal.concepts.layout import layout_from_cache  # noqa: E402
 from tflocal.config import load_config  # noqa: E402
-from tflocal.train import TrainConfig, setup, train_step  # noqa: E402
+from tflocal.training.loop import TrainConfig, setup, train_step  # noqa: E402
 
 
 def main() -> None:

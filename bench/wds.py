@@ -27,7 +27,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cache_tools.sources import open_source  # noqa: E402
-from cache_tools.writer import load_image  # noqa: E402
+from cache_tools.write.writer import load_image  # noqa: E402
 
 
 def make_data(root: Path, n: int, size: int, n_shards: int) -> tuple[str, str]:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from cache_tools.errors import UserError
+from cache_tools.infra.precision import Precision, check_precision
 from cache_tools.sources import SOURCES
-
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS = typing.get_args(Precision)
-
-
-def check_precision(precision: str) -> str:
-    """Return ``precision`` if it is one of PRECISIONS, else raise UserError naming the choices.
-    Here, not in :mod:`cache_tools.encoders`, so that configs can check it without importing torch."""
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return precision
 
 
 @dataclass

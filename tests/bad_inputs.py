@@ -5,7 +5,7 @@ processes where two writers are involved) and asserts its message; ``python test
 writes ``docs/bad_inputs.md`` from the same rows, and a test fails when that file is stale.
 
 A row's ``make(ctx)`` builds the bad input under ``ctx.tmp`` and returns the CLI arguments;
-``runner`` says how it runs: ``"cli"`` (in this process, ``tflocal.cli.main``), ``"fsize:N"`` (a
+``runner`` says how it runs: ``"cli"`` (in this process, ``tflocal.app.cli.main``), ``"fsize:N"`` (a
 subprocess whose file-size limit is N bytes: a full disk as the writer sees it) or
 ``"locked:PATH"`` (while another process holds the output's lock: a second writer).
 """
@@ -85,7 +85,7 @@ def truncated(ctx: Ctx, name: str = "cut.h5") -> Path:
 def earlier_run(ctx: Ctx) -> Path:
     """A finished good training run in ctx.tmp/run (made once per test session)."""
     out = ctx.tmp / "run"
-    from tflocal.cli import main
+    from tflocal.app.cli import main
 
     assert main(train_argv(ctx.bind, out)) == 0
     ctx.extra["log_before"] = (out / "log.jsonl").read_text()

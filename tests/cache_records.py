@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from cache_tools.records import ImageRecord, TextRecord
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 
 def make_records(root: Path, n: int = 12) -> list[ImageRecord]:

@@ -16,7 +16,7 @@ from tiny_models import make_tiny_openclip
 
 from cache_tools.encoders import load_encoder
 from cache_tools.sources import open_source
-from cache_tools.writer import write_cache
+from cache_tools.write.writer import write_cache
 
 COLORS = ["red", "blue", "green", "yellow"]
 SHAPES = ["square", "circle", "triangle"]
@@ -31,9 +31,9 @@ def build(d: Path) -> dict:
     """12 images in two manifests (splits 'seen': 8, 'held': 4), their cache, a segments checkpoint."""
     import torch
 
-    from cache_tools.reader import open_cache
-    from tflocal.checkpoint import save_checkpoint
+    from cache_tools.store.reader import open_cache
     from tflocal.models import ModelConfig, build_head
+    from tflocal.models.checkpoint import save_checkpoint
 
     data = d / "data"
     (data / "imgs").mkdir(parents=True)

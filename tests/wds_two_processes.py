@@ -12,7 +12,7 @@ from fakes import FakeEncoder  # noqa: E402
 
 from cache_tools.config import CacheConfig  # noqa: E402
 from cache_tools.sources import open_source  # noqa: E402
-from cache_tools.wds_build import build_per_shard  # noqa: E402
+from cache_tools.write.webdataset import build_per_shard  # noqa: E402
 
 spec, out = sys.argv[1], sys.argv[2]
 state = PartialState(cpu=True)

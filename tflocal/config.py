@@ -2,7 +2,7 @@
 
 ``load_config(Cls, path=None, overrides=["a.b=3", ...], **fields)`` builds a dataclass from a
 YAML file, then ``--set key=value`` overrides, then keyword fields (the command-line flags made
-by :mod:`tflocal.cli_config`). Unknown keys are errors that name the key and list the choices;
+by :mod:`tflocal.app.flags`). Unknown keys are errors that name the key and list the choices;
 values are coerced to the field's type (a ``Literal`` to its values' type; the class's
 ``__post_init__`` checks the choice). Nested dataclasses are addressed with dots
 (``optim.lr=1e-4``); a partial section is read over the field's default. Keys renamed on a class

@@ -27,8 +27,8 @@ import importlib
 from typing import Any
 
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
-from cache_tools.encoders.precision import PRECISIONS, check_precision, resolve_device
 from cache_tools.errors import UserError
+from cache_tools.infra.precision import PRECISIONS, check_precision, resolve_device
 
 ENCODERS: dict[str, tuple[str, str]] = {
     "openclip": ("cache_tools.encoders.openclip", "openclip:ViT-B-32@openai, openclip:/path/to/model_dir"),

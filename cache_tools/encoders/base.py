@@ -63,7 +63,7 @@ class Encoder(ABC):
     context_length: int
     sorts_texts: bool = False
     """True when ``encode_texts`` sorts its captions by length and cuts its own padded
-    sub-batches (the towers): :func:`cache_tools.encode.encode_texts` then hands it many
+    sub-batches (the towers): :func:`cache_tools.write.encode.encode_texts` then hands it many
     captions per call, so that the length groups span the whole part, not one batch."""
     device: torch.device
 

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
-from cache_tools.encoders.precision import get_autocast
 from cache_tools.encoders.tokens import clean_piece, split_real
 from cache_tools.errors import UserError
+from cache_tools.infra.precision import get_autocast
 
 
 def load(spec: str, device: torch.device, precision: str, name: str) -> HFEncoder:
@@ -110,7 +110,7 @@ class HFEncoder(Encoder):
 
     def metadata(self) -> dict[str, Any]:
         """The base metadata plus ``patch_geometry`` read from the image processor: CLIP resizes
-        the shorter side and center-crops, SigLIP resizes to a square (see cache_tools.geometry)."""
+        the shorter side and center-crops, SigLIP resizes to a square (see cache_tools.encoders.geometry)."""
         meta = super().metadata()
         cfg = self.image_processor.to_dict()
         size, crop = cfg.get("size") or {}, cfg.get("crop_size") or {}

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
-from cache_tools.encoders.precision import get_autocast
 from cache_tools.encoders.tokens import lengths_to_mask, split_real
 from cache_tools.errors import UserError
+from cache_tools.infra.precision import get_autocast
 
 
 @dataclass

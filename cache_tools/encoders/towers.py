@@ -23,7 +23,7 @@ Speed (the encoder is frozen, so these change only float rounding, ~1e-5 relativ
 * text: each caption is tokenized once; inside ``encode_texts`` captions are sorted by length
   and cut into sub-batches padded only to their own longest caption (:func:`_length_groups`
   trades padding against the per-forward cost), then returned in the original order
-  (``sorts_texts``: :func:`cache_tools.encode.encode_texts` passes 16 batches per call).
+  (``sorts_texts``: :func:`cache_tools.write.encode.encode_texts` passes 16 batches per call).
 * ``towers:effnet-lite0+minilm@text-bf16`` runs MiniLM under bf16 autocast (the image tower
   stays fp32): MiniLM is ~2/3 of the quickstart's caching time and ~1.6-1.8x faster in bf16 on
   CPUs with native bf16 (:func:`native_bf16`); tokens move by < 0.02 (cosine > 0.9999).
@@ -44,9 +44,9 @@ import torch
 from torch import nn
 
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
-from cache_tools.encoders.precision import get_autocast
 from cache_tools.encoders.tokens import clean_piece, lengths_to_mask, split_real
 from cache_tools.errors import UserError
+from cache_tools.infra.precision import get_autocast
 
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
@@ -87,7 +87,7 @@ def lite_transform(image_size: int = 224, normalize: bool = True) -> Any:
     """The TF EfficientNet-Lite preprocessing: resize the shorter side to ``image_size * 256 /
     224`` (bicubic), center crop ``image_size``, then (``normalize``) a [3, S, S] tensor scaled
     by (x - 127/255) / (128/255); without ``normalize`` only the PIL geometry (resize + crop).
-    :mod:`cache_tools.geometry` maps the resulting patch grid back onto the original image."""
+    :mod:`cache_tools.encoders.geometry` maps the resulting patch grid back onto the original image."""
     from torchvision import transforms as T
 
     steps = [
@@ -265,7 +265,7 @@ class TowersEncoder(Encoder):
 
     def metadata(self) -> dict[str, Any]:
         """The base metadata plus ``patch_geometry``: the grid covers the central crop of the
-        image resized to 256 (see :mod:`cache_tools.geometry`)."""
+        image resized to 256 (see :mod:`cache_tools.encoders.geometry`)."""
         resize = int(round(self.image_size[0] * 256 / 224))
         return {
             **super().metadata(),

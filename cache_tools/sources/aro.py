@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.aro_official import INSTALL, OfficialShuffler, load_official_tools
 from cache_tools.sources.base import Source, clean_text, first_dir, load_json, resolve_path
 from cache_tools.sources.karpathy import image_root_for, read_caption_file
+from cache_tools.sources.records import ImageRecord, TextRecord
 from cache_tools.sources.word_order import perturb, pre_caption
 
 FILES = {

@@ -1,7 +1,7 @@
 """The common shape of every data source and the small helpers they share.
 
 A source is opened on a path the user downloaded (a directory or a file) and yields
-:class:`~cache_tools.records.ImageRecord` objects in a fixed order: the cache writer resumes by
+:class:`~cache_tools.sources.records.ImageRecord` objects in a fixed order: the cache writer resumes by
 record position, so the same data must give the same stream every time. Entries the source
 itself cannot use (a malformed JSON line, an empty caption, a missing field, a repeated record
 id) are appended to ``source.skipped`` as ``(item, reason)`` while iterating, and iteration goes
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord
+from cache_tools.sources.records import ImageRecord
 
 KINDS = {
     "obj": "object",

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, load_json, normalize_kind
 from cache_tools.sources.parquet import decode_image, iter_parquet_rows, parquet_files, parquet_split
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 
 class BiVLCSource(Source):

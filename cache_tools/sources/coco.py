@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, first_dir, load_json
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 
 def default_image_dir_name(json_path: Path) -> str:

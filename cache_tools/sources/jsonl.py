@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import (
     Source,
     clean_text,
@@ -36,6 +35,7 @@ from cache_tools.sources.base import (
     resolve_path,
     select_files,
 )
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 RESERVED = {"id", "image", "captions", "caption", "negatives", "negative_images", "group"}
 

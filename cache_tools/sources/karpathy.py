@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, load_json, parse_list
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 
 @dataclass

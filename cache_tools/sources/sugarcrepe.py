@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import (
     Source,
     clean_text,
@@ -28,6 +27,7 @@ from cache_tools.sources.base import (
     parse_list,
     resolve_path,
 )
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 OLD_NAMES = {"add_obj": "add_ent", "replace_obj": "replace_ent", "swap_obj": "swap_ent"}

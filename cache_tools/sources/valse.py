@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, first_dir, load_json, parse_list, select_files
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 PIECE_OPS: dict[str, tuple[str, str]] = {
     "actant-swap": ("swap", "object"),

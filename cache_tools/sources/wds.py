@@ -19,7 +19,7 @@ tar that breaks off, is recorded as ``shard <url>`` with the reason and the next
 
 Each shard is a unit of work: ``shard_records(i, skipped)`` streams shard ``i`` alone, which the
 cache build uses to give each ``accelerate launch`` process its own shards and to resume a run at
-shard granularity (:mod:`cache_tools.wds_build`).
+shard granularity (:mod:`cache_tools.write.webdataset`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, parse_list
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 """A tar member name -> (sample key, extension), as webdataset's ``base_plus_ext``."""
@@ -78,7 +78,7 @@ class WdsSource(Source):
         "wds_meta_key": "metadata extension (default json; empty for none)",
     }
     per_shard = True
-    """The cache build writes one part per shard (``cache_tools.wds_build``)."""
+    """The cache build writes one part per shard (``cache_tools.write.webdataset``)."""
 
     def __init__(self, path: str | Path, images: str | Path | None = None, **options: Any) -> None:
         require_webdataset()

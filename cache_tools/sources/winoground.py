@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.errors import UserError
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources.base import Source, clean_text, first_dir, normalize_kind, resolve_path
 from cache_tools.sources.parquet import decode_image, iter_parquet_rows, parquet_files
+from cache_tools.sources.records import ImageRecord, TextRecord
 
 TAG_FIELDS = ("tag", "secondary_tag", "num_main_preds", "collapsed_tag")
 

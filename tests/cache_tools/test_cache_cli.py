@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cache_tools.reader import open_cache
-from tflocal.cli import main
+from cache_tools.store.reader import open_cache
+from tflocal.app.cli import main
 
 CAPTIONS = [
     ("a red cube left of a blue ball", "a blue cube left of a red ball"),
@@ -168,7 +168,7 @@ def test_two_processes_write_two_shards_that_open_as_one_cache(tiny_openclip, ma
         "--nproc_per_node",
         "2",
         "-m",
-        "tflocal.cli",
+        "tflocal.app.cli",
         "cache",
         "--encoder",
         tiny_openclip,

@@ -16,11 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cache_tools.reader import chunk_shuffle, open_cache
-from cache_tools.records import ImageRecord, TextRecord
-from cache_tools.schema import FORMAT_VERSION, CacheFormatError
-from cache_tools.shards import merge_shards
-from cache_tools.writer import shard_path, write_cache
+from cache_tools.sources.records import ImageRecord, TextRecord
+from cache_tools.store.reader import chunk_shuffle, open_cache
+from cache_tools.store.schema import FORMAT_VERSION, CacheFormatError
+from cache_tools.store.shards import merge_shards
+from cache_tools.write.writer import shard_path, write_cache
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from cache_records import assert_same_cache, make_records  # noqa: E402
@@ -100,7 +100,7 @@ import sys, time, pickle
 sys.path.insert(0, {tests!r})
 from fakes import FakeEncoder
 from cache_records import make_records
-from cache_tools.writer import write_cache
+from cache_tools.write.writer import write_cache
 from pathlib import Path
 class Slow(FakeEncoder):
     def encode_images(self, px):

@@ -54,7 +54,7 @@ def test_clip_metadata(clip):
     assert meta["grid"] == [4, 4] and meta["image_size"] == [32, 32] and meta["context_length"] == 16
     assert meta["image_dim"] == meta["text_dim"] == meta["global_image_dim"] == meta["global_text_dim"] == 16
     assert meta["preprocess"].startswith("CLIPImageProcessor")
-    # shorter side resized, then the central square: where heatmaps are drawn (cache_tools.geometry)
+    # shorter side resized, then the central square: where heatmaps are drawn (cache_tools.encoders.geometry)
     assert meta["patch_geometry"]["mode"] == "center_crop" and meta["patch_geometry"]["crop"] == 32
 
 

@@ -7,8 +7,8 @@ import torch
 
 from cache_tools.encoders import ENCODERS, load_encoder, split_name
 from cache_tools.encoders.openclip import resolve_spec
-from cache_tools.encoders.precision import check_precision, get_autocast, resolve_device
 from cache_tools.encoders.tokens import clean_piece, lengths_to_mask, split_real
+from cache_tools.infra.precision import check_precision, get_autocast, resolve_device
 from tflocal.errors import UserError
 
 

@@ -45,7 +45,7 @@ def test_metadata(towers):
         384,
     )
     assert meta["context_length"] == 256
-    # the grid covers the central 224 crop of the image resized to 256 (cache_tools.geometry)
+    # the grid covers the central 224 crop of the image resized to 256 (cache_tools.encoders.geometry)
     assert meta["patch_geometry"] == {"mode": "center_crop", "resize": 256, "crop": 224}
 
 

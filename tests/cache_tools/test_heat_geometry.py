@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
+from cache_tools.encoders.geometry import cell_centers, covered_box, geometry_of, patch_point
 from cache_tools.encoders.towers import lite_transform
-from cache_tools.geometry import cell_centers, covered_box, geometry_of, patch_point
 from tflocal.shapesworld.draw import draw_scene
 from tflocal.shapesworld.scene import sample_scene
 

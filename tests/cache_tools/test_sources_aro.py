@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cache_tools.images import load_image
-from cache_tools.records import TextRecord
+from cache_tools.encoders.images import load_image
 from cache_tools.sources import open_source
+from cache_tools.sources.records import TextRecord
 from cache_tools.sources.word_order import (
     PERTURBATIONS,
     perturb,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources import open_source
 from cache_tools.sources.parquet import require_pyarrow
+from cache_tools.sources.records import ImageRecord, TextRecord
 from tflocal.errors import UserError
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cache_tools.records import TextRecord
 from cache_tools.sources import open_source
+from cache_tools.sources.records import TextRecord
 from tflocal.errors import UserError
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cache_tools.records import ImageRecord, TextRecord
 from cache_tools.sources import SOURCES, open_source, parse_spec
+from cache_tools.sources.records import ImageRecord, TextRecord
 from tflocal.errors import UserError
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from cache_tools.reader import open_cache
 from cache_tools.sources import open_source
-from cache_tools.writer import write_cache
+from cache_tools.store.reader import open_cache
+from cache_tools.write.writer import write_cache
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import FakeEncoder  # noqa: E402

@@ -129,8 +129,8 @@ class FakeState:
 
 def test_wds_cache_per_process_shards_and_resume(shards, tmp_path):
     from cache_tools.config import CacheConfig
-    from cache_tools.reader import open_cache
-    from cache_tools.wds_build import build_per_shard, shard_cache
+    from cache_tools.store.reader import open_cache
+    from cache_tools.write.webdataset import build_per_shard, shard_cache
 
     spec = f"wds:{shards}/{{00000..00001}}.tar"
     out = tmp_path / "cache.h5"
@@ -167,7 +167,7 @@ class Killed(Exception):
 def test_wds_resume_skips_finished_shards(shards, tmp_path, monkeypatch):
     from cache_tools.config import CacheConfig
     from cache_tools.sources.wds import WdsSource
-    from cache_tools.wds_build import build_per_shard
+    from cache_tools.write.webdataset import build_per_shard
 
     spec = f"wds:{shards}/{{00000..00001}}.tar"
     cfg = CacheConfig(
@@ -200,7 +200,7 @@ def test_wds_two_real_processes_each_read_their_own_shard(shards, tmp_path):
     import re
     import socket
 
-    from cache_tools.reader import open_cache
+    from cache_tools.store.reader import open_cache
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,8 +223,8 @@ def test_wds_two_real_processes_each_read_their_own_shard(shards, tmp_path):
 
 
 def test_tflocal_cache_cli_on_wds(tiny_openclip, shards, tmp_path, capsys):
-    from cache_tools.reader import open_cache
-    from tflocal.cli import main
+    from cache_tools.store.reader import open_cache
+    from tflocal.app.cli import main
 
     out = tmp_path / "c.h5"
     spec = f"wds:{shards}/{{00000..00001}}.tar"

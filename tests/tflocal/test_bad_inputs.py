@@ -18,8 +18,8 @@ from bad_inputs import CASES, DOC, Case, Ctx, render
 from PIL import Image
 from test_train import binding_cache
 
-from cache_tools.reader import open_cache
-from tflocal.cli import main
+from cache_tools.store.reader import open_cache
+from tflocal.app.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
@@ -57,7 +57,7 @@ def _fsize_limit(n: int):
 
 def hold_lock(target: Path, folder: bool) -> subprocess.Popen:
     """Another process holding the output lock of ``target`` (a file, or a folder)."""
-    code = ("import sys, time; from cache_tools.locks import OutputLock; "
+    code = ("import sys, time; from cache_tools.infra.locks import OutputLock; "
             f"lock = OutputLock({str(target)!r}, 'x', 'y', folder={folder}).acquire(); "
             "print('held', flush=True); time.sleep(120)")  # fmt: skip
     if folder:
@@ -70,7 +70,7 @@ def hold_lock(target: Path, folder: bool) -> subprocess.Popen:
 def run_case(case: Case, ctx: Ctx, capsys) -> tuple[int, str]:
     argv = case.make(ctx)
     if case.runner.startswith("fsize:"):
-        r = subprocess.run([sys.executable, "-m", "tflocal.cli", *argv], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "tflocal.app.cli", *argv], capture_output=True, text=True,
                            env=env(), preexec_fn=_fsize_limit(int(case.runner.split(":")[1])), timeout=300)  # fmt: skip
         return r.returncode, r.stderr
     holder = None

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cache_tools.build import record_items
-from cache_tools.reader import open_cache
 from cache_tools.sources import open_source
-from cache_tools.writer import write_cache
+from cache_tools.store.reader import open_cache
+from cache_tools.write.build import record_items
+from cache_tools.write.writer import write_cache
 from tflocal.evaluate import evaluate
 from tflocal.evaluate.coverage import Coverage, coverage
 from tflocal.evaluate.report import write_markdown
@@ -216,7 +216,7 @@ def test_coverage_lines_and_markdown(tmp_path):
 
 
 def test_tflocal_eval_prints_and_writes_the_coverage(tiny_openclip, tmp_path, capsys):
-    from tflocal.cli import main
+    from tflocal.app.cli import main
 
     d = write_bivlc(tmp_path / "bivlc", bad=1)
     out = tmp_path / "res"

@@ -8,8 +8,8 @@ from typing import Literal
 
 import pytest
 
-from tflocal.cli import main
-from tflocal.cli_config import add_config_arguments, config_from_args, field_docs
+from tflocal.app.cli import main
+from tflocal.app.flags import add_config_arguments, config_from_args, field_docs
 from tflocal.config import load_config
 from tflocal.errors import UserError
 
@@ -106,7 +106,7 @@ def test_help_comes_from_the_docstrings(capsys):
 
 
 def test_old_out_dir_key_is_still_read(tmp_path, capsys):
-    from tflocal.train_config import TrainConfig
+    from tflocal.training.config import TrainConfig
 
     recipe = tmp_path / "old.yaml"
     recipe.write_text("cache: c.h5\nout_dir: runs/old\n")

@@ -13,7 +13,7 @@ from tflocal.errors import UserError
 ROOT = Path(__file__).resolve().parents[2] / "configs"
 KINDS = {
     "cache": "cache_tools.config:CacheConfig",
-    "train": "tflocal.train_config:TrainConfig",
+    "train": "tflocal.training.config:TrainConfig",
     "eval": "tflocal.evaluate.config:EvalConfig",
 }
 
@@ -74,7 +74,7 @@ def test_unknown_encoder_and_format_stop_before_work():
 
 
 def test_yaml_bare_no_stays_a_string_for_string_fields():
-    from tflocal.train import TrainConfig
+    from tflocal.training.loop import TrainConfig
 
     cfg = load_config(TrainConfig, None, ["mixed_precision=no"], cache="c.h5")
     assert cfg.mixed_precision == "no"

@@ -7,9 +7,10 @@ import pytest
 import torch
 from fakes import JOINT  # noqa: E402
 
-from cache_tools.arrays import write_arrays
-from cache_tools.reader import open_cache
-from tflocal.data import (
+from cache_tools.store.reader import open_cache
+from cache_tools.write.arrays import write_arrays
+from tflocal.errors import UserError
+from tflocal.pairs.candidates import (
     BatchDataset,
     build_units,
     epoch_plan,
@@ -18,7 +19,6 @@ from tflocal.data import (
     mine_inbatch,
     split_by_image,
 )
-from tflocal.errors import UserError
 
 # texts: (string, image_index, positive_index)
 TEXTS = [

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from fakes import JOINT  # noqa: E402
 
-from cache_tools.arrays import write_arrays
-from cache_tools.reader import open_cache
+from cache_tools.store.reader import open_cache
+from cache_tools.write.arrays import write_arrays
 from tflocal.evaluate import BENCHMARKS, evaluate
 from tflocal.evaluate.report import ROW_KEYS
-from tflocal.retrieval import recall_at_k
-from tflocal.scoring import load_scorer
+from tflocal.retrieval.first_stage import recall_at_k
+from tflocal.scoring.load import load_scorer
 
 
 class TableScorer:

@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 from cache_tools.encoders import load_encoder
-from cache_tools.reader import open_cache
 from cache_tools.sources import open_source
-from cache_tools.writer import write_cache
-from tflocal.cli import main
+from cache_tools.store.reader import open_cache
+from cache_tools.write.writer import write_cache
+from tflocal.app.cli import main
 from tflocal.evaluate import evaluate
 from tflocal.evaluate.report import read_json
-from tflocal.scoring import load_scorer
+from tflocal.scoring.load import load_scorer
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_models import make_tiny_openclip  # noqa: E402

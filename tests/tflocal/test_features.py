@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from cache_tools.reader import open_cache
-from cache_tools.records import ImageRecord, TextRecord
-from cache_tools.writer import write_cache
-from tflocal.checkpoint import save_checkpoint
-from tflocal.features import from_cache, from_raw
+from cache_tools.sources.records import ImageRecord, TextRecord
+from cache_tools.store.reader import open_cache
+from cache_tools.write.writer import write_cache
 from tflocal.models import ModelConfig, build_head
-from tflocal.scoring import load_scorer
+from tflocal.models.checkpoint import save_checkpoint
+from tflocal.pairs.assemble import from_cache, from_raw
+from tflocal.scoring.load import load_scorer
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import FakeEncoder  # noqa: E402
@@ -101,7 +101,7 @@ def test_layouts_from_cache_match_parsing_every_time(cache_and_raw, n_tokens):
     """The per-row layout memo gives exactly layout_tensors' tensors, first call and memo hits,
     with repeated rows and any padding width."""
     from tflocal.concepts.layout import layout_from_cache
-    from tflocal.features import _LAYOUTS, layouts_from_cache
+    from tflocal.pairs.assemble import _LAYOUTS, layouts_from_cache
 
     _, cache, _, _ = cache_and_raw
     rows = np.array([3, 0, 3, 7, 1, 14, 0])
@@ -119,7 +119,7 @@ def test_layouts_from_cache_match_parsing_every_time(cache_and_raw, n_tokens):
 def test_one_caption_against_many_images_is_a_view_with_the_gathered_values(cache_and_raw):
     """A single caption paired with N images: its text fields are stride-0 views over the N pairs,
     equal to the gathered copies that several captions get."""
-    from tflocal.features import images_from_cache, pair_batch, texts_from_cache
+    from tflocal.pairs.assemble import images_from_cache, pair_batch, texts_from_cache
 
     _, cache, _, _ = cache_and_raw
     needs = ("patches", "patch_mask", "tokens", "token_mask", "image_global", "text_global",
@@ -140,8 +140,8 @@ def test_one_caption_against_many_images_is_a_view_with_the_gathered_values(cach
 def test_one_caption_runs_its_text_side_once_and_scores_as_the_copies(cache_and_raw, form):
     """The segments read-out on a query's pairs (stride-0 text fields): its text tower and phrase
     vectors are computed on one row, and the scores equal those of the gathered copies."""
-    from tflocal.features import images_from_cache, pair_batch, texts_from_cache
     from tflocal.models import ModelConfig, build_head
+    from tflocal.pairs.assemble import images_from_cache, pair_batch, texts_from_cache
 
     _, cache, _, _ = cache_and_raw
     torch.manual_seed(0)

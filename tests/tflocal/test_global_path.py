@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from cache_tools.arrays import write_arrays
+from cache_tools.write.arrays import write_arrays
 from tests.tflocal.test_models import TOWERS, make_batch
-from tflocal.checkpoint import load_checkpoint, load_head, save_checkpoint
 from tflocal.config import load_config
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, PairBatch, build_head
-from tflocal.train import TrainConfig, train
+from tflocal.models.checkpoint import load_checkpoint, load_head, save_checkpoint
+from tflocal.training.loop import TrainConfig, train
 
 READOUTS = ["segments", "summary", "summary+align"]
 

@@ -1,4 +1,4 @@
-"""tflocal.index: stored image vectors score exactly like the head, the index refuses another
+"""tflocal.retrieval: stored image vectors score exactly like the head, the index refuses another
 checkpoint, and the late-interaction first stage finds brute force's top k on a small corpus."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from cache_tools.arrays import write_arrays
-from cache_tools.reader import open_cache
-from tflocal.checkpoint import save_checkpoint
-from tflocal.cli import main
+from cache_tools.store.reader import open_cache
+from cache_tools.write.arrays import write_arrays
+from tflocal.app.cli import main
 from tflocal.errors import UserError
-from tflocal.features import from_cache
-from tflocal.index import LateIndex, VectorStore, build_index
-from tflocal.index.compress import train_codec
 from tflocal.models import ModelConfig, build_head
-from tflocal.scorers.head import HeadScorer, checkpoint_scorer, maxsim_scorer
+from tflocal.models.checkpoint import save_checkpoint
+from tflocal.pairs.assemble import from_cache
+from tflocal.retrieval import LateIndex, VectorStore, build_late_index
+from tflocal.retrieval.compress import train_codec
+from tflocal.scoring.head import HeadScorer, checkpoint_scorer, maxsim_scorer
 
 CAPTION = "a small red circle is left of a blue square"
 WORDS = ["[CLS]", *CAPTION.split(), "[SEP]"]
@@ -86,7 +86,7 @@ def _direct(head, cache, images, text_row):
 @pytest.mark.parametrize("storage", ["float32", "float16"])
 def test_stored_vectors_score_like_the_head(corpus, storage):
     d, cache, seg = corpus
-    store = build_index(cache, seg, d / f"seg_{storage}", storage=storage, n_centroids=16, progress=False)
+    store = build_late_index(cache, seg, d / f"seg_{storage}", storage=storage, n_centroids=16, progress=False)
     late = LateIndex(store, HeadScorer(seg, "seg", cache, progress=False))
     rows = np.arange(0, 60)
     for t in (0, 7):
@@ -108,8 +108,8 @@ def test_a_separable_global_path_is_stored_and_scores_like_the_head(corpus, tmp_
     torch.manual_seed(1)
     cfg = ModelConfig(width=32, depth=1, heads=2, readout="segments", global_form="dual")
     dual = build_head("tflocal", cfg, cache.attrs).eval()
-    store = build_index(cache, dual, tmp_path / "dual", storage="float32", n_centroids=16, progress=False)
-    plain = build_index(cache, seg, tmp_path / "mlp", storage="float32", n_centroids=16, progress=False)
+    store = build_late_index(cache, dual, tmp_path / "dual", storage="float32", n_centroids=16, progress=False)
+    plain = build_late_index(cache, seg, tmp_path / "mlp", storage="float32", n_centroids=16, progress=False)
     assert np.load(tmp_path / "dual" / "globals.npy").shape == (cache.n_images, 32)
     assert not (tmp_path / "mlp" / "globals.npy").exists() and plain.global_vectors(np.arange(3)) is None
     assert store.bytes_per_image() - plain.bytes_per_image() >= 32 * 4
@@ -131,7 +131,7 @@ def test_score_keeps_the_order_asked_across_batches(corpus):
     """Rows in any order (repeats too) score as their sorted reads, one forward or several,
     and with the caption's text states computed once and passed in."""
     d, cache, seg = corpus
-    store = build_index(cache, seg, d / "seg_order", storage="float16", n_centroids=16, progress=False)
+    store = build_late_index(cache, seg, d / "seg_order", storage="float16", n_centroids=16, progress=False)
     one = LateIndex(store, HeadScorer(seg, "seg", cache, progress=False))
     many = LateIndex(store, HeadScorer(seg, "seg", cache, batch_size=7, progress=False), score_bytes=1)
     assert one.score_batch >= cache.n_images and many.score_batch == 7
@@ -150,13 +150,13 @@ def test_score_keeps_the_order_asked_across_batches(corpus):
 def test_maxsim_from_stored_vectors_and_residual_codes(corpus):
     d, cache, _ = corpus
     ms = maxsim_scorer(cache, progress=False)
-    store = build_index(cache, ms.head, d / "ms", storage="float32", n_centroids=16, progress=False)
+    store = build_late_index(cache, ms.head, d / "ms", storage="float32", n_centroids=16, progress=False)
     late = LateIndex(store, ms)
     rows = np.arange(cache.n_images)
     np.testing.assert_allclose(
         late.score(late.cached_caption(3), rows), ms.score(rows, np.full(rows.size, 3)), atol=1e-5
     )
-    packed = build_index(
+    packed = build_late_index(
         cache, ms.head, d / "ms2", storage="residual", nbits=2, n_centroids=16, progress=False
     )
     assert packed.meta["storage"] == "residual" and not (d / "ms2" / "vectors.npy").exists()
@@ -188,7 +188,7 @@ def test_residual_codec_reconstructs_better_than_centroids():
 
 def test_index_refuses_another_checkpoint_and_another_cache(corpus, tmp_path):
     d, cache, seg = corpus
-    store = build_index(cache, seg, tmp_path / "idx", n_centroids=16, progress=False)
+    store = build_late_index(cache, seg, tmp_path / "idx", n_centroids=16, progress=False)
     other = build_head("tflocal", ModelConfig(width=32, depth=1, heads=2, readout="segments"), cache.attrs)
     other.load_state_dict(seg.state_dict())
     LateIndex(store, HeadScorer(other, "same weights", cache, progress=False))  # same weights: accepted
@@ -201,7 +201,7 @@ def test_index_refuses_another_checkpoint_and_another_cache(corpus, tmp_path):
         LateIndex(store, HeadScorer(seg, "seg", small, progress=False))
     joint = build_head("tflocal", ModelConfig(width=32, depth=1, heads=2), cache.attrs)
     with pytest.raises(UserError, match="re-ranker"):
-        build_index(cache, joint, tmp_path / "j", progress=False)
+        build_late_index(cache, joint, tmp_path / "j", progress=False)
     small.close()
 
 
@@ -225,7 +225,7 @@ def test_late_first_stage_recall_against_brute_force(corpus):
         (aligned(seg), "seg", 120, 0.9),
         (maxsim_scorer(cache).head, "maxsim", 60, 0.95),
     ):
-        store = build_index(cache, head, d / f"recall_{name}", n_centroids=32, progress=False)
+        store = build_late_index(cache, head, d / f"recall_{name}", n_centroids=32, progress=False)
         late = LateIndex(store, HeadScorer(head, name, cache, progress=False), nprobe=6, n_candidates=n_cand)
         hits = []
         for t in range(0, cache.n_texts, 10):
@@ -269,8 +269,8 @@ def test_search_command_uses_the_late_index(tiny_openclip, tmp_path, capsys):
     from PIL import Image
 
     from cache_tools.encoders import load_encoder
-    from cache_tools.records import ImageRecord, TextRecord
-    from cache_tools.writer import write_cache
+    from cache_tools.sources.records import ImageRecord, TextRecord
+    from cache_tools.write.writer import write_cache
 
     enc = load_encoder(tiny_openclip)
     recs = []
@@ -309,7 +309,7 @@ def test_too_long_caption_gets_the_scorers_one_line_message(corpus):
     cfg = ModelConfig(width=16, depth=1, heads=2, readout="segments", max_text_tokens=8)
     short = build_head("tflocal", cfg, cache.attrs).eval()
     scorer = HeadScorer(short, "short", cache, progress=False)
-    late = LateIndex(build_index(cache, short, d / "short", n_centroids=8, progress=False), scorer)
+    late = LateIndex(build_late_index(cache, short, d / "short", n_centroids=8, progress=False), scorer)
     with pytest.raises(UserError) as want:
         scorer.score([0], [0])
     texts = late.cached_caption(0)
@@ -333,7 +333,7 @@ def test_late_index_runs_the_head_in_the_scorers_precision(corpus):
     fp32 (not equal), and the late stage still finds fp32's best images."""
     d, cache, seg = corpus
     head = aligned(seg)
-    store = build_index(cache, head, d / "seg_bf16", n_centroids=32, progress=False)
+    store = build_late_index(cache, head, d / "seg_bf16", n_centroids=32, progress=False)
     fp32 = LateIndex(store, HeadScorer(head, "seg", cache, progress=False), nprobe=6, n_candidates=120)
     bf16 = LateIndex(
         store, HeadScorer(head, "seg", cache, progress=False, precision="bf16"), nprobe=6, n_candidates=120
@@ -357,7 +357,7 @@ def test_late_index_runs_the_head_in_the_scorers_precision(corpus):
 
 def test_an_index_built_before_global_form_existed_stays_valid(corpus):
     """A config key added later enters the fingerprint only away from the value older heads had."""
-    from tflocal.index.towers import fingerprint
+    from tflocal.retrieval.head_sides import fingerprint
 
     _, _, seg = corpus
     old = copy.deepcopy(seg)
@@ -376,7 +376,7 @@ def test_late_stage_searches_a_separable_global_term_exactly(corpus, tmp_path):
     torch.manual_seed(2)
     cfg = ModelConfig(width=32, depth=1, heads=2, readout="segments", global_form="dual")
     dual = aligned(build_head("tflocal", cfg, cache.attrs).eval())
-    store = build_index(cache, dual, tmp_path / "dual", n_centroids=32, progress=False)
+    store = build_late_index(cache, dual, tmp_path / "dual", n_centroids=32, progress=False)
 
     def recall(global_candidates):
         scorer = HeadScorer(dual, "dual", cache, progress=False)

@@ -20,15 +20,15 @@ from fakes import JOINT, FakeEncoder
 from PIL import Image
 from test_train import binding_cache, config, read_log
 
-import tflocal.train as train_mod
-from cache_tools.arrays import write_arrays
-from cache_tools.reader import open_cache
+import tflocal.training.loop as train_mod
 from cache_tools.sources.jsonl import JsonlSource
-from cache_tools.writer import write_cache
-from tflocal.cli import main
+from cache_tools.store.reader import open_cache
+from cache_tools.write.arrays import write_arrays
+from cache_tools.write.writer import write_cache
+from tflocal.app.cli import main
 from tflocal.errors import UserError
-from tflocal.optim import WarmupCosine
-from tflocal.train import NonFiniteLossError, train
+from tflocal.training.loop import NonFiniteLossError, train
+from tflocal.training.optim import WarmupCosine
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
@@ -56,7 +56,7 @@ def wait_for(cond, proc: subprocess.Popen, timeout: float = 180) -> None:
 def second_while_first_is_stopped(first: list[str], second: list[str], started) -> tuple:
     """Start ``first`` (a real `tflocal` process), freeze it (SIGSTOP) once ``started()``, run
     ``second`` to its end, then let the first finish. -> (first result, second result)."""
-    cmd = [sys.executable, "-m", "tflocal.cli"]
+    cmd = [sys.executable, "-m", "tflocal.app.cli"]
     a = subprocess.Popen([*cmd, *first], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(started, a)
@@ -238,7 +238,7 @@ from pathlib import Path
 from fakes import FakeEncoder
 from cache_records import make_records
 from cache_tools.errors import UserError
-from cache_tools.writer import write_cache
+from cache_tools.write.writer import write_cache
 try:
     write_cache(make_records(Path({root!r}), 24), FakeEncoder(dim=256), {out!r}, batch_size=4, part_records=8,
                 progress=False)
@@ -281,7 +281,7 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(bind_path, t
     for s in ["model.width=32", "model.depth=2", "model.heads=4", "data.num_workers=0", "progress=false",
               "device=cpu", "epochs=2", "data.batch_size=8"]:  # fmt: skip
         argv += ["--set", s]
-    r = subprocess.run([sys.executable, "-m", "tflocal.cli", *argv], env=env(), capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "tflocal.app.cli", *argv], env=env(), capture_output=True, text=True,
                        preexec_fn=_limited(len(before) // 2), timeout=300)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tflocal.cli import main
+from tflocal.app.cli import main
 from tflocal.concepts import explain, normalize
 
 
@@ -125,7 +125,7 @@ def test_negatives_from_a_karpathy_source(tmp_path):
 
     from PIL import Image
 
-    from tflocal.cli import main
+    from tflocal.app.cli import main
 
     (tmp_path / "val2014").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "val2014" / "a.jpg")

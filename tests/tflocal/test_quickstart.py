@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tflocal.cli import main
+from tflocal.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

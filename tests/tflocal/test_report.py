@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fakes import JOINT  # noqa: E402
 
-from cache_tools.arrays import write_arrays
-from tflocal.cli import main
+from cache_tools.write.arrays import write_arrays
+from tflocal.app.cli import main
 from tflocal.errors import UserError
 from tflocal.evaluate.plots import alignment_plot, depth_curves, depth_plot, subset_bars
 from tflocal.evaluate.report import ROW_KEYS, Row, markdown_table, read_json, write_json, write_markdown
@@ -154,7 +154,7 @@ def test_eval_precision_reaches_the_scorers(tmp_path, monkeypatch, capsys):
     """``tflocal eval --precision bf16`` passes it to every scorer it loads (trained heads autocast,
     the baselines stay fp32: tests/tflocal/test_scoring.py); another value is
     refused with a one-line message and exit status 2."""
-    import tflocal.pipeline as pipeline
+    import tflocal.app.pipeline as pipeline
 
     seen = []
     real = pipeline.load_scorer

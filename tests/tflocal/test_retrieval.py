@@ -6,11 +6,19 @@ import numpy as np
 import pytest
 from fakes import JOINT  # noqa: E402
 
-from cache_tools.arrays import write_arrays
-from cache_tools.reader import open_cache
+from cache_tools.store.reader import open_cache
+from cache_tools.write.arrays import write_arrays
 from tflocal.errors import UserError
-from tflocal.retrieval import build_index, load_index, recall_at_k, rerank, retrieve, save_index, search
-from tflocal.scoring import load_scorer
+from tflocal.retrieval.first_stage import (
+    build_faiss_index,
+    load_index,
+    recall_at_k,
+    rerank,
+    retrieve,
+    save_index,
+    search,
+)
+from tflocal.scoring.load import load_scorer
 
 
 def brute_force(db: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
@@ -49,19 +57,19 @@ def cache(tmp_path_factory):
 
 def test_flat_search_equals_brute_force_and_roundtrips(tmp_path, cache):
     ig, tg = cache.image_global(np.arange(40)), cache.text_global(np.arange(80))
-    index = build_index(ig, "Flat")
+    index = build_faiss_index(ig, "Flat")
     D, I = search(index, tg, 10)  # noqa: E741
     np.testing.assert_array_equal(I, brute_force(ig, tg, 10))
     assert np.all(np.diff(D, axis=1) <= 1e-6)
     loaded = load_index(save_index(index, tmp_path / "i.faiss"))
     np.testing.assert_array_equal(search(loaded, tg, 10)[1], I)
     with pytest.raises(UserError, match="factory string"):
-        build_index(ig, "NotAnIndex")
+        build_faiss_index(ig, "NotAnIndex")
 
 
 def test_hnsw_finds_nearly_the_same(cache):
     ig, tg = cache.image_global(np.arange(40)), cache.text_global(np.arange(80))
-    _, I = search(build_index(ig, "HNSW16"), tg, 5)  # noqa: E741
+    _, I = search(build_faiss_index(ig, "HNSW16"), tg, 5)  # noqa: E741
     assert np.mean(I[:, 0] == brute_force(ig, tg, 1)[:, 0]) > 0.9
 
 
@@ -91,7 +99,7 @@ def test_recall_hand_values():
 
 def test_cosine_rerank_keeps_first_stage_order(cache):
     sc = load_scorer("cosine", cache)
-    index = build_index(cache.image_global(np.arange(40)), "Flat")
+    index = build_faiss_index(cache.image_global(np.arange(40)), "Flat")
     q = np.arange(80)
     D, I = search(index, cache.text_global(q), 20)  # noqa: E741
     s, ids = rerank(sc, q, I, "t2i")

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from cache_tools.encoders import load_encoder
-from cache_tools.reader import open_cache
-from cache_tools.records import ImageRecord, TextRecord
-from cache_tools.writer import write_cache
-from tflocal.cli import main
-from tflocal.retrieval import build_index, search_text
-from tflocal.scoring import load_scorer
+from cache_tools.sources.records import ImageRecord, TextRecord
+from cache_tools.store.reader import open_cache
+from cache_tools.write.writer import write_cache
+from tflocal.app.cli import main
+from tflocal.retrieval.first_stage import build_faiss_index, search_text
+from tflocal.scoring.load import load_scorer
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_models import make_tiny_openclip  # noqa: E402
@@ -42,7 +42,7 @@ def _norm(x):
 def test_search_text_first_stage_and_maxsim_rerank(setup):
     path, enc = setup
     with open_cache(path) as cache:
-        index = build_index(cache.image_global(range(cache.n_images)))
+        index = build_faiss_index(cache.image_global(range(cache.n_images)))
         q = enc.encode_texts([QUERY])
         cos = _norm(cache.image_global(range(12))) @ _norm(q.global_.detach().numpy())[0]
         rows, scores, first = search_text(cache, index, load_scorer("cosine", cache, encoder=enc), QUERY, k=5)

@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from cache_tools.arrays import write_arrays
-from cache_tools.images import crop_boxes
-from cache_tools.reader import open_cache
-from cache_tools.records import ImageRecord, TextRecord
-from cache_tools.writer import write_cache
+from cache_tools.encoders.images import crop_boxes
+from cache_tools.sources.records import ImageRecord, TextRecord
+from cache_tools.store.reader import open_cache
+from cache_tools.write.arrays import write_arrays
+from cache_tools.write.writer import write_cache
 from tflocal.errors import UserError
-from tflocal.scorers.sgi import sgi_score
-from tflocal.scoring import load_scorer
+from tflocal.scoring.load import load_scorer
+from tflocal.scoring.sgi import sgi_score
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import JOINT, FakeEncoder  # noqa: E402
@@ -144,8 +144,8 @@ def test_bad_names_and_inputs(tmp_path, real_cache):
 
 
 def test_checkpoint_scorer_equals_head_forward(tmp_path, real_cache):
-    from tflocal.checkpoint import save_checkpoint
     from tflocal.models import ModelConfig, PairBatch, build_head
+    from tflocal.models.checkpoint import save_checkpoint
 
     cache, enc, images = real_cache
     # max_text_tokens set: load_head rebuilds from the signature, which has no context_length (reported)
@@ -189,8 +189,8 @@ def test_checkpoint_scorer_equals_head_forward(tmp_path, real_cache):
 def test_head_scorer_runs_each_image_once_per_batch_with_equal_scores(tmp_path, real_cache, readout):
     """Heads that accept ``pair_image`` get one copy of each distinct image per batch (their image
     side runs once per image, not once per pair); the scores equal the per-pair expansion."""
-    from tflocal.checkpoint import save_checkpoint
     from tflocal.models import ModelConfig, build_head
+    from tflocal.models.checkpoint import save_checkpoint
 
     cache, enc, _ = real_cache
     cfg = ModelConfig(
@@ -217,8 +217,8 @@ def test_scorer_precision_autocasts_the_head(tmp_path, real_cache):
     """``precision``: bf16 runs a trained head under autocast (scores close to fp32, not equal);
     fp16 falls back to fp32 on a CPU; the built-in scorers stay fp32; an unknown precision is
     refused by name."""
-    from tflocal.checkpoint import save_checkpoint
     from tflocal.models import ModelConfig, build_head
+    from tflocal.models.checkpoint import save_checkpoint
 
     cache, enc, _ = real_cache
     cfg = ModelConfig(

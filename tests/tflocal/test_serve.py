@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from serve_setup import build, caption, running_server  # noqa: E402
 
-from cache_tools.reader import open_cache  # noqa: E402
-from tflocal.cli import main  # noqa: E402
-from tflocal.serve import load_engine, parse_scorer, serve_command  # noqa: E402
-from tflocal.serve.app import Limits, create_app  # noqa: E402
+from cache_tools.store.reader import open_cache  # noqa: E402
+from tflocal.app.cli import main  # noqa: E402
+from tflocal.app.serve import load_engine, parse_scorer, serve_command  # noqa: E402
+from tflocal.app.serve.app import Limits, create_app  # noqa: E402
 
 QUERY = caption(0)  # "a red square left of a blue circle"
 
@@ -225,9 +225,9 @@ def test_command_line(built, capsys):
     )
     import shlex
 
-    from tflocal.cli import build_parser
-    from tflocal.cli_config import config_from_args
-    from tflocal.serve.config import ServeConfig
+    from tflocal.app.cli import build_parser
+    from tflocal.app.flags import config_from_args
+    from tflocal.app.serve.config import ServeConfig
 
     cfg = config_from_args(ServeConfig, build_parser("serve").parse_args(shlex.split(cmd)[1:]))
     assert cfg.split == "test_ood" and cfg.scorer == ["global head=runs/q/g.pt", "TFLocal=runs/q/t.pt"]
@@ -239,11 +239,11 @@ def test_command_line(built, capsys):
 
 def test_late_interaction_copy_reads_index_vectors_and_runs_the_text_tower_once(engine, monkeypatch):
     """The serve copy of a segments scorer holds the index tower's image vectors, and one query
-    against many images runs the head's text tower once (tflocal.index.score_stored)."""
+    against many images runs the head's text tower once (tflocal.retrieval.score_stored)."""
     import torch
 
-    from tflocal.index.towers import tower_of
-    from tflocal.serve.fast import StoredVectorsScorer
+    from tflocal.app.serve.fast import StoredVectorsScorer
+    from tflocal.retrieval.head_sides import tower_of
 
     fast, fields = engine._pre["local"]
     head = engine.scorers["local"].head
@@ -272,9 +272,9 @@ def test_a_separable_global_path_is_served_from_its_stored_image_side(built, tmp
     at start-up, and scores a query as the plain scorer does."""
     import torch
 
-    from tflocal.checkpoint import save_checkpoint
+    from tflocal.app.serve.fast import StoredVectorsScorer
     from tflocal.models import ModelConfig, build_head
-    from tflocal.serve.fast import StoredVectorsScorer
+    from tflocal.models.checkpoint import save_checkpoint
 
     with open_cache(built["cache"]) as cache:
         cfg = ModelConfig(width=16, depth=1, heads=2, readout="segments", global_form="dual",

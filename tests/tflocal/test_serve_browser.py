@@ -65,8 +65,8 @@ def test_page_shows_two_grids_with_images_and_a_heatmap(tmp_path, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tflocal.serve import load_engine
-    from tflocal.serve.app import create_app
+    from tflocal.app.serve import load_engine
+    from tflocal.app.serve.app import create_app
 
     b = build(tmp_path)
     engine = load_engine(b["cache"], ["cosine", f"TFLocal={b['ckpt']}"], k_rerank=12)

@@ -175,7 +175,7 @@ def test_same_seed_same_files_any_worker_count(tmp_path):
 
 
 def test_shapes_cli(tmp_path):
-    from tflocal.cli import main
+    from tflocal.app.cli import main
     from tflocal.shapesworld.config import split_counts
 
     assert split_counts(10000, None, None) == (8000, 1000, 1000)
@@ -190,7 +190,7 @@ def test_counterfactual_twins_are_verified_minimal_pairs(tmp_path):
     original is false for it, no held-out combination appears, and the pair shares a group so
     training uses each image as the other's negative image."""
     from cache_tools.sources import open_source
-    from tflocal.data import build_units
+    from tflocal.pairs.candidates import build_units
 
     meta = generate(tmp_path, 60, 4, 4, seed=3, workers=1, progress=False, counterfactual=True)
     rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
@@ -311,7 +311,7 @@ def test_test_novel_split_same_held_out_scenes_novel_words_negatives_still_false
 
 
 def test_shapes_cli_renders_test_novel(tmp_path):
-    from tflocal.cli import main
+    from tflocal.app.cli import main
 
     assert main(["shapes", "--out", str(tmp_path), "--n", "20", "--n-novel", "3", "--workers", "1"]) == 0
     assert len((tmp_path / "test_novel.jsonl").read_text().splitlines()) == 3
@@ -357,7 +357,7 @@ def test_vary_names_renames_a_share_of_train_only_never_with_a_novel_word(tmp_pa
 
 
 def test_vary_names_out_of_range_is_one_clear_error(tmp_path, capsys):
-    from tflocal.cli import main
+    from tflocal.app.cli import main
 
     assert main(["shapes", "--out", str(tmp_path), "--n", "20", "--vary-names", "1.5"]) == 2
     err = capsys.readouterr().err

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-import tflocal.train as train_mod
-from cache_tools.arrays import write_arrays
-from cache_tools.reader import open_cache
-from cache_tools.schema import ENCODER_KEYS
-from tflocal.checkpoint import load_head, save_checkpoint
+import tflocal.training.loop as train_mod
+from cache_tools.store.reader import open_cache
+from cache_tools.store.schema import ENCODER_KEYS
+from cache_tools.write.arrays import write_arrays
 from tflocal.config import load_config
-from tflocal.data import build_units, make_batch
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, build_head
-from tflocal.optim import WarmupCosine
-from tflocal.train import NonFiniteLossError, TrainConfig, train
+from tflocal.models.checkpoint import load_head, save_checkpoint
+from tflocal.pairs.candidates import build_units, make_batch
+from tflocal.training.loop import NonFiniteLossError, TrainConfig, train
+from tflocal.training.optim import WarmupCosine
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
@@ -228,7 +228,7 @@ def test_train_config_validation_and_recipes():
 
 
 def test_cli_train_in_memory_workers_bf16(bind_path, tmp_path):
-    from tflocal.cli import main
+    from tflocal.app.cli import main
 
     out = tmp_path / "cli"
     rc = main(["train", "--cache", str(bind_path), "--out", str(out), "--head", "global", "--set", "device=cpu",
@@ -246,8 +246,8 @@ def test_cli_train_in_memory_workers_bf16(bind_path, tmp_path):
 
 def test_checkpoint_records_the_resolved_text_length(tmp_path):
     """A head whose text position table was sized from the cache (max_text_tokens unset) reloads."""
-    from tflocal.checkpoint import load_head, save_checkpoint
     from tflocal.models import build_head
+    from tflocal.models.checkpoint import load_head, save_checkpoint
     from tflocal.models.config import ModelConfig
 
     attrs = {
@@ -330,7 +330,7 @@ def test_segments_readout_binds_and_carries_over_to_a_held_out_pair(tmp_path):
     model, info = load_head(seg["checkpoint"], cache=test)
     assert info["model_cfg"]["readout"] == "segments" and type(model).__name__ == "SegmentHead"
     # the scorer's read path parses the cached captions too: every positive beats its swap
-    from tflocal.features import from_cache
+    from tflocal.pairs.assemble import from_cache
 
     neg = np.flatnonzero(test.positive_index >= 0)
     pos = test.positive_index[neg]

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from cache_tools.arrays import write_arrays
-from tflocal.checkpoint import load_checkpoint
+from cache_tools.write.arrays import write_arrays
 from tflocal.config import load_config
-from tflocal.train import TrainConfig, train
+from tflocal.models.checkpoint import load_checkpoint
+from tflocal.training.loop import TrainConfig, train
 
 COLORS, SHAPES = ["red", "blue", "green", "yellow"], ["circle", "square", "star", "diamond"]
 

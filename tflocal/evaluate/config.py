@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cache_tools.config import Precision, check_precision
+from cache_tools.infra.precision import Precision, check_precision
 from tflocal.errors import UserError
 from tflocal.evaluate import BENCHMARKS
 

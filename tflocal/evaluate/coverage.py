@@ -3,7 +3,7 @@
 An item that is not scored must never vanish silently: the report prints, per benchmark,
 ``items scored / items in the data / published size`` and warns when they differ. Items in the
 data are counted by the source while the cache is built (root attribute ``source_items`` of the
-cache, written by ``cache_tools.build``); items the source or the writer could not use are in the cache's
+cache, written by ``cache_tools.write.build``); items the source or the writer could not use are in the cache's
 ``skipped`` rows, each with its reason.
 
 What counts as one item: SugarCrepe a (caption, negative) pair; BiVLC and Winoground a 2x2 item;

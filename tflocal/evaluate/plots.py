@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cache_tools.geometry import covered_box
+from cache_tools.encoders.geometry import covered_box
 from tflocal.evaluate.report import Row
 
 _DEPTH = re.compile(r"^(?P<split>.+)/depth(?P<d>\d+)$")
@@ -157,7 +157,7 @@ def alignment_plot(
 
     attention: [T, P] (row t: weights of word t over the P = grid[0] * grid[1] patches, row-major);
     words: T token strings; image: optional PIL image / HxWx3 array drawn under the heatmap;
-    geometry: the cache's patch geometry (``cache_tools.geometry.geometry_of(cache.attrs)``):
+    geometry: the cache's patch geometry (``cache_tools.encoders.geometry.geometry_of(cache.attrs)``):
     the grid is drawn over the part of the image the encoder saw (the central crop for
     CLIP-style preprocessing), each cell centred where its patch is; None: the whole image.
     Special tokens (``<...>``, ``[...]``) and empty strings are skipped.

@@ -16,7 +16,7 @@ import numpy as np
 from tflocal.errors import UserError
 from tflocal.evaluate.common import Context, context, image_meta_column
 from tflocal.evaluate.report import Row
-from tflocal.retrieval import build_index, recall_at_k, rerank, search
+from tflocal.retrieval.first_stage import build_faiss_index, recall_at_k, rerank, search
 
 KS = (1, 5, 10)
 
@@ -56,14 +56,14 @@ def evaluate_retrieval(
     rows: list[Row] = []
     img_of_text = cache.image_index[texts]
     # text -> image
-    _, local = search(build_index(cache.image_global(images), factory), cache.text_global(texts), depth)
+    _, local = search(build_faiss_index(cache.image_global(images), factory), cache.text_global(texts), depth)
     ranked = np.where(local >= 0, images[np.maximum(local, 0)], -1)
     pos_t2i = [{int(i)} for i in img_of_text]
     rows += _recall_rows(first, "t2i", ranked, pos_t2i)
     if rerank_too:
         rows += _recall_rows(ctx, "t2i", rerank(scorer, texts, ranked[:, :k_rerank], "t2i")[1], pos_t2i)
     # image -> text
-    _, local = search(build_index(cache.text_global(texts), factory), cache.image_global(images), depth)
+    _, local = search(build_faiss_index(cache.text_global(texts), factory), cache.image_global(images), depth)
     ranked = np.where(local >= 0, texts[np.maximum(local, 0)], -1)
     pos_i2t = [set(texts[img_of_text == i].tolist()) for i in images]
     rows += _recall_rows(first, "i2t", ranked, pos_i2t)

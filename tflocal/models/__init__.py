@@ -11,16 +11,16 @@ from typing import Any
 
 from torch import nn
 
-from cache_tools.schema import CacheSpec
+from cache_tools.store.schema import CacheSpec
 from tflocal.config import from_dict
 from tflocal.errors import UserError
-from tflocal.models.batch import PAIR_FIELDS, PairBatch
 from tflocal.models.config import ModelConfig
 from tflocal.models.cosine import CosineHead, cosine_score
 from tflocal.models.global_head import DualGlobalHead, GlobalHead, global_head
+from tflocal.models.joint_head import TFLocalHead
 from tflocal.models.maxsim import MaxSimHead, maxsim_score
 from tflocal.models.segment_head import SegmentHead
-from tflocal.models.tflocal_head import TFLocalHead
+from tflocal.pairs.batch import PAIR_FIELDS, PairBatch
 
 HEADS: dict[str, type[nn.Module]] = {
     "tflocal": TFLocalHead,

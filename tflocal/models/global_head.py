@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cache_tools.schema import CacheSpec
-from tflocal.models.batch import PairBatch
+from cache_tools.store.schema import CacheSpec
 from tflocal.models.config import GLOBAL_FORMS, ModelConfig
 from tflocal.models.layers import once_per_caption
+from tflocal.pairs.batch import PairBatch
 
 
 class ResidualMLP(nn.Module):
@@ -73,7 +73,7 @@ class DualGlobalHead(nn.Module):
     unit norm), score = ``scale`` · cosine of the two.
 
     image_global [B, D_gi], text_global [B, D_gt] -> [B]. ``encode_image_global`` [N, D_gi] ->
-    [N, d] depends on the image alone, so an index stores it (:mod:`tflocal.index`) and scoring K
+    [N, d] depends on the image alone, so an index stores it (:mod:`tflocal.retrieval`) and scoring K
     candidates of a caption costs one text tower row and K dot products, where the ``mlp`` form
     runs its residual blocks once per pair. Precomputed image vectors are read from
     ``PairBatch.image_global_vectors`` [B, d] when given; a caption repeated with stride 0 over

@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cache_tools.schema import CacheSpec
-from tflocal.models.batch import PairBatch
+from cache_tools.store.schema import CacheSpec
 from tflocal.models.config import ModelConfig
 from tflocal.models.global_head import global_head
+from tflocal.pairs.batch import PairBatch
 
 GLOBAL_NEEDS = ("image_global", "text_global")
 

@@ -128,7 +128,7 @@ class GridPositions(nn.Module):
 
 def once_per_caption(fn, *xs: torch.Tensor):
     """``fn(*xs)`` where every x [B, ...] repeats one row with stride 0 over dim 0 (one caption
-    against B images, as :func:`tflocal.features.pair_batch` builds a query's pairs): computed on
+    against B images, as :func:`tflocal.pairs.assemble.pair_batch` builds a query's pairs): computed on
     the first row and expanded to B (a view, no copy); otherwise ``fn(*xs)`` as is. ``fn`` returns
     a tensor [1|B, ...] or a tuple of them."""
     B = int(xs[0].shape[0])

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cache_tools.schema import CacheSpec
+from cache_tools.store.schema import CacheSpec
 from tflocal.errors import UserError
-from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
+from tflocal.pairs.batch import PairBatch
 
 
 def maxsim_score(

@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cache_tools.schema import CacheSpec
+from cache_tools.store.schema import CacheSpec
 from tflocal.errors import UserError
-from tflocal.models.batch import PairBatch
 from tflocal.models.config import ModelConfig
 from tflocal.models.global_path import GlobalPath, add_global_needs
 from tflocal.models.layers import Block, GridPositions, PositionTable, gather_rows, once_per_caption
 from tflocal.models.maxsim import maxsim_score
+from tflocal.pairs.batch import PairBatch
 
 
 def grid_coordinates(grid: tuple[int, int], n_patches: int) -> torch.Tensor:

@@ -1,0 +1,169 @@
+"""Concatenating caches: parts into one file (copy), or shards into one logical cache (virtual).
+
+``concat_caches(paths, out, attrs, virtual=...)`` stacks caches along their first axis and
+rebases the index datasets (``texts/offsets``, ``texts/image_index``, ``texts/positive_index``).
+With ``virtual=True`` the large payload datasets (patches, tokens, global embeddings, crops)
+become HDF5 virtual datasets that point into the source files (stored by relative path, so the
+folder can be moved as a whole); only the small index and string datasets are copied.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from cache_tools import __version__
+from cache_tools.store.h5io import chunk_rows, create
+from cache_tools.store.schema import FORMAT_VERSION, STR, decode_attrs, encode_attr
+
+PAYLOAD = (
+    "images/patches",
+    "images/global",
+    "images/crops/global",
+    "texts/tokens",
+    "texts/global",
+)
+COPIED = (
+    "images/ids",
+    "images/group",
+    "images/meta",
+    "images/box",
+    "texts/strings",
+    "texts/token_strings",
+    "texts/op",
+    "texts/kind",
+    "texts/truncated",
+    "texts/meta",
+    "skipped/item",
+    "skipped/reason",
+)
+
+
+def _virtual(out: h5py.File, name: str, files: list[h5py.File], out_dir: Path) -> None:
+    shapes = [f[name].shape for f in files]
+    total = sum(s[0] for s in shapes)
+    tail = shapes[0][1:]
+    layout = h5py.VirtualLayout(shape=(total, *tail), dtype=files[0][name].dtype)
+    pos = 0
+    for f, shape in zip(files, shapes):
+        if shape[0] == 0:
+            continue
+        rel = os.path.relpath(os.path.abspath(f.filename), os.path.abspath(out_dir))
+        layout[pos : pos + shape[0]] = h5py.VirtualSource(rel, name, shape=shape)
+        pos += shape[0]
+    out.create_virtual_dataset(name, layout, fillvalue=0)
+
+
+def _copy(out: h5py.File, name: str, files: list[h5py.File]) -> None:
+    src = [f[name] for f in files]
+    total = sum(d.shape[0] for d in src)
+    tail = src[0].shape[1:]
+    is_str = h5py.check_string_dtype(src[0].dtype) is not None
+    dtype = STR if is_str else src[0].dtype
+    row_bytes = int(np.prod(tail, dtype=np.int64)) * (16 if is_str else src[0].dtype.itemsize)
+    dset = out.create_dataset(
+        name,
+        shape=(total, *tail),
+        dtype=dtype,
+        chunks=(chunk_rows(row_bytes, total), *tail) if total else True,
+        maxshape=(None, *tail),
+    )
+    pos = 0
+    for d in src:
+        n = d.shape[0]
+        step = max(1, (64 << 20) // max(1, row_bytes))
+        for i in range(0, n, step):
+            block = d[i : i + step]
+            dset[pos + i : pos + i + len(block)] = block
+        pos += n
+
+
+def concat_caches(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    attrs: dict[str, Any] | None = None,
+    extra_skipped: Sequence[tuple[str, str]] = (),
+    virtual: bool = False,
+) -> Path:
+    """Stack caches ``paths`` into ``out`` (written through a temporary name, then renamed).
+
+    Args:
+        attrs: root attributes for ``out`` (counts are recomputed); default: the first file's.
+        extra_skipped: more (item, reason) rows for ``skipped`` (e.g. the source's own skips).
+        virtual: payload datasets as virtual datasets over ``paths`` instead of copies.
+    """
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    files = [h5py.File(p, "r") for p in paths]
+    try:
+        if not files:
+            raise ValueError("nothing to concatenate")
+        base = decode_attrs(files[0].attrs)
+        merged = {**base, **(attrs or {})}
+        has_crops = all("images/crops/global" in f for f in files)
+        n_img = [f["images/ids"].shape[0] for f in files]
+        n_txt = [f["texts/strings"].shape[0] for f in files]
+        n_tok = [f["texts/tokens"].shape[0] for f in files]
+        with h5py.File(tmp, "w") as o:
+            for name in PAYLOAD:
+                if name.startswith("images/crops") and not has_crops:
+                    continue
+                (_virtual(o, name, files, out.parent) if virtual else _copy(o, name, files))
+            for name in COPIED:
+                _copy(o, name, files)
+            if has_crops:
+                o["images/crops"].create_dataset("boxes", data=files[0]["images/crops/boxes"][()])
+            img_base = np.cumsum([0, *n_img])
+            txt_base = np.cumsum([0, *n_txt])
+            tok_base = np.cumsum([0, *n_tok])
+            offsets = [np.zeros(1, np.int64)]
+            image_index, positive_index = [], []
+            for k, f in enumerate(files):
+                offsets.append(f["texts/offsets"][1:] + tok_base[k])
+                ii = f["texts/image_index"][()]
+                image_index.append(np.where(ii >= 0, ii + img_base[k], -1))
+                pi = f["texts/positive_index"][()]
+                positive_index.append(np.where(pi >= 0, pi + txt_base[k], -1))
+            create(o["texts"], "offsets", np.concatenate(offsets))
+            create(o["texts"], "image_index", np.concatenate(image_index).astype(np.int64))
+            create(o["texts"], "positive_index", np.concatenate(positive_index).astype(np.int64))
+            if extra_skipped:
+                sk = o["skipped"]
+                for key, col in (("item", 0), ("reason", 1)):
+                    d = sk[key]
+                    d.resize((d.shape[0] + len(extra_skipped),))
+                    d[-len(extra_skipped) :] = [s[col] for s in extra_skipped]
+            n_trunc = int(o["texts/truncated"][()].sum())
+            merged.update(
+                format_version=FORMAT_VERSION,
+                package_version=__version__,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                n_images=int(img_base[-1]),
+                n_texts=int(txt_base[-1]),
+                n_tokens=int(tok_base[-1]),
+                n_skipped=int(o["skipped/item"].shape[0]),
+                n_truncated=n_trunc,
+                complete=True,
+            )
+            if virtual:
+                merged["shards"] = [
+                    os.path.relpath(os.path.abspath(p), os.path.abspath(out.parent)) for p in paths
+                ]
+            for k, v in merged.items():
+                o.attrs[k] = encode_attr(v)
+    finally:
+        for f in files:
+            f.close()
+    os.replace(tmp, out)
+    return out
+
+
+def merge_shards(out: str | Path, shard_paths: Sequence[str | Path]) -> Path:
+    """Write ``out`` as one logical cache over ``shard_paths`` (virtual payload, no copy)."""
+    return concat_caches(shard_paths, out, virtual=True)

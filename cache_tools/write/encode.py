@@ -1,0 +1,130 @@
+"""The record encoder: images and captions -> the arrays a cache stores, exactly as stored.
+
+The cache writer and raw-input scoring both call these functions, so a pair scored from the
+cache and the same pair scored from a PIL image and a string see the same numbers by
+construction: patch and caption tokens are rounded to float16 (the cache's dtype), global
+embeddings stay float32 as the model returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cache_tools.encoders.base import Encoder
+from cache_tools.encoders.images import cut_crops
+
+
+@dataclass
+class EncodedImages:
+    """B images: patches float16 [B, P, D_img]; global_ float32 [B, D_gi];
+    crops float32 [B, C, D_gi] (global embeddings of the crop boxes) or None."""
+
+    patches: np.ndarray
+    global_: np.ndarray
+    crops: np.ndarray | None = None
+
+
+@dataclass
+class EncodedTexts:
+    """B captions: tokens B float16 arrays [T_i, D_txt]; token_strings B lists of T_i strings;
+    global_ float32 [B, D_gt]; truncated bool [B] (longer than the encoder's context)."""
+
+    tokens: list[np.ndarray]
+    token_strings: list[list[str]]
+    global_: np.ndarray
+    truncated: np.ndarray
+
+
+def preprocess_image(
+    encoder: Encoder, img: Image.Image, boxes: np.ndarray | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An RGB image -> (pixels [3, H, W], crop pixels [C, 3, H, W] for ``boxes`` [C, 4] or None)."""
+    pixels = encoder.preprocess(img)
+    if boxes is None or len(boxes) == 0:
+        return pixels, None
+    return pixels, torch.stack([encoder.preprocess(c) for c in cut_crops(img, boxes)])
+
+
+@torch.inference_mode()
+def encode_pixels(
+    encoder: Encoder, pixels: torch.Tensor, crop_pixels: torch.Tensor | None = None, batch_size: int = 64
+) -> EncodedImages:
+    """pixels [B, 3, H, W] (one forward) and crop pixels [B*C, 3, H, W] (forwards of
+    ``batch_size``) -> :class:`EncodedImages`."""
+    out = encoder.encode_images(pixels.to(encoder.device))
+    patches = out.patches.float().cpu().numpy().astype(np.float16)
+    global_ = out.global_.float().cpu().numpy()
+    crops = None
+    if crop_pixels is not None:
+        g = torch.cat(
+            [
+                encoder.encode_images(crop_pixels[i : i + batch_size].to(encoder.device)).global_
+                for i in range(0, len(crop_pixels), batch_size)
+            ]
+        )
+        crops = g.float().cpu().numpy().reshape(len(pixels), -1, g.shape[-1])
+    return EncodedImages(patches, global_, crops)
+
+
+def encode_images(
+    encoder: Encoder, images: Sequence[Image.Image], boxes: np.ndarray | None = None, batch_size: int = 64
+) -> EncodedImages:
+    """B PIL images -> :class:`EncodedImages`, in forwards of ``batch_size`` images."""
+    parts: list[EncodedImages] = []
+    for s in range(0, len(images), batch_size):
+        pre = [preprocess_image(encoder, im.convert("RGB"), boxes) for im in images[s : s + batch_size]]
+        crop_pixels = torch.cat([c for _, c in pre]) if boxes is not None and len(boxes) else None
+        parts.append(encode_pixels(encoder, torch.stack([p for p, _ in pre]), crop_pixels, batch_size))
+    if not parts:
+        raise ValueError("encode_images: no images given")
+    return EncodedImages(
+        np.concatenate([p.patches for p in parts]),
+        np.concatenate([p.global_ for p in parts]),
+        None if parts[0].crops is None else np.concatenate([p.crops for p in parts]),
+    )
+
+
+TEXT_CALL_BATCHES = 16
+"""An encoder that sorts and sub-batches captions itself (``sorts_texts``) gets this many
+batches of distinct captions per call."""
+
+
+@torch.inference_mode()
+def encode_texts(
+    encoder: Encoder,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> EncodedTexts:
+    """B captions -> :class:`EncodedTexts`. Each distinct string is encoded once. The distinct
+    strings go to the encoder shortest first (by characters; ties in order of first appearance,
+    so the order is deterministic), in calls of ``batch_size`` strings, or of
+    ``TEXT_CALL_BATCHES * batch_size`` for an encoder that sorts by tokens and sub-batches
+    itself: batches of like lengths pad less and need fewer forwards. ``on_batch(done, total)``
+    reports progress over the distinct strings."""
+    unique = sorted(dict.fromkeys(texts), key=len)  # stable: ties keep first appearance
+    step = batch_size * (TEXT_CALL_BATCHES if getattr(encoder, "sorts_texts", False) else 1)
+    encoded: dict[str, tuple[np.ndarray, list[str], np.ndarray, bool]] = {}
+    for i in range(0, len(unique), step):
+        chunk = unique[i : i + step]
+        if on_batch is not None:
+            on_batch(i, len(unique))
+        out = encoder.encode_texts(chunk)
+        g = out.global_.float().cpu().numpy()
+        for s, tok, ts, gl, tr in zip(chunk, out.tokens, out.token_strings, g, out.truncated):
+            encoded[s] = (tok.float().cpu().numpy().astype(np.float16), list(ts), gl, bool(tr))
+    if on_batch is not None:
+        on_batch(len(unique), len(unique))
+    rows = [encoded[s] for s in texts]
+    dim = int(encoder.global_text_dim)
+    return EncodedTexts(
+        tokens=[r[0] for r in rows],
+        token_strings=[r[1] for r in rows],
+        global_=np.stack([r[2] for r in rows]) if rows else np.zeros((0, dim), np.float32),
+        truncated=np.asarray([r[3] for r in rows], dtype=bool),
+    )

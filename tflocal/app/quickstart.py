@@ -1,0 +1,228 @@
+"""The embedded default: tflocal's whole job, offline, on a laptop CPU, in minutes.
+
+``run_quickstart(QuickstartConfig(out=...))`` renders ShapesWorld (train / test_id / test_ood /
+test_novel),
+then runs :func:`tflocal.app.pipeline.run_pipeline` with the typed configs the quickstart holds
+(:meth:`QuickstartConfig.caches`, :meth:`~QuickstartConfig.heads`,
+:meth:`~QuickstartConfig.evaluation`):
+
+1. caches it with the offline pretrained towers (EfficientNet-Lite0 7x7 grid + MiniLM tokens),
+   hard negatives included — one cache for train, one for the three test splits;
+2. trains the global head (the learned dual-encoder baseline) and TFLocal on the same cache;
+3. evaluates both (and MaxSim / cosine when the cache's spaces allow) on test_id, test_ood and test_novel,
+   by operator, kind and composition depth;
+4. writes ``report/`` (results.json, results.md, plots, heatmaps) and returns the rows.
+
+Every stage is skipped when its output already exists, so an interrupted quickstart resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cache_tools.config import CacheConfig
+from cache_tools.encoders.towers import native_bf16
+from tflocal.app.pipeline import run_pipeline
+from tflocal.app.serve import serve_command
+from tflocal.errors import UserError
+from tflocal.evaluate.config import EvalConfig
+from tflocal.evaluate.report import markdown_table
+from tflocal.models.config import ModelConfig
+from tflocal.shapesworld import generate
+from tflocal.training.config import DEVICES, DataConfig, Device, OptimConfig, TrainConfig
+
+TOWERS = "towers:effnet-lite0+minilm@bf16" if native_bf16() else "towers:effnet-lite0+minilm"
+"""The offline towers; both in bf16 where the CPU runs bf16 natively (``@bf16``: caption encoding
+~1.7x and image encoding ~2x faster; the quickstart's cache stage 177 -> 126 s, with its
+test_id / test_ood headline rows within 0.9 points of fp32 images but one, README)."""
+HEADS = {"global": "global head", "tflocal": "TFLocal"}
+"""Heads trained, with their names in the report."""
+CACHES = {"train": "train", "test": "test_id,test_ood,test_novel"}
+"""Cache file -> ShapesWorld splits in it."""
+
+
+@dataclass
+class QuickstartConfig:
+    out: str = "runs/quickstart"
+    """Folder for everything: shapes/, caches/, runs/, report/."""
+    n_train: int = 3000
+    """ShapesWorld training images."""
+    n_test: int = 500
+    """Images in each of test_id and test_ood."""
+    seed: int = 0
+    encoder: str = TOWERS
+    """Encoder for the cache (any registry name; the default needs no download)."""
+    image_size: int = 224
+    epochs: int = 5
+    """Training epochs of each head."""
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(width=64, depth=1, heads=4, readout="segments")
+    )
+    """Both heads' size: small to fit a CPU budget. ``readout`` 'segments' matches parsed object
+    phrases to regions and scores relations from their locations; the joint-transformer read-outs
+    ('summary', 'summary+align') stayed within 7 points of the global head on SWAP in this budget."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_steps=100))
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(
+            batch_size=32, n_neg=8, k_inbatch=0, val_fraction=0.1, in_memory=True, num_workers=0
+        )
+    )
+    """Training batches: 8 hard negatives per candidate set and no in-batch negatives (ShapesWorld
+    captions of other images often describe this image too)."""
+    counterfactual: bool = False
+    """Render a counterfactual twin per training image (``tflocal shapes --counterfactual``): a
+    minimal pair that makes one SWAP negative true, seen by both heads in both directions. Off by
+    default: with the joint ``summary+align`` read-out at this CPU size (2,500 images + 1,368
+    twins, 5 epochs) it lowered TFLocal's test_ood SWAP accuracy (57.3 -> 48.0); not re-measured
+    with the ``segments`` read-out, which reaches ~98% without twins."""
+    vary_names: float = 0.25
+    """Share of training images named with other words (``tflocal shapes --vary-names``): synonyms
+    the shipped vocabulary may or may not hold, none of them a test_novel word, so that the heads
+    learn to read what a word means to the text encoder instead of memorising one name per concept.
+    Measured at 0, 0.25 and 0.5 (README): 0.5 cost 2 points of SWAP on the closed names."""
+    heatmaps: int = 4
+    """Word-to-region heatmaps drawn for the first test_ood captions."""
+    device: Device = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_train < 8 or self.n_test < 2:
+            raise UserError("quickstart: --n-train must be >= 8 and --n-test >= 2")
+        if self.device not in DEVICES:
+            raise UserError(f"quickstart: device={self.device!r} unknown; choices: {', '.join(DEVICES)}")
+
+    @property
+    def shapes(self) -> Path:
+        return Path(self.out) / "shapes"
+
+    def test_splits(self) -> str:
+        """The test splits of the render: test_novel only where it was rendered (older renders lack it)."""
+        return CACHES["test"] if (self.shapes / "test_novel.jsonl").exists() else "test_id,test_ood"
+
+    def caches(self) -> list[CacheConfig]:
+        """One cache for train, one for the test splits (test_id + test_ood + test_novel)."""
+        return [
+            CacheConfig(
+                encoder=self.encoder,
+                data=f"shapesworld:{self.shapes}",
+                out=str(Path(self.out) / "caches" / f"{name}.h5"),
+                options={"split": splits if name == "train" else self.test_splits()},
+                batch_size=64,
+                device=None if self.device == "auto" else self.device,
+            )
+            for name, splits in CACHES.items()
+        ]
+
+    def heads(self) -> list[TrainConfig]:
+        """The global head and TFLocal, trained the same way on the train cache."""
+        return [
+            TrainConfig(
+                cache=str(Path(self.out) / "caches" / "train.h5"),
+                head=head,
+                out=str(Path(self.out) / "runs" / head),
+                epochs=self.epochs,
+                seed=self.seed,
+                device=self.device,
+                progress=self.progress,
+                resume="auto",
+                model=self.model,
+                optim=self.optim,
+                data=self.data,
+            )
+            for head in HEADS
+        ]
+
+    def evaluation(self) -> EvalConfig:
+        """Both heads (and the baselines the cache allows) on test_id, test_ood and test_novel."""
+        ckpts = {str(Path(self.out) / "runs" / head / "best.pt"): label for head, label in HEADS.items()}
+        return EvalConfig(
+            bench="shapesworld",
+            cache=str(Path(self.out) / "caches" / "test.h5"),
+            data=f"shapesworld:{self.shapes}",
+            options={"split": self.test_splits()},
+            scorers=list(ckpts),
+            labels=ckpts,
+            baselines=True,
+            out=str(Path(self.out) / "report"),
+            device="cpu" if self.device == "auto" else self.device,
+            heatmaps=self.heatmaps,
+            heatmap_split="test_ood",
+            title="tflocal quickstart — ShapesWorld with frozen EfficientNet-Lite0 + MiniLM",
+        )
+
+
+def _stage(timings: dict[str, float]):
+    class _Timer:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __enter__(self) -> None:
+            print(f"\n== {self.name}", flush=True)
+            self.t0 = time.perf_counter()
+
+        def __exit__(self, *exc: Any) -> None:
+            timings[self.name] = round(time.perf_counter() - self.t0, 1)
+            if exc[0] is None:
+                print(f"   {self.name}: {timings[self.name]:.1f} s", flush=True)
+
+    return _Timer
+
+
+def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
+    """Render ShapesWorld, then the pipeline (see the module docstring); returns the rows."""
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    stage = _stage(timings)
+    with stage("render ShapesWorld"):
+        if not (cfg.shapes / "meta.json").exists():
+            generate(
+                cfg.shapes,
+                cfg.n_train,
+                cfg.n_test,
+                cfg.n_test,
+                seed=cfg.seed,
+                image_size=cfg.image_size,
+                progress=cfg.progress,
+                counterfactual=cfg.counterfactual,
+                n_test_novel=cfg.n_test,
+                vary_names=cfg.vary_names,
+            )
+        print(
+            f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, test_ood and test_novel images each"
+        )
+    evaluation = cfg.evaluation()
+    result = run_pipeline(evaluation, cfg.caches(), cfg.heads(), progress=cfg.progress, stage=stage)
+    report = Path(evaluation.out)
+    timings["total"] = round(time.perf_counter() - t0, 1)
+    (report / "quickstart.json").write_text(
+        json.dumps(
+            {"config": asdict(cfg), "timings": timings, "files": [str(p) for p in result.files]}, indent=1
+        )
+    )
+    print("\n" + markdown_table(_headline(result.rows)))
+    print(f"\nreport: {report}/results.md (all rows), {report}/results.json, plots and heatmaps in {report}/")
+    print(
+        f"total {timings['total']:.0f} s  ({', '.join(f'{k}: {v:.0f}s' for k, v in timings.items() if k != 'total')})"
+    )
+    heads = {HEADS[t.head]: ckpt for t, ckpt in zip(cfg.heads(), result.checkpoints)}
+    print("\ntry your own queries on test_ood, both heads side by side (then open http://127.0.0.1:8000/):")
+    print("  " + serve_command(evaluation.cache, heads, split="test_ood"))
+    return result.rows
+
+
+def _headline(rows: list[Any]) -> list[Any]:
+    """The rows worth a first look: each split overall, by operator, and by depth."""
+    keep = []
+    for r in rows:
+        parts = r.subset.split("/")
+        if len(parts) == 2 and (
+            parts[1] in ("all", "swap", "replace", "add") or parts[1].startswith("depth")
+        ):
+            keep.append(r)
+        elif len(parts) == 3 and parts[1] == "swap":
+            keep.append(r)
+    return keep or rows
