@@ -13,7 +13,6 @@ candidates); ids are cache row indices.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,70 +20,12 @@ import faiss
 import numpy as np
 import torch
 
-from cache_tools.infra.precision import Precision, check_precision
 from tflocal.errors import UserError
 from tflocal.pairs.assemble import encode_text_side
 from tflocal.scoring.base import Scorer
 from tflocal.scoring.head import CosineScorer
 
 DIRECTIONS = ("t2i", "i2t")
-
-
-@dataclass
-class SearchConfig:
-    """What ``tflocal search`` holds."""
-
-    cache: str = ""
-    """Cache (.h5) whose images are searched."""
-    query: list[str] = field(default_factory=list, metadata={"commas": False})
-    """Captions to search with (repeat the flag for several)."""
-    index: str | None = None
-    """faiss index file over the cache's image embeddings (built and saved when missing)."""
-    factory: str = "Flat"
-    """faiss factory string for a new index: Flat, IVF1024,Flat, HNSW32."""
-    scorer: str = "cosine"
-    """cosine | maxsim | sgi | CHECKPOINT (re-ranks the first stage)."""
-    k: int = 10
-    """Results to print."""
-    k_rerank: int = 100
-    """First-stage candidates re-ranked."""
-    late_index: str | None = None
-    """Index folder from `tflocal index` for the scorer: a late-interaction first stage over the
-    whole corpus when it exists (else the global first stage)."""
-    fuse: bool = False
-    """With late_index: also score the global first stage's top k_rerank exactly."""
-    nprobe: int = 8
-    """With late_index: centroids probed per query vector."""
-    candidates: int = 256
-    """With late_index: images scored exactly by the head (more: higher recall, slower)."""
-    refine: int = 4
-    """With late_index: refine x candidates pass the probed-centroid pruning to the centroid
-    interaction over all their vectors (1: skip that stage)."""
-    global_candidates: int | None = None
-    """With late_index and a head whose global path is separable (model.global_form: dual): its
-    best images by that term join the candidate pool (default candidates // 2; 0: none)."""
-    encoder: str | None = None
-    """Encoder for the query (default: the cache's own)."""
-    device: str = "cpu"
-    precision: Precision = "fp32"
-    """fp32 | bf16 | fp16: the trained head's forward in a copy cast once, under autocast (bf16:
-    ~2x faster re-ranking with a w512 head on CPUs with native bf16; fp16 only on a GPU)."""
-
-    def __post_init__(self) -> None:
-        if not self.cache:
-            raise UserError("search: missing 'cache': give --cache FILE.h5")
-        if self.nprobe < 1 or self.candidates < 1 or self.refine < 1:
-            raise UserError(
-                f"search: nprobe, candidates and refine must be >= 1 (got {self.nprobe}, {self.candidates}, "
-                f"{self.refine})"
-            )
-        if self.global_candidates is not None and self.global_candidates < 0:
-            raise UserError(f"search: global_candidates must be >= 0 (got {self.global_candidates})")
-        check_precision(self.precision)
-        if not self.query:
-            raise UserError("search: no query: give --query CAPTION (repeatable)")
-        if self.k < 1 or self.k_rerank < 1:
-            raise UserError("search: k and k_rerank must be >= 1")
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

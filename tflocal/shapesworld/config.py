@@ -1,11 +1,12 @@
-"""The rendering recipe: what ``tflocal shapes`` holds (the generator's own settings, recorded in
-``meta.json``, are :class:`tflocal.shapesworld.generate.ShapesConfig`)."""
+"""ShapesWorld's two configs: :class:`RenderConfig`, what ``tflocal shapes`` holds, and
+:class:`ShapesConfig`, the generator's own settings (recorded in ``meta.json``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tflocal.errors import UserError
+from tflocal.shapesworld.vocab import HELD_OUT_COLOR_SHAPE, HELD_OUT_RELATIONS
 
 
 def split_counts(n: int, n_train: int | None, n_test: int | None) -> tuple[int, int, int]:
@@ -59,3 +60,17 @@ class RenderConfig:
     def counts(self) -> tuple[int, int, int]:
         """(train, test_id, test_ood) images."""
         return split_counts(self.n, self.n_train, self.n_test)
+
+
+@dataclass
+class ShapesConfig:
+    """Generator settings (recorded in ``meta.json``)."""
+
+    seed: int = 0
+    image_size: int = 224
+    held_out_color_shape: list = field(default_factory=lambda: [list(p) for p in HELD_OUT_COLOR_SHAPE])
+    held_out_relations: list = field(default_factory=lambda: [list(f) for f in HELD_OUT_RELATIONS])
+    counterfactual: bool = False
+    """Add a counterfactual twin per ``train`` image (see the module docstring)."""
+    vary_names: float = 0.0
+    """Share of ``train`` images named with other words (:data:`~tflocal.shapesworld.novel.TRAIN_NAMES`)."""

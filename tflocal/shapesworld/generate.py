@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tflocal.shapesworld.vocab import HELD_OUT_COLOR_SHAPE, HELD_OUT_RELATIONS
+from tflocal.shapesworld.config import ShapesConfig
 
 SPLITS = ("train", "test_id", "test_ood", "test_novel")
 """``test_novel``: scenes like ``test_ood``'s, every object and attribute named with a word the
@@ -51,20 +51,6 @@ PLAN_OTHER: list[list[tuple[str, str | None]]] = [
     [("swap", None)],
     [("replace", None), ("add", None)],
 ]
-
-
-@dataclass
-class ShapesConfig:
-    """Generator settings (recorded in ``meta.json``)."""
-
-    seed: int = 0
-    image_size: int = 224
-    held_out_color_shape: list = field(default_factory=lambda: [list(p) for p in HELD_OUT_COLOR_SHAPE])
-    held_out_relations: list = field(default_factory=lambda: [list(f) for f in HELD_OUT_RELATIONS])
-    counterfactual: bool = False
-    """Add a counterfactual twin per ``train`` image (see the module docstring)."""
-    vary_names: float = 0.0
-    """Share of ``train`` images named with other words (:data:`~tflocal.shapesworld.novel.TRAIN_NAMES`)."""
 
 
 def _captions(scene: dict, rng: random.Random, force: dict | None) -> list[dict]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from tflocal.app.flags import add_config_arguments, config_from_args
-from tflocal.retrieval.first_stage import SearchConfig, build_faiss_index, load_index, save_index, search_text
+from tflocal.retrieval.config import SearchConfig
+from tflocal.retrieval.first_stage import build_faiss_index, load_index, save_index, search_text
 
 EPILOG = """examples:
   tflocal search --cache caches/coco_test.h5 --index caches/coco_test.faiss \\
