@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
-# The GPU checks as one prepared script, for a session that is lent a device machine (the
-# `device` tool's `run`): caching throughput (random-weight ViT-B/32, fp32 and bf16), bf16
-# training throughput of the heads, and re-ranking / late-interaction latency with the heads on
-# the GPU. Each step's log and its last JSON line go to OUT; a failing step does not stop the
-# others. The machine has torch, transformers, h5py and accelerate; carry the rest as wheels:
+# Runs the GPU benchmarks in one go: caching throughput (random-weight ViT-B/32, fp32 and bf16),
+# bf16 training throughput of the heads, and re-ranking / late-interaction latency with the heads
+# on the GPU. Each step runs under a timeout (STEP_TIMEOUT, RERANK_TIMEOUT seconds); its log goes
+# to $OUT/<step>.log and a failing step does not stop the others. Prints each step's log tail and
+# exit status, then $OUT/summary.json: each step's last JSON line.
 #
-#   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl faiss-cpu open_clip_torch ftfy wcwidth webdataset braceexpand lemminflect
-#
-# then `run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=540)`. faiss-gpu's PyPI
-# wheel (faiss-gpu-cu12, 48 MB; none for CUDA 13) needs CUDA 12's cuBLAS wheel besides, more than a
-# call may carry (64 MiB), so the first stage stays on the CPU (faiss-cpu).
-# Smoke test on a CPU: DEVICE=cpu N_CACHE=16 STEPS=2 IMAGES=2000 QUERIES=3 bash bench/device_check.sh
+# Usage:   bash bench/device_check.sh                (OUT defaults to /tmp/device_check)
+# On CPU:  DEVICE=cpu N_CACHE=16 STEPS=2 IMAGES=2000 QUERIES=3 bash bench/device_check.sh
+# Needs torch, transformers, h5py, accelerate, faiss-cpu, open_clip_torch, webdataset and
+# lemminflect; wheels placed in .whl/ are installed into /tmp/site first. The first stage uses
+# faiss-cpu, so only the heads run on the GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/device_check}

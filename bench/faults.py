@@ -35,9 +35,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-TRAIN_SETS = ["model.width=32", "model.depth=2", "model.heads=4", "data.num_workers=0", "progress=false",
-              "epochs=3", "data.batch_size=8", "data.val_fraction=0.25", "save_every=1", "log_every=1",
-              "optim.warmup_steps=2"]  # fmt: skip
+TRAIN_SETS = [
+    "model.width=32",
+    "model.depth=2",
+    "model.heads=4",
+    "data.num_workers=0",
+    "progress=false",
+    "epochs=3",
+    "data.batch_size=8",
+    "data.val_fraction=0.25",
+    "save_every=1",
+    "log_every=1",
+    "optim.warmup_steps=2",
+]
 
 
 def make_records(root: Path, n: int):
@@ -61,9 +71,8 @@ def make_records(root: Path, n: int):
 
 
 def worker_cache(root: Path, out: Path) -> None:
-    from fakes import FakeEncoder
-
     from cache_tools.write.writer import write_cache
+    from helpers.fakes import FakeEncoder
 
     class Slow(FakeEncoder):
         def encode_images(self, px):
@@ -181,7 +190,7 @@ def where_train(out: Path) -> str:
 
 
 def check_cache(ref: Path, out: Path) -> None:
-    from test_cache_writer import assert_same_cache
+    from helpers.cache_records import assert_same_cache
 
     assert_same_cache(ref, out)
     assert not out.with_name(out.name + ".parts").exists(), "parts folder left behind"
@@ -250,8 +259,14 @@ def campaign(kind: str, n: int, rng: random.Random, tmp: Path, src: Path) -> dic
         except Exception as err:  # noqa: BLE001 - every failure is reported, the campaign goes on
             failures.append(f"{kind} trial {trials}: {type(err).__name__}: {str(err)[:300]}")
         print(f"{kind}: {kills}/{n} kills, {trials} trials, {len(failures)} failures", file=sys.stderr)
-    return {"kills": kills, "trials": trials, "failed": len(failures), "ref_s": round(t_ref, 1),
-            "where": dict(sorted(where.items())), "failures": failures}  # fmt: skip
+    return {
+        "kills": kills,
+        "trials": trials,
+        "failed": len(failures),
+        "ref_s": round(t_ref, 1),
+        "where": dict(sorted(where.items())),
+        "failures": failures,
+    }
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 first N positive test captions, every token naming a colour or shape of exactly one object in
 the scene, its heat maximum (the head's word-region attention) mapped to the image (a) through
 the cache's patch geometry (:mod:`cache_tools.encoders.geometry`: the central crop the encoder saw) and
-(b) stretched over the whole image (the old drawing); prints the share inside the object's box.
+(b) stretched over the whole image (a plain overlay); prints the share inside the object's box.
 
     python bench/heatmaps.py --run runs/quickstart [--n 400] [--draw docs/]
 """

@@ -17,7 +17,7 @@ satisfies the caption is (``any true``; :func:`tflocal.shapesworld.truth.caption
 "Unreachable" queries have their own image outside the global top K: no re-ranking can find it.
 The last line is a JSON object of the figures.
 
-    python bench/late_shapes.py --run /work/runs/qs_base
+    python bench/late_shapes.py --run runs/quickstart
 """
 
 from __future__ import annotations
@@ -46,11 +46,19 @@ def ood_cache(src, out: Path):
     new = {int(i): j for j, i in enumerate(img)}
     txt = np.flatnonzero((src.positive_index == -1) & np.isin(src.image_index, img))
     write_arrays(
-        out, dict(src.attrs), [str(src.image_ids[i]) for i in img], src.patches(img), src.image_global(img),
-        [str(s) for s in src.strings[txt]], src.tokens(txt), src.text_global(txt),
-        [new[int(i)] for i in src.image_index[txt]], [-1] * txt.size,
-        image_meta=[src.image_meta(int(i)) for i in img], token_strings=src.token_strings_batch(txt),
-    )  # fmt: skip
+        out,
+        dict(src.attrs),
+        [str(src.image_ids[i]) for i in img],
+        src.patches(img),
+        src.image_global(img),
+        [str(s) for s in src.strings[txt]],
+        src.tokens(txt),
+        src.text_global(txt),
+        [new[int(i)] for i in src.image_index[txt]],
+        [-1] * txt.size,
+        image_meta=[src.image_meta(int(i)) for i in img],
+        token_strings=src.token_strings_batch(txt),
+    )
     return open_cache(out)
 
 
@@ -63,7 +71,7 @@ def recall(ranked: np.ndarray, relevant: list[set[int]], ks=(1, 5, 10)) -> dict[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", default="/work/runs/qs_base", help="a quickstart output folder (read only)")
+    p.add_argument("--run", default="runs/quickstart", help="a quickstart output folder (read only)")
     p.add_argument("--work", default="/tmp/tflocal_late_shapes", help="where the sub-cache and index go")
     p.add_argument("--k-rerank", type=int, default=20, dest="k_rerank")
     p.add_argument("--nprobe", type=int, default=8)
@@ -89,8 +97,15 @@ def main() -> None:
     seg = load_scorer(str(run / "runs" / "tflocal" / "best.pt"), cache, progress=False)
     glob = load_scorer(str(run / "runs" / "global" / "best.pt"), cache, progress=False)
     t0 = time.perf_counter()
-    store = build_late_index(cache, seg.head, work / "segments.index", n_centroids=args.centroids, name=seg.name,
-                        checkpoint=seg.checkpoint, progress=False)  # fmt: skip
+    store = build_late_index(
+        cache,
+        seg.head,
+        work / "segments.index",
+        n_centroids=args.centroids,
+        name=seg.name,
+        checkpoint=seg.checkpoint,
+        progress=False,
+    )
     t_build = time.perf_counter() - t0
     late = LateIndex(store, seg, nprobe=args.nprobe, n_candidates=args.candidates)
 
@@ -118,14 +133,21 @@ def main() -> None:
         lat.append(np.r_[ids, -np.ones(10 - ids.size, np.int64)])
         n_scored.append(m)
         exh.append(late.exhaustive(texts, k=10)[0])
-    rankings = {"global": g_rank[:, :10], f"global top {K} + segments": np.stack(rer)[:, :10],
-                "late + segments": np.stack(lat), "segments exhaustive": np.stack(exh)}  # fmt: skip
+    rankings = {
+        "global": g_rank[:, :10],
+        f"global top {K} + segments": np.stack(rer)[:, :10],
+        "late + segments": np.stack(lat),
+        "segments exhaustive": np.stack(exh),
+    }
     unreachable = np.array([cache.image_index[t] not in set(g_rank[t, :K].tolist()) for t in range(Q)])
     late_found = np.array([cache.image_index[t] in set(lat[t].tolist()) for t in range(Q)])
     late_vs_exh = float(np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(lat, exh)]))
 
-    print(f"ShapesWorld test_ood: {n} images, {Q} positive captions as queries; index {store.meta['dim']}-d "
-          f"x {store.meta['n_patches']} per image, built in {t_build:.1f} s, {store.bytes_per_image():,.0f} bytes/image")  # fmt: skip
+    print(
+        f"ShapesWorld test_ood: {n} images, {Q} positive captions as queries; index {store.meta['dim']}-d "
+        f"x {store.meta['n_patches']} per image, built in {t_build:.1f} s, "
+        f"{store.bytes_per_image():,.0f} bytes/image"
+    )
     print(
         f"{'':28s} {'own R@1':>8s} {'R@5':>6s} {'R@10':>6s}   {'any true R@1':>12s} {'R@5':>6s} {'R@10':>6s}"
     )
@@ -138,13 +160,23 @@ def main() -> None:
         key = name.replace(" ", "_").replace("+", "plus")
         out.update({f"{key}_own_{k}": round(v, 4) for k, v in a.items()})
         out.update({f"{key}_any_true_{k}": round(v, 4) for k, v in b.items()})
-    print(f"own image outside the global top {K} (unreachable by re-ranking): {unreachable.sum()} of {Q} queries; "
-          f"the late first stage puts {int((unreachable & late_found).sum())} of them in its top 10")  # fmt: skip
-    print(f"late first stage: recall@10 vs exhaustive {late_vs_exh:.3f}, {np.mean(n_scored):.0f} images scored "
-          f"exactly, {np.median(t_late):.1f} ms/query median")  # fmt: skip
-    out.update(unreachable_by_global=int(unreachable.sum()), unreachable_found_by_late_top10=int((unreachable & late_found).sum()),
-               late_recall10_vs_exhaustive=round(late_vs_exh, 4), late_images_scored=float(np.mean(n_scored)),
-               late_ms_median=round(float(np.median(t_late)), 2), index_bytes_per_image=round(store.bytes_per_image(), 1))  # fmt: skip
+    print(
+        f"own image outside the global top {K} (unreachable by re-ranking): "
+        f"{unreachable.sum()} of {Q} queries; "
+        f"the late first stage puts {int((unreachable & late_found).sum())} of them in its top 10"
+    )
+    print(
+        f"late first stage: recall@10 vs exhaustive {late_vs_exh:.3f}, {np.mean(n_scored):.0f} images scored "
+        f"exactly, {np.median(t_late):.1f} ms/query median"
+    )
+    out.update(
+        unreachable_by_global=int(unreachable.sum()),
+        unreachable_found_by_late_top10=int((unreachable & late_found).sum()),
+        late_recall10_vs_exhaustive=round(late_vs_exh, 4),
+        late_images_scored=float(np.mean(n_scored)),
+        late_ms_median=round(float(np.median(t_late)), 2),
+        index_bytes_per_image=round(store.bytes_per_image(), 1),
+    )
     print(json.dumps(out))
 
 

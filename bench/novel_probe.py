@@ -38,9 +38,19 @@ from tflocal.shapesworld.novel import NOVEL_NAMES, TRAIN_NAMES  # noqa: E402
 from tflocal.shapesworld.vocab import COLORS, SHAPES  # noqa: E402
 
 TEMPLATES = {
-    "colour": ["a small {w} square", "a large {w} circle", "a {w} star left of a triangle", "there is a {w} striped hexagon"],
-    "shape": ["a small red {w}", "a large blue {w}", "a {w} above a green star", "there is a dotted yellow {w}"],
-}  # fmt: skip
+    "colour": [
+        "a small {w} square",
+        "a large {w} circle",
+        "a {w} star left of a triangle",
+        "there is a {w} striped hexagon",
+    ],
+    "shape": [
+        "a small red {w}",
+        "a large blue {w}",
+        "a {w} above a green star",
+        "there is a dotted yellow {w}",
+    ],
+}
 """Caption templates per probe: the word in the positions ShapesWorld captions put it."""
 
 

@@ -119,15 +119,15 @@ def measure(path: Path = DEFAULT_DATA, parse_fn=None, show_misses: bool = False)
 
 
 def explain_accuracy() -> dict:
-    """:func:`tflocal.concepts.explain` on the hand-written tables of ``tests/tflocal/test_concepts_explain.py``
-    (``TABLE``, and ``HELD_OUT`` under "held_out"): share of pairs with the right operator, and
-    with the right operator and kind."""
+    """:func:`tflocal.concepts.explain` on the hand-written tables of
+    ``tests/tflocal/concepts/test_concepts_explain.py`` (``TABLE``, and ``HELD_OUT`` under
+    "held_out"): share of pairs with the right operator, and with the right operator and kind."""
     import importlib.util
 
     from tflocal.concepts import explain
 
     spec = importlib.util.spec_from_file_location(
-        "explain_table", ROOT / "tests" / "tflocal" / "test_concepts_explain.py"
+        "explain_table", ROOT / "tests" / "tflocal" / "concepts" / "test_concepts_explain.py"
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -15,8 +15,8 @@ objects (3 tokens per object: contextualized tokens carry content), those of the
 phrases copying objects 1 and 2; globals are mean patches plus noise. Every caption parses as
 "a small red circle is left of a blue square" (2 objects, 1 relation). (With tokens that match
 no object, e.g. function words of random direction, the scores of an image's nearest rivals
-are near-ties decided by noise and the late stage's recall@10 drops: 0.71 for MaxSim at 256
-exactly scored candidates, before the centroid-interaction stage, in an earlier variant.)
+would be near-ties decided by noise, and the late stage's recall@10 would measure that noise
+rather than the index.)
 
 Heads have random weights (latency does not depend on them), except that the indexed
 ``segments`` head's text tower is a copy of its image tower, so phrases and regions share a
@@ -88,18 +88,26 @@ def make_cache(path: Path, n: int, grid: int, dim: int, n_texts: int, seed: int 
     attrs = {"encoder": "synthetic:bench", "grid": [grid, grid], "context_length": 77}
     attrs.update(space="joint", global_space="joint")
     write_arrays(
-        path, attrs, [f"img{i:06d}" for i in range(n)], patches, image_global, [CAPTION] * n_texts, toks,
-        text_global, text_image, [-1] * n_texts, token_strings=[WORDS] * n_texts,
-    )  # fmt: skip
+        path,
+        attrs,
+        [f"img{i:06d}" for i in range(n)],
+        patches,
+        image_global,
+        [CAPTION] * n_texts,
+        toks,
+        text_global,
+        text_image,
+        [-1] * n_texts,
+        token_strings=[WORDS] * n_texts,
+    )
     print(f"  done in {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 2**30:.2f} GiB", flush=True)
     return path
 
 
 def timed(fn, queries, warmup: int = 2) -> list[float]:
-    """Per-query ms of ``fn`` over ``queries`` after ``warmup`` untimed calls. (A full untimed
-    pass for every row was tried: faiss Flat then ran from a warm 32 MB L3 over 30 back-to-back
-    queries, 1.31 ms, and every ratio grew; the first stage's cache state moves the ratios as
-    much as the code does.)"""
+    """Per-query ms of ``fn`` over ``queries`` after ``warmup`` untimed calls. (Not a full
+    untimed pass over every query: that leaves faiss Flat's data warm in the CPU cache, and the
+    first stage's cache state moves the ratios as much as the code does.)"""
     for q in queries[:warmup]:
         fn(q)
     out = []
@@ -198,7 +206,7 @@ def main() -> None:
     kw = dict(device=args.device, batch_size=args.k_rerank, progress=False)
     torch.manual_seed(0)
     big = dict(width=args.width, depth=args.depth, heads=8)
-    joint = build_head("tflocal", ModelConfig(**big), cache.attrs).eval()
+    joint = build_head("tflocal", ModelConfig(**big, readout="summary"), cache.attrs).eval()
     seg_big = build_head("tflocal", ModelConfig(**big, readout="segments"), cache.attrs).eval()
     small = dict(width=args.index_width, depth=args.index_depth, heads=4, readout="segments")
     seg = aligned(build_head("tflocal", ModelConfig(**small), cache.attrs).eval())
@@ -259,8 +267,8 @@ def main() -> None:
 
     def given_rerank(head, qs, precision="fp32"):
         """Re-rank with the head's image vectors of each query's candidates computed beforehand
-        (float16, as an index stores them; an index of a w512 d4 head over 100k images takes
-        hours on CPUs, and reading 100 stored rows adds about 1 ms of page-cache reads), and the
+        (float16, as an index stores them; indexing a w512 d4 head over 100k images is too slow
+        on CPUs, and reading the stored rows would add only page-cache reads), and the
         image side of a separable global path too: the caption read + parsed, its text tower
         once, the interaction with the candidates. bf16 runs the scorer's bf16 copy of the head
         under autocast, as ``--precision bf16`` does."""

@@ -46,12 +46,21 @@ def queries(n: int, seed: int = 0) -> list[str]:
 
 def start_server(run: Path, port: int, threads: int) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "tflocal.app.cli", "serve",
-        "--cache", str(run / "caches" / "test.h5"), "--split", "test_ood",
-        "--scorer", f"global head={run / 'runs' / 'global' / 'best.pt'}",
-        "--scorer", f"TFLocal={run / 'runs' / 'tflocal' / 'best.pt'}",
-        "--port", str(port),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "tflocal.app.cli",
+        "serve",
+        "--cache",
+        str(run / "caches" / "test.h5"),
+        "--split",
+        "test_ood",
+        "--scorer",
+        f"global head={run / 'runs' / 'global' / 'best.pt'}",
+        "--scorer",
+        f"TFLocal={run / 'runs' / 'tflocal' / 'best.pt'}",
+        "--port",
+        str(port),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     return subprocess.Popen(cmd, env=env)
 

@@ -8,7 +8,7 @@ validation) in a fresh subprocess, so peak RSS is that run's own. pairs/s is mea
 second half of the steps (after warm-up); a "pair" is one (image, caption) scored by the head,
 so a step scores batch_size x (1 + n_neg + k_inbatch) pairs. "base RSS" is the process before
 training (python, torch, accelerate, the in-memory cache); "peak RSS" includes the training run.
-Heads: ``tflocal`` (the joint transformer, summary read-out), ``tflocal-segments`` (``model.readout=
+Heads: ``tflocal-joint`` (the joint transformer, summary read-out), ``tflocal-segments`` (``model.readout=
 segments``: per-modality blocks, phrase-region matching; its layout parsing runs in the batch
 builder and is timed with it) and ``global``. Presets: ``vitb32`` (49 x 768 patches, ~12 x 512 tokens, 512 globals, joint globals) and
 ``towers`` (49 x 1280 patches, ~12 x 384 tokens, 1280 / 384 globals, global_space none).
@@ -67,15 +67,20 @@ def synthetic_cache(path: Path, preset: str, n_images: int, n_neg: int, seed: in
     )
     attrs = {"encoder": f"synthetic:{preset}", "space": "hidden", "context_length": 77, **p}
     return write_arrays(
-        path, attrs, image_ids=[f"i{i}" for i in range(n_images)],
+        path,
+        attrs,
+        image_ids=[f"i{i}" for i in range(n_images)],
         patches=rng.standard_normal((n_images, P, p["image_dim"]), dtype=np.float32).astype(np.float16),
         image_global=rng.standard_normal((n_images, p["global_image_dim"]), dtype=np.float32),
         texts=[CAPTION] * n_txt,
         token_strings=[(["[CLS]", *CAPTION.split(), "[SEP]"] + ["."] * int(n))[: int(n)] for n in lengths],
-        tokens=[rng.standard_normal((int(n), p["text_dim"]), dtype=np.float32).astype(np.float16) for n in lengths],
+        tokens=[
+            rng.standard_normal((int(n), p["text_dim"]), dtype=np.float32).astype(np.float16) for n in lengths
+        ],
         text_global=rng.standard_normal((n_txt, p["global_text_dim"]), dtype=np.float32),
-        image_index=image_index, positive_index=positive_index,
-    )  # fmt: skip
+        image_index=image_index,
+        positive_index=positive_index,
+    )
 
 
 def run_one(args: argparse.Namespace) -> dict:
@@ -90,13 +95,30 @@ def run_one(args: argparse.Namespace) -> dict:
         n_images = args.steps * args.batch_size + 8
         cache = synthetic_cache(Path(tmp) / "cache.h5", args.preset, n_images, args.n_neg)
         overrides = [
-            f"max_steps={args.steps}", f"log_every={max(1, args.steps // 2)}", f"data.batch_size={args.batch_size}",
-            f"data.n_neg={args.n_neg}", f"data.k_inbatch={args.k}", "data.val_fraction=0", "data.in_memory=true",
-            f"data.num_workers={args.workers}", f"mixed_precision={args.precision}", "progress=false",
-            f"model.width={args.width}", f"model.depth={args.depth}", f"model.heads={args.heads}",
-        ]  # fmt: skip
-        cfg = load_config(TrainConfig, None, overrides, cache=str(cache), head=args.head, out=str(Path(tmp) / "run"),
-                          device=args.device, resume=False)  # fmt: skip
+            f"max_steps={args.steps}",
+            f"log_every={max(1, args.steps // 2)}",
+            f"data.batch_size={args.batch_size}",
+            f"data.n_neg={args.n_neg}",
+            f"data.k_inbatch={args.k}",
+            "data.val_fraction=0",
+            "data.in_memory=true",
+            f"data.num_workers={args.workers}",
+            f"mixed_precision={args.precision}",
+            "progress=false",
+            f"model.width={args.width}",
+            f"model.depth={args.depth}",
+            f"model.heads={args.heads}",
+        ]
+        cfg = load_config(
+            TrainConfig,
+            None,
+            overrides,
+            cache=str(cache),
+            head=args.head,
+            out=str(Path(tmp) / "run"),
+            device=args.device,
+            resume=False,
+        )
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -106,13 +128,19 @@ def run_one(args: argparse.Namespace) -> dict:
         logs = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
         last = [r for r in logs if r["event"] == "train"][-1]
     return {
-        "preset": args.preset, "head": args.head, "device": args.device, "precision": args.precision,
-        "params": summary["params"], "pairs_per_step": args.batch_size * (1 + args.n_neg + args.k),
-        "pairs_per_s": last["pairs_per_s"], "wall_s": wall,
-        "threads": torch.get_num_threads(), "base_rss_mib": base_rss,
+        "preset": args.preset,
+        "head": args.head,
+        "device": args.device,
+        "precision": args.precision,
+        "params": summary["params"],
+        "pairs_per_step": args.batch_size * (1 + args.n_neg + args.k),
+        "pairs_per_s": last["pairs_per_s"],
+        "wall_s": wall,
+        "threads": torch.get_num_threads(),
+        "base_rss_mib": base_rss,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None,
-    }  # fmt: skip
+    }
 
 
 def main() -> int:
@@ -121,8 +149,8 @@ def main() -> int:
     ap.add_argument(
         "--heads",
         dest="head_names",
-        default="tflocal,tflocal-segments,global",
-        help="tflocal (its model.readout: summary by default), tflocal-joint, tflocal-segments, global",
+        default="tflocal-joint,tflocal-segments,global",
+        help="tflocal (its model.readout: segments by default), tflocal-joint, tflocal-segments, global",
     )
     ap.add_argument("--devices", default=None, help="cpu,cuda (default: cpu, plus cuda when visible)")
     ap.add_argument("--steps", type=int, default=None, help="default: 6 on CPU, 40 on CUDA")
@@ -159,10 +187,37 @@ def main() -> int:
         precision = args.precision or ("bf16" if on_gpu else "no")
         for preset in args.presets.split(","):
             for head in args.head_names.split(","):
-                cmd = [sys.executable, __file__, "--one", "--preset", preset, "--head", head, "--device", device,
-                       "--steps", str(steps), "--batch-size", str(bs), "--n-neg", str(args.n_neg), "--k", str(args.k),
-                       "--width", str(args.width), "--depth", str(args.depth), "--heads-per-layer", str(args.heads),
-                       "--precision", precision, "--workers", str(args.workers), "--threads", str(args.threads)]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    "--preset",
+                    preset,
+                    "--head",
+                    head,
+                    "--device",
+                    device,
+                    "--steps",
+                    str(steps),
+                    "--batch-size",
+                    str(bs),
+                    "--n-neg",
+                    str(args.n_neg),
+                    "--k",
+                    str(args.k),
+                    "--width",
+                    str(args.width),
+                    "--depth",
+                    str(args.depth),
+                    "--heads-per-layer",
+                    str(args.heads),
+                    "--precision",
+                    precision,
+                    "--workers",
+                    str(args.workers),
+                    "--threads",
+                    str(args.threads),
+                ]
                 env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -181,8 +236,11 @@ def main() -> int:
     print("-" * len(header))
     for r in rows:
         cuda = f"{r['peak_cuda_mib']:.0f}" if r["peak_cuda_mib"] is not None else "-"
-        print(f"{r['preset']:8s} {r['head']:16s} {r['device']:6s} {r['precision']:5s} {r['params']:11,d} {r['pairs_per_step']:10d} "
-              f"{r['pairs_per_s']:9.1f} {r['threads']:3d} {r['base_rss_mib']:8.0f} {r['peak_rss_mib']:12.0f} {cuda:>13s}")  # fmt: skip
+        print(
+            f"{r['preset']:8s} {r['head']:16s} {r['device']:6s} {r['precision']:5s} {r['params']:11,d} "
+            f"{r['pairs_per_step']:10d} {r['pairs_per_s']:9.1f} {r['threads']:3d} {r['base_rss_mib']:8.0f} "
+            f"{r['peak_rss_mib']:12.0f} {cuda:>13s}"
+        )
     keys = (
         "pairs_per_s",
         "params",

@@ -73,16 +73,38 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=19)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    overrides = ["model.width=64", "model.depth=1", "model.heads=4", f"model.readout={args.readout}",
-                 "optim.lr=2e-3", "optim.warmup_steps=100", "data.batch_size=32", "data.in_memory=true",
-                 "data.num_workers=0", "data.n_neg=8", "data.k_inbatch=0", "data.val_fraction=0.1"]  # fmt: skip
+    overrides = [
+        "model.width=64",
+        "model.depth=1",
+        "model.heads=4",
+        f"model.readout={args.readout}",
+        "optim.lr=2e-3",
+        "optim.warmup_steps=100",
+        "data.batch_size=32",
+        "data.in_memory=true",
+        "data.num_workers=0",
+        "data.n_neg=8",
+        "data.k_inbatch=0",
+        "data.val_fraction=0.1",
+    ]
     times = {v: [] for v in VARIANTS}
     digests = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory() as d:
         runs = {}
         for i, name in enumerate(VARIANTS):  # one run per variant, same seed: same initial weights
-            cfg = load_config(TrainConfig, None, overrides, cache=args.cache, head="tflocal", out=f"{d}/{i}",
-                              epochs=1, seed=0, device="cpu", progress=False, resume=False)  # fmt: skip
+            cfg = load_config(
+                TrainConfig,
+                None,
+                overrides,
+                cache=args.cache,
+                head="tflocal",
+                out=f"{d}/{i}",
+                epochs=1,
+                seed=0,
+                device="cpu",
+                progress=False,
+                resume=False,
+            )
             runs[name] = setup(cfg)
         first = next(iter(runs.values()))
         start = [{k: v.clone() for k, v in run.raw.state_dict().items()} for run in runs.values()]
@@ -121,21 +143,27 @@ def main() -> None:
     for name in VARIANTS:
         best = min(times[name])
         same = len(set(digests[name])) == 1
-        print(f"  {name:34s} {1000 * best:7.1f} ms/step (best round)  ratio {best / base:.3f}  "
-              f"weights {'bit-identical' if same else 'DIFFER'} over rounds: {' '.join(digests[name])}")  # fmt: skip
-    print(json.dumps({
-        "steps": n,
-        "rounds": args.rounds,
-        "threads": torch.get_num_threads(),
-        "readout": args.readout,
-        "ms_per_step": {k: round(1000 * min(v), 2) for k, v in times.items()},
-        "ratio_vs_indexing": {k: round(min(v) / base, 3) for k, v in times.items()},
-        "gather_rows_vs_indexing_ratio": round(min(times["gather_rows"]) / base, 3),
-        "torch_deterministic_vs_gather_rows_ratio": round(
-            min(times["gather_rows+torch_deterministic"]) / min(times["gather_rows"]), 3
-        ),
-        "reproducible": {k: len(set(v)) == 1 for k, v in digests.items()},
-    }))  # fmt: skip
+        print(
+            f"  {name:34s} {1000 * best:7.1f} ms/step (best round)  ratio {best / base:.3f}  "
+            f"weights {'bit-identical' if same else 'DIFFER'} over rounds: {' '.join(digests[name])}"
+        )
+    print(
+        json.dumps(
+            {
+                "steps": n,
+                "rounds": args.rounds,
+                "threads": torch.get_num_threads(),
+                "readout": args.readout,
+                "ms_per_step": {k: round(1000 * min(v), 2) for k, v in times.items()},
+                "ratio_vs_indexing": {k: round(min(v) / base, 3) for k, v in times.items()},
+                "gather_rows_vs_indexing_ratio": round(min(times["gather_rows"]) / base, 3),
+                "torch_deterministic_vs_gather_rows_ratio": round(
+                    min(times["gather_rows+torch_deterministic"]) / min(times["gather_rows"]), 3
+                ),
+                "reproducible": {k: len(set(v)) == 1 for k, v in digests.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,10 +39,21 @@ def main() -> None:
         "data.n_neg=8",
         "data.k_inbatch=0",
         "data.val_fraction=0.1",
-    ]  # fmt: skip  (the quickstart's TFLocal)
+    ]  # the quickstart's TFLocal
     with tempfile.TemporaryDirectory() as d:
-        cfg = load_config(TrainConfig, None, overrides, cache=args.cache, head="tflocal", out_dir=d,
-                          epochs=1, seed=0, device="cpu", progress=False, resume=False)  # fmt: skip
+        cfg = load_config(
+            TrainConfig,
+            None,
+            overrides,
+            cache=args.cache,
+            head="tflocal",
+            out_dir=d,
+            epochs=1,
+            seed=0,
+            device="cpu",
+            progress=False,
+            resume=False,
+        )
         run = setup(cfg)
         ds, n = run.dataset, min(args.steps, len(run.dataset))
         ds.set_epoch(0)
@@ -75,13 +86,17 @@ def main() -> None:
     print(
         f"  batch build share of a step: before {per['parse_every_batch'] / old:.2f}, now {per['memo_later'] / new:.2f}"
     )
-    print(json.dumps({
-        "steps": n,
-        "build_share_before_ratio": round(per["parse_every_batch"] / old, 3),
-        "build_share_now_ratio": round(per["memo_later"] / new, 3),
-        "step_speedup_ratio": round(old / new, 3),
-        "batch_build_speedup_ratio": round(per["parse_every_batch"] / per["memo_later"], 2),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "steps": n,
+                "build_share_before_ratio": round(per["parse_every_batch"] / old, 3),
+                "build_share_now_ratio": round(per["memo_later"] / new, 3),
+                "step_speedup_ratio": round(old / new, 3),
+                "batch_build_speedup_ratio": round(per["parse_every_batch"] / per["memo_later"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

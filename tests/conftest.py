@@ -1,4 +1,4 @@
-"""Shared test set-up: CPU only, few threads, deterministic seeds."""
+"""Shared test set-up: CPU only, few threads, deterministic seeds, the tiny model fixtures."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-from conftest_models import *  # noqa: E402,F403  (tiny model fixtures)
+from helpers.model_fixtures import (  # noqa: E402,F401  (fixtures: found here by name)
+    tiny_hf_clip,
+    tiny_hf_siglip,
+    tiny_models_dir,
+    tiny_openclip,
+)
 
 
 @pytest.fixture(autouse=True)

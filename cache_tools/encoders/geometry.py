@@ -12,9 +12,8 @@ An encoder's preprocessing decides which part of the original image its patch gr
 
 Cell (r, c) of a ``gh x gw`` grid is centred at ((c + 0.5) / gw, (r + 0.5) / gh) of the covered
 region. (For EfficientNet's TF "SAME" paddings the theoretical receptive-field centre sits 15.5
-px further down-right, but a trained head's word peaks land on the object most often with the
-plain cell centre: 80% of object words inside their box, against 58% with the 15.5 px offset,
-on the quickstart's test captions.)
+px further down-right, but a trained head's word peaks land inside the object's box more often
+with the plain cell centre than with that offset, on the quickstart's test captions.)
 
 The geometry is a small dict stored as the cache attribute ``patch_geometry``:
 ``{"mode": "center_crop", "resize": 256, "crop": 224}`` or ``{"mode": "stretch", "crop": 224}``.

@@ -13,7 +13,7 @@
 
 The two towers share no space: ``space="hidden"``, ``global_space="none"``.
 
-Speed (the encoder is frozen, so these change only float rounding, ~1e-5 relative):
+Speed (the encoder is frozen, so these change only float rounding):
 
 * image: every BatchNorm is folded into the convolution before it (:func:`fuse_effnet_lite`),
   the symmetric TF "SAME" paddings (stride-1 depthwise convs) become the conv's own padding
@@ -25,10 +25,10 @@ Speed (the encoder is frozen, so these change only float rounding, ~1e-5 relativ
   trades padding against the per-forward cost), then returned in the original order
   (``sorts_texts``: :func:`cache_tools.write.encode.encode_texts` passes 16 batches per call).
 * ``towers:effnet-lite0+minilm@text-bf16`` runs MiniLM under bf16 autocast (the image tower
-  stays fp32): MiniLM is ~2/3 of the quickstart's caching time and ~1.6-1.8x faster in bf16 on
-  CPUs with native bf16 (:func:`native_bf16`); tokens move by < 0.02 (cosine > 0.9999).
-* ``towers:effnet-lite0+minilm@bf16`` runs both towers in bf16 (EfficientNet-Lite0 ~2x faster
-  on those CPUs; see :data:`VARIANTS` for how far its features move).
+  stays fp32): MiniLM takes most of the quickstart's caching time and runs faster in bf16 on
+  CPUs with native bf16 (:func:`native_bf16`), its tokens barely moving.
+* ``towers:effnet-lite0+minilm@bf16`` runs both towers in bf16 (EfficientNet-Lite0 is faster too
+  on those CPUs; see :data:`VARIANTS` for what moves).
 
 :func:`reference_encode_images` / :func:`reference_encode_texts` keep the plain path (unfused
 model, one padded batch) for tests and ``bench/encoders.py``.
@@ -52,13 +52,13 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 MINILM_MAX_LENGTH = 256  # sentence_bert_config.json max_seq_length
 CPU_IMAGE_SUB_BATCH = 8
-"""Images per forward on CPU (measured on 2 cores: 8 per forward ~1.5x faster than 32)."""
+"""Images per forward on CPU: few enough that a sub-batch's activations stay in the CPU cache."""
 TEXT_TOKEN_BUDGET = {"cpu": 1024, "cuda": 65536}
 """Padded tokens per text forward (sub-batch size x its longest caption), by device type."""
 TEXT_MAX_SUB_BATCH = {"cpu": 64, "cuda": 1024}
 TEXT_CALL_COST_TOKENS = 32
-"""The fixed cost of one MiniLM forward, in padded tokens (~7 ms = ~27 tokens on one CPU
-core): what splitting a sub-batch must save in padding to be worth it."""
+"""The fixed cost of one MiniLM forward, in padded tokens: what splitting a sub-batch must save
+in padding to be worth it."""
 
 
 def _length_groups(lengths: list[int], budget: int, most: int, call_cost: int) -> list[list[int]]:
@@ -176,12 +176,11 @@ VARIANTS: dict[str, tuple[str | None, str | None]] = {
     "@bf16": ("bf16", "bf16"),
 }
 """Name suffix -> (image tower precision, text tower precision); None: the ``precision``
-argument. ``@text-bf16`` runs MiniLM under bf16 autocast (~1.7x faster on CPUs with native bf16,
-avx512_bf16 / AMX; tokens within ~0.02 of fp32, min cosine 0.9999) and keeps the image tower in
-``precision``. ``@bf16`` runs both towers in bf16: EfficientNet-Lite0 ~2x faster on such CPUs,
-its ReLU6 features (0..6) move by up to ~0.8 on a photo and ~3 on flat ShapesWorld renders,
-a patch's cosine to fp32 stays > 0.98 on a photo, and the quickstart's test_id / test_ood rows
-stay within 0.9 points but one (README).
+argument. ``@text-bf16`` runs MiniLM under bf16 autocast (faster on CPUs with native bf16,
+avx512_bf16 / AMX, with tokens very close to fp32's) and keeps the image tower in
+``precision``. ``@bf16`` runs both towers in bf16: EfficientNet-Lite0 is faster on such CPUs
+too, but its ReLU6 features move more than MiniLM's tokens (most on flat ShapesWorld renders);
+how far, and what it does to the quickstart's rows, is in docs/results/performance.md.
 The suffix is part of the encoder name, so the cache records it and raw scoring loads the same
 towers."""
 

@@ -1,7 +1,7 @@
 """Low-level HDF5 helpers shared by the writer, the shard merger and the reader.
 
 ``read_rows(dset, idx)`` is the one place that turns an arbitrary list of row indices into a
-few contiguous slice reads (h5py's per-element fancy indexing is ~20x slower than sequential
+few contiguous slice reads (h5py's per-element fancy indexing is far slower than sequential
 reads); everything that reads rows at random goes through it.
 """
 

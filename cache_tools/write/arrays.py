@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,36 +52,138 @@ def write_arrays(
         crops_global: optional [N_img, C, D_gi] for the boxes of :func:`crop_boxes`.
     """
     path = Path(path)
+    _require_spaces(attrs)
+    patches = np.asarray(patches, dtype=np.float16)
+    d_txt = next((t.shape[1] for t in tokens), int(attrs.get("text_dim", 0)))
+    n_img, n_txt = len(image_ids), len(texts)
+    if patches.shape[0] != n_img or len(image_global) != n_img:
+        raise ValueError("patches / image_global rows must match image_ids")
+    if len(tokens) != n_txt or len(text_global) != n_txt or len(image_index) != n_txt:
+        raise ValueError("tokens / text_global / image_index rows must match texts")
+    lengths, offsets, packed = _pack(tokens, d_txt)
+    image_global = np.asarray(image_global, dtype=np.float32).reshape(n_img, -1)
+    text_global = np.asarray(text_global, dtype=np.float32).reshape(n_txt, -1)
+    token_strings = _token_strings(token_strings, lengths)
+    full_attrs = _full_attrs(
+        attrs, patches, d_txt, image_global, text_global, int(offsets[-1]), truncated, skipped
+    )
+    images = ImageColumns(
+        ids=list(image_ids),
+        patches=patches,
+        global_=image_global,
+        group=list(image_group) if image_group is not None else [""] * n_img,
+        meta=_meta(image_meta, n_img),
+        box=_box(image_box, n_img),
+        crops_global=None if crops_global is None else np.asarray(crops_global, dtype=np.float32),
+    )
+    captions = TextColumns(
+        strings=list(texts),
+        tokens=packed.astype(np.float16),
+        offsets=offsets,
+        token_strings=token_strings,
+        global_=text_global,
+        image_index=np.asarray(image_index, dtype=np.int64),
+        positive_index=np.asarray(positive_index, dtype=np.int64),
+        op=list(op) if op is not None else [""] * n_txt,
+        kind=list(kind) if kind is not None else [""] * n_txt,
+        truncated=np.asarray(truncated if truncated is not None else [False] * n_txt, bool),
+        meta=_meta(text_meta, n_txt),
+    )
+    return _write_file(path, full_attrs, images, captions, skipped)
+
+
+@dataclass(frozen=True)
+class ImageColumns:
+    """The image rows of one cache as they are written, N_img rows each.
+
+    ids, group: N_img strings; meta: N_img JSON objects; patches: [N_img, P, D_img] float16;
+    global_: [N_img, D_gi] float32; box: [N_img, 4] float32 (NaN: no box);
+    crops_global: [N_img, C, D_gi] float32 for the boxes of :func:`crop_boxes`, or None.
+    """
+
+    ids: list[str]
+    patches: np.ndarray
+    global_: np.ndarray
+    group: list[str]
+    meta: list[str]
+    box: np.ndarray
+    crops_global: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class TextColumns:
+    """The caption rows of one cache as they are written, N_txt rows each.
+
+    strings, op, kind: N_txt strings; meta: N_txt JSON objects; token_strings: N_txt JSON lists;
+    tokens: [sum of T_t, D_txt] float16, caption t at rows ``offsets[t]:offsets[t + 1]``;
+    offsets: [N_txt + 1] int64; global_: [N_txt, D_gt] float32;
+    image_index, positive_index: [N_txt] int64; truncated: [N_txt] bool.
+    """
+
+    strings: list[str]
+    tokens: np.ndarray
+    offsets: np.ndarray
+    token_strings: list[str]
+    global_: np.ndarray
+    image_index: np.ndarray
+    positive_index: np.ndarray
+    op: list[str]
+    kind: list[str]
+    truncated: np.ndarray
+    meta: list[str]
+
+
+def _pack(tokens: Sequence[np.ndarray], d_txt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """N_txt arrays [T_t, D_txt] -> lengths [N_txt] int64, offsets [N_txt + 1] int64 and the
+    concatenated rows [sum of T_t, D_txt] ([0, D_txt] when there are none)."""
+    lengths = np.asarray([len(t) for t in tokens], dtype=np.int64)
+    offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    packed = np.concatenate(tokens, axis=0) if len(tokens) else np.zeros((0, d_txt))
+    return lengths, offsets, packed
+
+
+def _require_spaces(attrs: dict[str, Any]) -> None:
     missing = [k for k in ("space", "global_space") if not attrs.get(k)]
     if missing:
         raise ValueError(
             f"write_arrays: attrs must say {' and '.join(missing)} ('joint' or 'hidden' / 'none'): "
             "what the embeddings are is never assumed"
         )
-    n_img, n_txt = len(image_ids), len(texts)
-    patches = np.asarray(patches, dtype=np.float16)
-    d_img = patches.shape[2] if patches.ndim == 3 else int(attrs.get("image_dim", 0))
-    d_txt = next((t.shape[1] for t in tokens), int(attrs.get("text_dim", 0)))
-    if patches.shape[0] != n_img or len(image_global) != n_img:
-        raise ValueError("patches / image_global rows must match image_ids")
-    if len(tokens) != n_txt or len(text_global) != n_txt or len(image_index) != n_txt:
-        raise ValueError("tokens / text_global / image_index rows must match texts")
-    lengths = np.asarray([len(t) for t in tokens], dtype=np.int64)
-    offsets = np.zeros(n_txt + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    packed = np.concatenate(tokens, axis=0) if n_txt else np.zeros((0, d_txt))
-    image_global = np.asarray(image_global, dtype=np.float32).reshape(n_img, -1)
-    text_global = np.asarray(text_global, dtype=np.float32).reshape(n_txt, -1)
 
-    def _meta(items: Sequence[dict | str] | None, n: int) -> list[str]:
-        if items is None:
-            return ["{}"] * n
-        return [m if isinstance(m, str) else dumps(m) for m in items]
 
+def _token_strings(token_strings: Sequence[Sequence[str] | str] | None, lengths: np.ndarray) -> list[str]:
+    """N_txt JSON lists of token strings; the token positions when none are given."""
     if token_strings is None:
         token_strings = [json.dumps([str(i) for i in range(n)]) for n in lengths]
-    token_strings = [s if isinstance(s, str) else json.dumps(list(s)) for s in token_strings]
-    full_attrs = {
+    return [s if isinstance(s, str) else json.dumps(list(s)) for s in token_strings]
+
+
+def _meta(items: Sequence[dict | str] | None, n: int) -> list[str]:
+    if items is None:
+        return ["{}"] * n
+    return [m if isinstance(m, str) else dumps(m) for m in items]
+
+
+def _box(image_box: np.ndarray | None, n_img: int) -> np.ndarray:
+    """[N_img, 4] float32 boxes; all NaN when none are given."""
+    box = np.full((n_img, 4), np.nan, np.float32) if image_box is None else np.asarray(image_box, np.float32)
+    return box.reshape(n_img, 4)
+
+
+def _full_attrs(
+    attrs: dict[str, Any],
+    patches: np.ndarray,
+    d_txt: int,
+    image_global: np.ndarray,
+    text_global: np.ndarray,
+    n_tokens: int,
+    truncated: Sequence[bool] | None,
+    skipped: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """The root attributes: the derived ones, then ``attrs``, then the counts (which win)."""
+    d_img = patches.shape[2] if patches.ndim == 3 else int(attrs.get("image_dim", 0))
+    return {
         "format_version": FORMAT_VERSION,
         "image_dim": int(d_img),
         "text_dim": int(d_txt),
@@ -91,47 +194,58 @@ def write_arrays(
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **attrs,
-        "n_images": n_img,
-        "n_texts": n_txt,
-        "n_tokens": int(offsets[-1]),
+        "n_images": len(image_global),
+        "n_texts": len(text_global),
+        "n_tokens": n_tokens,
         "n_skipped": len(skipped),
         "n_truncated": int(np.sum(truncated)) if truncated is not None else 0,
         "complete": True,
     }
+
+
+def _write_file(
+    path: Path,
+    attrs: dict[str, Any],
+    images: ImageColumns,
+    captions: TextColumns,
+    skipped: Sequence[tuple[str, str]],
+) -> Path:
+    """Write the cache to ``path`` through a temporary name, atomically."""
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
-        for k, v in full_attrs.items():
+        for k, v in attrs.items():
             f.attrs[k] = encode_attr(v)
-        img = f.create_group("images")
-        create(img, "ids", list(image_ids), STR)
-        create(img, "patches", patches.astype(np.float16))
-        create(img, "global", image_global)
-        create(img, "group", list(image_group) if image_group is not None else [""] * n_img, STR)
-        create(img, "meta", _meta(image_meta, n_img), STR)
-        box = (
-            np.full((n_img, 4), np.nan, np.float32)
-            if image_box is None
-            else np.asarray(image_box, np.float32)
-        )
-        create(img, "box", box.reshape(n_img, 4))
-        if crops_global is not None:
-            crops = img.create_group("crops")
-            create(crops, "global", np.asarray(crops_global, dtype=np.float32))
-            crops.create_dataset("boxes", data=crop_boxes())
-        txt = f.create_group("texts")
-        create(txt, "strings", list(texts), STR)
-        create(txt, "tokens", packed.astype(np.float16))
-        create(txt, "offsets", offsets)
-        create(txt, "token_strings", token_strings, STR)
-        create(txt, "global", text_global)
-        create(txt, "image_index", np.asarray(image_index, dtype=np.int64))
-        create(txt, "positive_index", np.asarray(positive_index, dtype=np.int64))
-        create(txt, "op", list(op) if op is not None else [""] * n_txt, STR)
-        create(txt, "kind", list(kind) if kind is not None else [""] * n_txt, STR)
-        create(txt, "truncated", np.asarray(truncated if truncated is not None else [False] * n_txt, bool))
-        create(txt, "meta", _meta(text_meta, n_txt), STR)
+        _write_images(f.create_group("images"), images)
+        _write_texts(f.create_group("texts"), captions)
         sk = f.create_group("skipped")
         create(sk, "item", [s[0] for s in skipped], STR)
         create(sk, "reason", [s[1] for s in skipped], STR)
     os.replace(tmp, path)
     return path
+
+
+def _write_images(img: h5py.Group, images: ImageColumns) -> None:
+    create(img, "ids", images.ids, STR)
+    create(img, "patches", images.patches.astype(np.float16))
+    create(img, "global", images.global_)
+    create(img, "group", images.group, STR)
+    create(img, "meta", images.meta, STR)
+    create(img, "box", images.box)
+    if images.crops_global is not None:
+        crops = img.create_group("crops")
+        create(crops, "global", images.crops_global)
+        crops.create_dataset("boxes", data=crop_boxes())
+
+
+def _write_texts(txt: h5py.Group, captions: TextColumns) -> None:
+    create(txt, "strings", captions.strings, STR)
+    create(txt, "tokens", captions.tokens)
+    create(txt, "offsets", captions.offsets)
+    create(txt, "token_strings", captions.token_strings, STR)
+    create(txt, "global", captions.global_)
+    create(txt, "image_index", captions.image_index)
+    create(txt, "positive_index", captions.positive_index)
+    create(txt, "op", captions.op, STR)
+    create(txt, "kind", captions.kind, STR)
+    create(txt, "truncated", captions.truncated)
+    create(txt, "meta", captions.meta, STR)

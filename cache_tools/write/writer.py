@@ -31,7 +31,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,10 +174,22 @@ def write_cache(
     lock = OutputLock(target, "`tflocal cache` run", LOCK_ADVICE)
     with lock:  # before touching anything: a second writer stops here
         try:
-            return _write_locked(
-                records, encoder, target, shard, batch_size, crops, source, config, num_workers,
-                part_records, progress, skipped_from_source, t0,
-            )  # fmt: skip
+            run = _Run(
+                records=records,
+                encoder=encoder,
+                target=target,
+                shard=shard,
+                batch_size=batch_size,
+                crops=crops,
+                source=source,
+                config=config,
+                num_workers=num_workers,
+                part_records=part_records,
+                progress=progress,
+                skipped_from_source=skipped_from_source,
+                t0=t0,
+            )
+            return _write_locked(run)
         except OSError as err:
             if not no_space(err):
                 raise
@@ -206,67 +218,117 @@ def part_bytes(part: Part) -> int:
     )
 
 
-def _write_locked(
-    records: Iterable[ImageRecord],
-    encoder: Encoder,
-    target: Path,
-    shard: tuple[int, int],
-    batch_size: int,
-    crops: bool,
-    source: str,
-    config: dict[str, Any] | None,
-    num_workers: int,
-    part_records: int | None,
-    progress: bool,
-    skipped_from_source: Callable[[], list[tuple[str, str]]] | None,
-    t0: float,
-) -> WriteSummary:
-    index, count = shard
-    records_list = records if isinstance(records, Sequence) else None
+@dataclass(frozen=True)
+class _Run:
+    """What one locked run was asked to do: the arguments of :func:`write_cache`.
+
+    ``target`` is the file this process writes (the cache, or its shard); ``shard`` is
+    ``(index, count)``; ``t0`` is the run's start (``time.perf_counter()``).
+    """
+
+    records: Iterable[ImageRecord]
+    encoder: Encoder
+    target: Path
+    shard: tuple[int, int]
+    batch_size: int
+    crops: bool
+    source: str
+    config: dict[str, Any] | None
+    num_workers: int
+    part_records: int | None
+    progress: bool
+    skipped_from_source: Callable[[], list[tuple[str, str]]] | None
+    t0: float
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a run's records go: records ``[lo, hi)`` of the source (``hi`` None: to its end, whose
+    length ``total`` is unknown), in parts of ``part_size`` records under ``parts_dir``.
+    ``settings`` is the plan kept in ``plan.json`` and in the finished cache: a resumed run must
+    match it."""
+
+    total: int | None
+    lo: int
+    hi: int | None
+    part_size: int
+    settings: dict[str, Any]
+    parts_dir: Path
+
+    @property
+    def n_range(self) -> int | None:
+        """Records this run encodes (None: unknown until the source ends)."""
+        return None if self.hi is None else self.hi - self.lo
+
+    def part_file(self, i: int) -> Path:
+        return self.parts_dir / f"part-{i:06d}.h5"
+
+
+def _write_locked(run: _Run) -> WriteSummary:
+    plan = _plan_of(run)
+    target = run.target
+    if target.exists():
+        if _finished(target, plan.settings):
+            shutil.rmtree(plan.parts_dir, ignore_errors=True)  # a run killed after its final rename left it
+            return WriteSummary.of(target, 0.0, -1)
+        raise UserError(f"{target} exists and was made by another command: remove it or choose another --out")
+    if plan.total == 0:
+        _no_records(run.source, run.skipped_from_source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _claim_parts_dir(plan)
+    part_paths, n_parts_done = _encode_parts(run, plan)
+    if not part_paths:
+        shutil.rmtree(plan.parts_dir, ignore_errors=True)
+        _no_records(run.source, run.skipped_from_source)
+    _assemble_run(run, plan, part_paths)
+    return WriteSummary.of(target, time.perf_counter() - run.t0, n_parts_done)
+
+
+def _plan_of(run: _Run) -> _Plan:
+    """The record range, part size and recorded settings of ``run``."""
+    records, encoder = run.records, run.encoder
+    index, count = run.shard
     total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
     lo, hi = 0, total
     if count > 1:
         if total is None:
             raise ValueError("sharded caching needs a source with a length")
         lo, hi = total * index // count, total * (index + 1) // count
-    part_size = part_records or _part_records(encoder, batch_size, crops)
-    signature = encoder_signature(encoder.metadata())
-    plan = {
-        "signature": signature,
-        "source": source,
-        "batch_size": batch_size,
+    part_size = run.part_records or _part_records(encoder, run.batch_size, run.crops)
+    settings = {
+        "signature": encoder_signature(encoder.metadata()),
+        "source": run.source,
+        "batch_size": run.batch_size,
         "part_records": part_size,
-        "crops": crops,
+        "crops": run.crops,
         "range": [lo, hi],
         "format_version": FORMAT_VERSION,
     }
-    parts_dir = target.with_name(target.name + ".parts")
-    if target.exists():
-        if _finished(target, plan):
-            shutil.rmtree(parts_dir, ignore_errors=True)  # a run killed after its final rename left it
-            return WriteSummary.of(target, 0.0, -1)
-        raise UserError(f"{target} exists and was made by another command: remove it or choose another --out")
-    if total == 0:
-        _no_records(source, skipped_from_source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    parts_dir.mkdir(exist_ok=True)
-    plan_file = parts_dir / "plan.json"
+    parts_dir = run.target.with_name(run.target.name + ".parts")
+    return _Plan(total, lo, hi, part_size, settings, parts_dir)
+
+
+def _claim_parts_dir(plan: _Plan) -> None:
+    """Create the parts folder and its ``plan.json``, or check that an unfinished run there has this plan."""
+    plan.parts_dir.mkdir(exist_ok=True)
+    plan_file = plan.parts_dir / "plan.json"
+    settings = plan.settings
     if plan_file.exists():
         old = json.loads(plan_file.read_text())
-        if old != plan:
-            diff = sorted(k for k in plan if old.get(k) != plan[k])
+        if old != settings:
+            diff = sorted(k for k in settings if old.get(k) != settings[k])
             raise UserError(
-                f"{parts_dir} holds an unfinished run with other settings ({', '.join(diff)}): "
+                f"{plan.parts_dir} holds an unfinished run with other settings ({', '.join(diff)}): "
                 "run the same command again to resume it, or delete that folder to start over"
             )
     else:
         tmp = plan_file.with_name("plan.json.tmp")
-        tmp.write_text(json.dumps(plan, indent=1))
+        tmp.write_text(json.dumps(settings, indent=1))
         os.replace(tmp, plan_file)
 
-    def part_file(i: int) -> Path:
-        return parts_dir / f"part-{i:06d}.h5"
 
+def _warner() -> Callable[[str], None]:
+    """A warning printer that shows the first ten warnings, then one line saying more are hidden."""
     warned = [0]
 
     def warn(msg: str) -> None:
@@ -279,61 +341,89 @@ def _write_locked(
                 file=sys.stderr,
             )
 
-    n_range = None if hi is None else hi - lo
+    return warn
+
+
+def _source_iter(run: _Run, plan: _Plan) -> Iterator[ImageRecord]:
+    """An iterator over the source positioned at record ``plan.lo``."""
+    records = run.records
+    count = run.shard[1]
+    records_list = records if isinstance(records, Sequence) else None
+    it = iter(records_list[plan.lo : plan.hi] if records_list is not None and count > 1 else records)
+    if records_list is None and count > 1:
+        for _ in range(plan.lo):
+            next(it)
+    return it
+
+
+def _chunks(it: Iterator[ImageRecord], part_size: int, n_range: int | None) -> Iterator[list[ImageRecord]]:
+    """The run's parts, read from ``it`` one at a time: ``part_size`` records each (the last may be
+    shorter), ``n_range`` records in all (None: to the end of ``it``). Reads nothing past them."""
+    i = 0
+    while True:
+        chunk: list[ImageRecord] = []
+        for rec in it:
+            chunk.append(rec)
+            if len(chunk) == part_size or (n_range is not None and i * part_size + len(chunk) >= n_range):
+                break
+        if not chunk:
+            return
+        yield chunk
+        i += 1
+        if n_range is not None and i * part_size >= n_range:
+            return
+
+
+def _encode_parts(run: _Run, plan: _Plan) -> tuple[list[Path], int]:
+    """Encode and write every part not yet on disk; returns all the run's part paths and how many
+    of them an earlier run had finished."""
+    warn = _warner()
     n_parts_done = 0
     bar = progress_bar(
-        total=n_range, desc=f"caching {target.name}", unit="img", disable=not progress, smoothing=0.1
+        total=plan.n_range,
+        desc=f"caching {run.target.name}",
+        unit="img",
+        disable=not run.progress,
+        smoothing=0.1,
     )
-    loader = ImageLoader(encoder, crops)
-    pool = ThreadPoolExecutor(max_workers=max(1, num_workers))
+    loader = ImageLoader(run.encoder, run.crops)
+    pool = ThreadPoolExecutor(max_workers=max(1, run.num_workers))
     part_paths: list[Path] = []
     try:
-        it = iter(records_list[lo:hi] if records_list is not None and count > 1 else records)
-        if records_list is None and count > 1:
-            for _ in range(lo):
-                next(it)
-        i = 0
-        while True:
-            chunk: list[ImageRecord] = []
-            for rec in it:
-                chunk.append(rec)
-                if len(chunk) == part_size or (n_range is not None and i * part_size + len(chunk) >= n_range):
-                    break
-            if not chunk:
-                break
-            path = part_file(i)
+        it = _source_iter(run, plan)
+        for i, chunk in enumerate(_chunks(it, plan.part_size, plan.n_range)):
+            path = plan.part_file(i)
             part_paths.append(path)
             if path.exists():
                 n_parts_done += 1
                 bar.update(len(chunk))
             else:
-                part = encode_part(chunk, encoder, batch_size, loader, pool, bar, warn)
+                part = encode_part(chunk, run.encoder, run.batch_size, loader, pool, bar, warn)
                 check_space(path, part_bytes(part), "the cache part", SPACE_ADVICE)
-                _write_part(path, part, encoder, crops)
-            i += 1
-            if n_range is not None and i * part_size >= n_range:
-                break
-        if index == 0:  # read the source to its end: entries it skips after the last record count too
+                _write_part(path, part, run.encoder, run.crops)
+        if run.shard[0] == 0:  # read the source to its end: entries it skips after the last record count too
             for _ in it:
                 pass
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
-    if not part_paths:
-        shutil.rmtree(parts_dir, ignore_errors=True)
-        _no_records(source, skipped_from_source)
-    source_skipped = skipped_from_source() if skipped_from_source else []
+    return part_paths, n_parts_done
+
+
+def _assemble_run(run: _Run, plan: _Plan, part_paths: list[Path]) -> None:
+    """Assemble the run's parts into ``run.target`` and remove the parts folder."""
+    index, count = run.shard
+    source_skipped = run.skipped_from_source() if run.skipped_from_source else []
     attrs = {
-        **encoder.metadata(),
-        "source": source,
-        "config": config or {},
-        "plan": plan,
+        **run.encoder.metadata(),
+        "source": run.source,
+        "config": run.config or {},
+        "plan": plan.settings,
         "shard": [index, count],
     }
-    check_space(target, sum(p.stat().st_size for p in part_paths), "the cache", SPACE_ADVICE)
-    assemble(part_paths, target, attrs, extra_skipped=source_skipped if index == 0 else [])
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    return WriteSummary.of(target, time.perf_counter() - t0, n_parts_done)
+    check_space(run.target, sum(p.stat().st_size for p in part_paths), "the cache", SPACE_ADVICE)
+    assemble(part_paths, run.target, attrs, extra_skipped=source_skipped if index == 0 else [])
+    shutil.rmtree(plan.parts_dir, ignore_errors=True)
 
 
 def _finished(target: Path, plan: dict[str, Any]) -> bool:

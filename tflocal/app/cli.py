@@ -14,8 +14,8 @@ import importlib
 import os
 import sys
 
-# OpenMP threads that busy-wait make torch ~10x slower on small shared CPU machines; waiting
-# passively costs little elsewhere. Must be set before torch is imported; an explicit value wins.
+# OpenMP threads that busy-wait starve each other on small shared CPU machines and slow torch
+# down there; waiting passively costs little elsewhere. Must be set before torch is imported; an explicit value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tflocal.errors import UserError

@@ -230,7 +230,7 @@ def draw_heatmaps(cfg: EvalConfig, cache: Any, scorers: list[Any], out: Path) ->
     imgs = cache.image_index[texts]
     photos = images_of(cfg, {str(cache.image_ids[i]) for i in imgs}, within=int(imgs.max()) + 200)
     # a head's own word-region attention when it has one; else token-patch cosine, drawn once
-    sources = [(s.name, s) for s in scorers if hasattr(getattr(s, "head", None), "word_region_attention")]
+    sources = [(s.name, s) for s in scorers if isinstance(s, HeadScorer) and s.head.word_maps]
     if not sources:
         sources = [("token_patch_cosine", s) for s in scorers if isinstance(s, HeadScorer)][:1]
     paths = []

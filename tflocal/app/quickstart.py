@@ -36,9 +36,8 @@ from tflocal.shapesworld import generate
 from tflocal.training.config import DEVICES, DataConfig, Device, OptimConfig, TrainConfig
 
 TOWERS = "towers:effnet-lite0+minilm@bf16" if native_bf16() else "towers:effnet-lite0+minilm"
-"""The offline towers; both in bf16 where the CPU runs bf16 natively (``@bf16``: caption encoding
-~1.7x and image encoding ~2x faster; the quickstart's cache stage 177 -> 126 s, with its
-test_id / test_ood headline rows within 0.9 points of fp32 images but one, README)."""
+"""The offline towers; both in bf16 where the CPU runs bf16 natively (``@bf16``): a shorter cache
+stage, with headline rows close to fp32's (see docs/results/performance.md)."""
 HEADS = {"global": "global head", "tflocal": "TFLocal"}
 """Heads trained, with their names in the report."""
 CACHES = {"train": "train", "test": "test_id,test_ood,test_novel"}
@@ -62,9 +61,9 @@ class QuickstartConfig:
     model: ModelConfig = field(
         default_factory=lambda: ModelConfig(width=64, depth=1, heads=4, readout="segments")
     )
-    """Both heads' size: small to fit a CPU budget. ``readout`` 'segments' matches parsed object
+    """Both heads' size: small to fit a CPU. ``readout`` 'segments' matches parsed object
     phrases to regions and scores relations from their locations; the joint-transformer read-outs
-    ('summary', 'summary+align') stayed within 7 points of the global head on SWAP in this budget."""
+    ('summary', 'summary+align') did not pull clear of the global head on SWAP at this size."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_steps=100))
     data: DataConfig = field(
         default_factory=lambda: DataConfig(
@@ -76,14 +75,13 @@ class QuickstartConfig:
     counterfactual: bool = False
     """Render a counterfactual twin per training image (``tflocal shapes --counterfactual``): a
     minimal pair that makes one SWAP negative true, seen by both heads in both directions. Off by
-    default: with the joint ``summary+align`` read-out at this CPU size (2,500 images + 1,368
-    twins, 5 epochs) it lowered TFLocal's test_ood SWAP accuracy (57.3 -> 48.0); not re-measured
-    with the ``segments`` read-out, which reaches ~98% without twins."""
+    default: with the joint ``summary+align`` read-out at this CPU size it lowered TFLocal's
+    test_ood SWAP accuracy; the ``segments`` read-out does well without twins."""
     vary_names: float = 0.25
     """Share of training images named with other words (``tflocal shapes --vary-names``): synonyms
     the shipped vocabulary may or may not hold, none of them a test_novel word, so that the heads
     learn to read what a word means to the text encoder instead of memorising one name per concept.
-    Measured at 0, 0.25 and 0.5 (README): 0.5 cost 2 points of SWAP on the closed names."""
+    A larger share cost SWAP accuracy on the closed names (see the README)."""
     heatmaps: int = 4
     """Word-to-region heatmaps drawn for the first test_ood captions."""
     device: Device = "auto"
@@ -172,8 +170,31 @@ def _stage(timings: dict[str, float]):
     return _Timer
 
 
+EXPECTED_MINUTES = {True: "4-6", False: "about 12"}
+"""Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively (the
+figures in docs/results/quickstart.md and docs/results/performance.md)."""
+
+
+def plan(cfg: QuickstartConfig) -> str:
+    """One line said before any work: encoder and precision, device, threads, and (at the default
+    encoder and sizes) the expected wall time on this kind of CPU."""
+    import torch
+
+    native = native_bf16()
+    line = f"tflocal quickstart: encoder {cfg.encoder}"
+    if cfg.encoder.startswith("towers:"):
+        line += " (this CPU runs bf16 natively)" if native else " (no native bf16 here: fp32 towers)"
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    line += f", device {device}, {torch.get_num_threads()} threads"
+    defaults = QuickstartConfig(out=cfg.out, device=cfg.device, progress=cfg.progress)
+    if cfg == defaults and device == "cpu":
+        line += f"; expected {EXPECTED_MINUTES[native]} min on a 2-core CPU of this kind"
+    return line
+
+
 def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     """Render ShapesWorld, then the pipeline (see the module docstring); returns the rows."""
+    print(plan(cfg), flush=True)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     stage = _stage(timings)

@@ -27,41 +27,61 @@ from functools import lru_cache
 from tflocal.concepts.structure import Token
 from tflocal.concepts.vocab import Vocabulary
 
-DETERMINERS = {
-    "a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "no",
-    "another", "other", "several", "many", "few", "both", "all", "such", "either", "neither",
-}  # fmt: skip
+DETERMINERS = set(
+    "a an the this that these those some any each every no another other several many few both all "
+    "such either neither".split()
+)
 POSSESSIVES = {"my", "your", "his", "her", "its", "our", "their", "whose"}
-PRONOUNS = {
-    "i", "me", "you", "he", "him", "she", "it", "we", "us", "they", "them", "one", "itself",
-    "himself", "herself", "themselves", "someone", "something", "everyone", "everything",
-    "mine", "yours", "hers", "ours", "theirs", "who", "whom", "which", "what", "that",
-}  # fmt: skip
+PRONOUNS = set(
+    "i me you he him she it we us they them one itself himself herself themselves someone something "
+    "everyone everything mine yours hers ours theirs who whom which what that".split()
+)
 NUMBERS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
-    "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "thousand": 1000, "dozen": 12,
-}  # fmt: skip
-PREPOSITIONS = {
-    "about", "above", "across", "after", "against", "along", "alongside", "amid", "among",
-    "around", "as", "at", "atop", "before", "behind", "below", "beneath", "beside", "besides",
-    "between", "beyond", "by", "down", "during", "except", "for", "from", "in", "inside", "into",
-    "like", "near", "of", "off", "on", "onto", "opposite", "out", "outside", "over", "past",
-    "per", "since", "than", "through", "throughout", "to", "toward", "towards", "under",
-    "underneath", "until", "up", "upon", "via", "with", "within", "without",
-}  # fmt: skip
-CONJUNCTIONS = {"and", "or", "but", "nor", "while", "whereas", "because", "if", "when", "where", "so", "yet"}
-AUXILIARIES = {
-    "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "having",
-    "does", "do", "did", "can", "could", "will", "would", "shall", "should", "may", "might",
-    "must", "'s", "'re",
-}  # fmt: skip
-ADVERBS = {
-    "very", "really", "too", "also", "just", "still", "not", "here", "there", "then", "now",
-    "almost", "partially", "partly", "fully", "together", "apart", "away", "back", "again",
-    "upward", "upwards", "downward", "downwards", "outward", "inward", "currently", "slightly",
-}  # fmt: skip
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "hundred": 100,
+    "thousand": 1000,
+    "dozen": 12,
+}
+PREPOSITIONS = set(
+    "about above across after against along alongside amid among around as at atop before behind "
+    "below beneath beside besides between beyond by down during except for from in inside into like "
+    "near of off on onto opposite out outside over past per since than through throughout to toward "
+    "towards under underneath until up upon via with within without".split()
+)
+CONJUNCTIONS = set(
+    "and or but nor while whereas because if when where so yet".split()
+)
+AUXILIARIES = set(
+    "is are was were be been being am has have had having does do did can could will would shall "
+    "should may might must 's 're".split()
+)
+ADVERBS = set(
+    "very really too also just still not here there then now almost partially partly fully together "
+    "apart away back again upward upwards downward downwards outward inward currently slightly".split()
+)
 
 CLOSED: dict[str, str] = {}
 for _words, _tag in (
@@ -220,8 +240,12 @@ def spacy_tag(pos: str, fine: str, lower: str) -> str:
     table = {"PROPN": "NOUN", "SCONJ": "CCONJ", "PART": "ADV", "SYM": "NOUN", "X": "NOUN", "INTJ": "ADV"}
     if pos == "VERB" and fine == "VBN" and lower not in AUXILIARIES:
         return "VERB"
-    return table.get(pos, pos if pos in {"DET", "NUM", "PRON", "ADP", "CCONJ", "AUX", "VERB", "ADJ", "NOUN",
-                                           "ADV", "PUNCT"} else "NOUN")  # fmt: skip
+    return table.get(
+        pos,
+        pos
+        if pos in {"DET", "NUM", "PRON", "ADP", "CCONJ", "AUX", "VERB", "ADJ", "NOUN", "ADV", "PUNCT"}
+        else "NOUN",
+    )
 
 
 @lru_cache(maxsize=4)

@@ -40,8 +40,8 @@ class EvalConfig:
     device: str = "cpu"
     """Device of the scorers' heads (and of the encoder when a cache is built)."""
     precision: Precision = "fp32"
-    """fp32 | bf16 | fp16: trained heads' forward under autocast (bf16: ~1.7-2x faster w512 heads
-    on a GPU or a CPU with native bf16; fp16 only on a GPU)."""
+    """fp32 | bf16 | fp16: trained heads' forward under autocast (bf16: faster for wide heads on a
+    GPU or a CPU with native bf16, see docs/results/performance.md; fp16 only on a GPU)."""
     k_rerank: int = 100
     """Retrieval: first-stage candidates re-ranked by a scorer other than cosine."""
     crops: bool = False

@@ -1,7 +1,9 @@
 """Alignment heads: every head maps a :class:`PairBatch` of B (image, caption) pairs to B scores.
 
-``HEADS`` names them; ``build_head(name, cfg, spec)`` builds one for a cache's :class:`CacheSpec`;
-each head's ``needs`` lists the PairBatch fields it reads (so scorers load only those).
+``HEADS`` names them; ``build_head(name, cfg, spec)`` builds one for a cache's :class:`CacheSpec`.
+Every head is a :class:`~tflocal.models.base.Head`, which declares what callers read: ``needs``
+(the PairBatch fields it reads, so scorers load only those), ``accepts_pair_image``,
+``separable``, ``mix_weights()``, ``auxiliary_scores()`` and the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 from cache_tools.store.schema import CacheSpec
 from tflocal.config import from_dict
 from tflocal.errors import UserError
+from tflocal.models.base import Head
 from tflocal.models.config import ModelConfig
 from tflocal.models.cosine import CosineHead, cosine_score
 from tflocal.models.global_head import DualGlobalHead, GlobalHead, global_head
@@ -22,19 +25,21 @@ from tflocal.models.maxsim import MaxSimHead, maxsim_score
 from tflocal.models.segment_head import SegmentHead
 from tflocal.pairs.batch import PAIR_FIELDS, PairBatch
 
-HEADS: dict[str, type[nn.Module]] = {
+HEADS: dict[str, type[Head]] = {
     "tflocal": TFLocalHead,
     "global": GlobalHead,
     "maxsim": MaxSimHead,
     "cosine": CosineHead,
 }
-"""The user-facing heads. ``tflocal`` builds the read-out its ``model.readout`` names (below)."""
-READOUT_HEADS: dict[str, type[nn.Module]] = {
+"""The user-facing heads. ``tflocal`` is the localized head: it builds the read-out its
+``model.readout`` names (below), by default ``segments``."""
+READOUT_HEADS: dict[str, type[Head]] = {
     "tflocal-joint": TFLocalHead,
     "tflocal-segments": SegmentHead,
 }
-"""Each TFLocal read-out as a named head: ``tflocal-joint`` is the cross-encoder (``readout:
-summary`` or ``summary+align``), ``tflocal-segments`` the late-interaction read-out."""
+"""Each TFLocal read-out as a named head: ``tflocal-segments`` the late-interaction read-out
+(the default: caption segments aligned with image regions), ``tflocal-joint`` the joint
+cross-encoder (``readout: summary`` or ``summary+align``)."""
 TRAINABLE = ("tflocal", "tflocal-joint", "tflocal-segments", "global")
 
 
@@ -46,14 +51,18 @@ def head_name(name: str, cfg: ModelConfig) -> str:
     return name
 
 
+def model_config(cfg: ModelConfig | dict[str, Any] | None) -> ModelConfig:
+    """A ModelConfig as given, from its dict, or the defaults for None (nothing resolved yet)."""
+    if cfg is None:
+        return ModelConfig()
+    return from_dict(ModelConfig, cfg, prefix="model.") if isinstance(cfg, dict) else cfg
+
+
 def resolve_config(cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec) -> ModelConfig:
     """A ModelConfig (from a dict, or defaults for None) with what the cache decides filled in:
     ``max_text_tokens`` = the cache's context length when unset; no ``global_path`` for a spec
     without global embeddings (a dimension of 0); ``local_loss`` None -> on for ``segments`` only."""
-    if cfg is None:
-        cfg = ModelConfig()
-    elif isinstance(cfg, dict):
-        cfg = from_dict(ModelConfig, cfg, prefix="model.")
+    cfg = model_config(cfg)
     if cfg.max_text_tokens is None:
         cfg = replace(cfg, max_text_tokens=int(spec.context_length))
     if cfg.global_path and not (spec.global_image_dim and spec.global_text_dim):
@@ -63,20 +72,22 @@ def resolve_config(cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec) ->
     return cfg
 
 
-def build_head(
-    name: str, cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec | dict[str, Any]
-) -> nn.Module:
+def build_head(name: str, cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec | dict[str, Any]) -> Head:
     """Head ``name`` sized for a cache. ``spec``: the cache's :class:`CacheSpec` (or its
     attributes); ``cfg``: a ModelConfig, its dict, or None for defaults. The head keeps its
-    resolved config and the spec (``head.cfg``, ``head.spec``), which checkpoints store."""
+    resolved config and the spec (``head.cfg``, ``head.spec``), which checkpoints store.
+    ``tflocal-segments`` and ``tflocal-joint`` name their read-out: the first always builds
+    ``segments``; the second builds ``summary+align`` when the config says so, else ``summary``
+    (a config left at the default ``segments`` included)."""
     if name not in HEADS and name not in READOUT_HEADS:
         raise UserError(f"unknown head {name!r}; choices: {', '.join([*HEADS, *READOUT_HEADS])}")
     spec = CacheSpec.from_attrs(spec)
+    cfg = model_config(cfg)
+    if name == "tflocal-joint" and cfg.readout == "segments":  # the default: the joint read-out's is summary
+        cfg = replace(cfg, readout="summary")
     cfg = resolve_config(cfg, spec)
     if name == "tflocal-segments" and cfg.readout != "segments":  # the name says which read-out
         cfg = replace(cfg, readout="segments")
-    elif name == "tflocal-joint" and cfg.readout == "segments":
-        raise UserError("head 'tflocal-joint' takes readout 'summary' or 'summary+align', not 'segments'")
     name = head_name(name, cfg)
     if name == "global":
         return global_head(cfg, spec)
@@ -96,6 +107,7 @@ __all__ = [
     "CosineHead",
     "DualGlobalHead",
     "GlobalHead",
+    "Head",
     "MaxSimHead",
     "ModelConfig",
     "PairBatch",

@@ -27,6 +27,12 @@ from tflocal.models import build_head
 
 FORMAT = "tflocal-checkpoint"
 VERSION = 1
+LEGACY_MODEL_KEYS = {"global_path": False, "local_loss": False, "readout": "summary"}
+"""Model config keys a checkpoint may lack, with what a head saved without them was: saved
+before read-outs had a global path (``global_path``, ``local_loss``), or before there was a
+choice of read-out (``readout``: the joint summary read-out, the only one then). A checkpoint
+stores its resolved config in full (``model_cfg``), so one saved with a key at its default
+holds the key and is loaded as it was, whatever the default is now."""
 
 
 def _plain(obj: Any) -> Any:
@@ -112,8 +118,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{path} is checkpoint version {ckpt.get('version')}, this tflocal reads version {VERSION}"
         )
-    if isinstance(ckpt.get("model_cfg"), dict):  # saved before read-outs had a global path
-        ckpt["model_cfg"] = {"global_path": False, "local_loss": False, **ckpt["model_cfg"]}
+    if isinstance(ckpt.get("model_cfg"), dict):  # keys added later, with the value they had before
+        ckpt["model_cfg"] = {**LEGACY_MODEL_KEYS, **ckpt["model_cfg"]}
     return ckpt
 
 

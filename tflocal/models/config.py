@@ -29,13 +29,15 @@ class ModelConfig:
     """Dropout in attention, feed-forward and projections."""
     pos: str = "learned"
     """2-D patch and 1-D caption positions: 'learned' (row + column tables) or 'sinusoidal' (fixed)."""
-    readout: str = "summary"
-    """TFLocal score: 'summary' (linear read-out of the summary token of a joint image+caption
-    transformer), 'summary+align' (plus a word-region alignment term over the last block's states:
-    each caption token's best cosine over patches, averaged over the caption's tokens, times a
-    learned scale) or 'segments' (late interaction: ``depth`` blocks per modality, then each
-    parsed object phrase is matched to its best region and each relation is scored from where
-    its two objects were found; see :mod:`tflocal.models.segment_head`)."""
+    readout: str = "segments"
+    """TFLocal score: 'segments' (the default; late interaction: ``depth`` blocks per modality,
+    then each parsed object phrase of the caption is matched to its best image region and each
+    relation is scored from where its two objects were found; see
+    :mod:`tflocal.models.segment_head`), 'summary' (the joint cross-encoder: linear read-out of
+    the summary token of a joint image+caption transformer) or 'summary+align' (plus a
+    word-region alignment term over the last block's states: each caption token's best cosine
+    over patches, averaged over the caption's tokens, times a learned scale). Checkpoints saved
+    before this key existed load with 'summary'."""
     max_text_tokens: int | None = None
     """Longest caption (tokens) the text position table holds; None = the cache's context_length."""
     global_path: bool = True

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cache_tools.store.schema import CacheSpec
 from tflocal.errors import UserError
+from tflocal.models.base import Head
 from tflocal.models.config import ModelConfig
 from tflocal.pairs.batch import PairBatch
 
@@ -20,7 +20,7 @@ def cosine_score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (F.normalize(a.float(), dim=-1) * F.normalize(b.float(), dim=-1)).sum(dim=-1)
 
 
-class CosineHead(nn.Module):
+class CosineHead(Head):
     """cos(image_global, text_global); needs a cache whose global_space is 'joint'."""
 
     needs = ("image_global", "text_global")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cache_tools.store.schema import CacheSpec
+from tflocal.models.base import Head
 from tflocal.models.config import GLOBAL_FORMS, ModelConfig
 from tflocal.models.layers import once_per_caption
 from tflocal.pairs.batch import PairBatch
@@ -34,7 +35,7 @@ class ResidualMLP(nn.Module):
         return x + self.net(x)
 
 
-class GlobalHead(nn.Module):
+class GlobalHead(Head):
     """a = P_img(image_global), b = P_txt(text_global) (LayerNorm + Linear to ``width``), then
     ``depth`` residual MLP blocks over Linear([a, b, a*b, |a-b|]) and a linear score.
 
@@ -60,6 +61,7 @@ class GlobalHead(nn.Module):
         self.score = nn.Linear(d, 1)
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
+        """image_global [B, D_gi], text_global [B, D_gt] -> scores [B] float32."""
         w = self.image_in[1].weight
         a = self.image_in(batch.image_global.to(w.dtype))
         b = self.text_in(batch.text_global.to(w.dtype))
@@ -67,7 +69,7 @@ class GlobalHead(nn.Module):
         return self.score(self.norm(self.blocks(x))).squeeze(-1).float()
 
 
-class DualGlobalHead(nn.Module):
+class DualGlobalHead(Head):
     """The separable global head (``model.global_form: dual``): each global embedding through a
     tower of its own (LayerNorm + Linear to ``width``, one residual MLP block, LayerNorm + Linear,
     unit norm), score = ``scale`` · cosine of the two.
@@ -114,15 +116,16 @@ class DualGlobalHead(nn.Module):
         return once_per_caption(lambda x: self._encode(self.text_tower, x), text_global)
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
+        """image_global [B, D_gi] (or image_global_vectors [B, d]), text_global [B, D_gt] -> [B] float32."""
         a = batch.image_global_vectors
         a = self.encode_image_global(batch.image_global) if a is None else a.float()
         return self.scale.float() * (a * self.encode_text_global(batch.text_global)).sum(-1)
 
 
-GLOBAL_HEADS: dict[str, type[nn.Module]] = dict(zip(GLOBAL_FORMS, (GlobalHead, DualGlobalHead)))
+GLOBAL_HEADS: dict[str, type[Head]] = dict(zip(GLOBAL_FORMS, (GlobalHead, DualGlobalHead)))
 """``model.global_form`` -> the global head class (standalone ``global`` head and every global path)."""
 
 
-def global_head(cfg: ModelConfig, spec: CacheSpec) -> nn.Module:
+def global_head(cfg: ModelConfig, spec: CacheSpec) -> Head:
     """The global head of ``cfg.global_form`` for a cache's spec."""
     return GLOBAL_HEADS[cfg.global_form](cfg, spec)

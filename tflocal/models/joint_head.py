@@ -1,4 +1,6 @@
-"""TFLocal: a small cross-encoder transformer over one (image, caption) pair at a time.
+"""TFLocal's joint read-outs (``readout: summary`` / ``summary+align``): a small cross-encoder
+transformer over one (image, caption) pair at a time. The default read-out is ``segments``
+(:mod:`tflocal.models.segment_head`).
 
 With ``global_path`` (the default) the score is ``w_global · g + w_summary · summary read-out
 (+ align_scale · alignment)``, g the global head's score (:mod:`tflocal.models.global_path`).
@@ -10,6 +12,7 @@ import torch
 from torch import nn
 
 from cache_tools.store.schema import CacheSpec
+from tflocal.models.base import Head
 from tflocal.models.config import ModelConfig
 from tflocal.models.global_path import GlobalPath, add_global_needs
 from tflocal.models.layers import Block, GridPositions, PositionTable, gather_rows
@@ -17,7 +20,7 @@ from tflocal.models.maxsim import maxsim_score
 from tflocal.pairs.batch import PairBatch
 
 
-class TFLocalHead(nn.Module):
+class TFLocalHead(Head):
     """Sequence ``[summary, patches (+2-D position), caption tokens (+position)]``, each part with a
     modality embedding, through ``depth`` pre-norm blocks with key-padding masks; the score is a
     linear read-out of the summary token.
@@ -29,6 +32,7 @@ class TFLocalHead(nn.Module):
 
     needs = ("patches", "patch_mask", "tokens", "token_mask")
     accepts_pair_image = True  # PairBatch.pair_image: patches projected once per distinct image
+    word_maps = True
 
     def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
@@ -59,6 +63,7 @@ class TFLocalHead(nn.Module):
             self.summary_scale = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
+        """PairBatch of B (``needs``) -> scores [B] float32."""
         x, key_mask, (P, T) = self._encode(batch, upto=len(self.blocks))
         x = self.norm(x)
         score = self.score(x[:, 0]).squeeze(-1).float()
@@ -83,6 +88,10 @@ class TFLocalHead(nn.Module):
     def auxiliary_scores(self) -> dict[str, torch.Tensor]:
         """Scores [B] of the last training forward that get their own loss ({'global': g} or {})."""
         return {} if self.global_path is None else self.global_path.auxiliary_scores()
+
+    def global_path_head(self) -> Head | None:
+        """The global head inside the global path (None without ``global_path``)."""
+        return None if self.global_path is None else self.global_path.head
 
     def _alignment(self, x: torch.Tensor, key_mask: torch.Tensor, P: int, T: int) -> torch.Tensor:
         """Word-region alignment of the final states x [B, S, d]: MaxSim (each real caption

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cache_tools.store.schema import CacheSpec
 from tflocal.errors import UserError
+from tflocal.models.base import Head
 from tflocal.models.config import ModelConfig
 from tflocal.pairs.batch import PairBatch
 
@@ -38,10 +38,11 @@ def maxsim_score(
     return best.sum(dim=-1) / n
 
 
-class MaxSimHead(nn.Module):
+class MaxSimHead(Head):
     """Parameter-free late interaction over joint-space patch and caption tokens."""
 
     needs = ("patches", "patch_mask", "tokens", "token_mask")
+    separable = True  # the unit-normalized patches: what the late-interaction index stores
 
     def __init__(self, cfg: ModelConfig | None = None, spec: CacheSpec | None = None):
         super().__init__()

@@ -1,4 +1,5 @@
-"""TFLocal's ``segments`` read-out: region–segment alignment by late interaction.
+"""TFLocal's ``segments`` read-out (the default ``model.readout``): region–segment alignment by
+late interaction.
 
 Each modality is contextualized on its own (``depth`` transformer blocks over the patches, and
 ``depth`` over the caption tokens), then the caption is scored through its parse
@@ -32,6 +33,7 @@ from torch import nn
 
 from cache_tools.store.schema import CacheSpec
 from tflocal.errors import UserError
+from tflocal.models.base import Head
 from tflocal.models.config import ModelConfig
 from tflocal.models.global_path import GlobalPath, add_global_needs
 from tflocal.models.layers import Block, GridPositions, PositionTable, gather_rows, once_per_caption
@@ -59,13 +61,15 @@ def _phrases(
     return F.normalize(torch.einsum("bkt,btd->bkd", seg, u), dim=-1), seg.sum(-1) > 0
 
 
-class SegmentHead(nn.Module):
+class SegmentHead(Head):
     """patches [B|U, P, D_img], patch_mask, tokens [B, T, D_txt], token_mask [B, T], segments
     [B, K, T], relation_tokens [B, R, T], relations [B, R, 2] (+ image_global [B, D_gi],
     text_global [B, D_gt] with the global path) -> scores [B] (see module docstring)."""
 
     needs = ("patches", "patch_mask", "tokens", "token_mask", "segments", "relation_tokens", "relations")
     accepts_pair_image = True
+    separable = True  # regions from encode_image: what the late-interaction index stores
+    word_maps = True
 
     def __init__(self, cfg: ModelConfig, spec: CacheSpec):
         super().__init__()
@@ -157,9 +161,9 @@ class SegmentHead(nn.Module):
         """Cosine of each object phrase with each region: ([B, K, P] with -inf at padded patches,
         has_object [B, K] bool)."""
         e, has_object = once_per_caption(_phrases, batch.segments, batch.token_mask, u)
-        # regions as the left operand: v [B, P, d] is read row by row (twice as fast as e @ v^T).
+        # regions as the left operand: v [B, P, d] is read row by row (faster than e @ v^T).
         # Outside autocast, in v's dtype (float32): under bf16 autocast casting v would cost
-        # more than the product itself on a CPU (1,024 x 49 x 128 values: 4.4 ms vs 1.5 ms).
+        # more than the product itself on a CPU.
         with torch.autocast(v.device.type, enabled=False):
             if e.shape[0] > 1 and e.stride(0) == 0:  # one caption's phrases: one product, no copies
                 B, P, d = v.shape
@@ -170,6 +174,8 @@ class SegmentHead(nn.Module):
         return sim, has_object
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
+        """PairBatch of B (``needs``; ``regions`` / ``text_states`` in place of the towers when
+        given) -> scores [B] float32."""
         self._check(batch)
         v, pmask = self._regions(batch)
         u = (
@@ -211,6 +217,10 @@ class SegmentHead(nn.Module):
     def auxiliary_scores(self) -> dict[str, torch.Tensor]:
         """Scores [B] of the last training forward that get their own loss ({'global': g} or {})."""
         return {} if self.global_path is None else self.global_path.auxiliary_scores()
+
+    def global_path_head(self) -> Head | None:
+        """The global head inside the global path (None without ``global_path``)."""
+        return None if self.global_path is None else self.global_path.head
 
     def _relations(self, batch: PairBatch, sim: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
         """Mean over a caption's relations of w(predicate) · (where subject − where object): [B]."""

@@ -124,8 +124,17 @@ def split_by_image(units: Units, val_fraction: float, seed: int) -> tuple[Units,
     return units.subset(np.flatnonzero(~is_val)), units.subset(np.flatnonzero(is_val))
 
 
-def epoch_plan(n_units: int, batch_size: int, epoch: int, seed: int, shuffle_chunk: int = 0, shuffle: bool = True,
-               drop_last: bool = True, world: int = 1, rank: int = 0) -> list[np.ndarray]:  # fmt: skip
+def epoch_plan(
+    n_units: int,
+    batch_size: int,
+    epoch: int,
+    seed: int,
+    shuffle_chunk: int = 0,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    world: int = 1,
+    rank: int = 0,
+) -> list[np.ndarray]:
     """The batches of one epoch: lists of unit indices. shuffle_chunk > 0: chunk-level shuffle
     (``cache_tools.store.reader.chunk_shuffle``, contiguous reads on disk); 0: a full permutation.
     With ``world`` processes each gets every world-th batch, and all get the same count."""
@@ -234,9 +243,17 @@ def mine_inbatch(
     return out
 
 
-def make_batch(cache: Any, units: Units, *, n_neg: int, k_inbatch: int, needs: Sequence[str],
-               t2i: bool = True, rng: np.random.Generator | None = None,
-               max_text_tokens: int | None = None) -> CandidateBatch:  # fmt: skip
+def make_batch(
+    cache: Any,
+    units: Units,
+    *,
+    n_neg: int,
+    k_inbatch: int,
+    needs: Sequence[str],
+    t2i: bool = True,
+    rng: np.random.Generator | None = None,
+    max_text_tokens: int | None = None,
+) -> CandidateBatch:
     """Candidate sets of one batch of units (see module docstring), read in grouped calls.
 
     n_neg: hard negatives per set (randomly chosen with ``rng`` when a unit has more; the first
@@ -293,10 +310,24 @@ class BatchDataset(torch.utils.data.Dataset):
     """Item k = the CandidateBatch of batch k of the current epoch plan (use with
     ``DataLoader(batch_size=None)``). The cache is opened lazily in each worker process."""
 
-    def __init__(self, cache_or_path: Any, units: Units, *, batch_size: int, n_neg: int, k_inbatch: int,
-                 needs: Sequence[str], seed: int, t2i: bool = True, shuffle: bool = True, shuffle_chunk: int = 0,
-                 drop_last: bool = True, world: int = 1, rank: int = 0,
-                 max_text_tokens: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        cache_or_path: Any,
+        units: Units,
+        *,
+        batch_size: int,
+        n_neg: int,
+        k_inbatch: int,
+        needs: Sequence[str],
+        seed: int,
+        t2i: bool = True,
+        shuffle: bool = True,
+        shuffle_chunk: int = 0,
+        drop_last: bool = True,
+        world: int = 1,
+        rank: int = 0,
+        max_text_tokens: int | None = None,
+    ):
         self._cache = cache_or_path
         self.units = units
         self.batch_size, self.n_neg, self.k_inbatch, self.needs = batch_size, n_neg, k_inbatch, tuple(needs)
@@ -314,8 +345,17 @@ class BatchDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Plan epoch ``epoch``, skipping its first ``start`` batches (resume inside an epoch)."""
         self.epoch, self.start = epoch, start
-        self.plan = epoch_plan(len(self.units), self.batch_size, epoch, self.seed, self.shuffle_chunk, self.shuffle,
-                               self.drop_last, self.world, self.rank)[start:]  # fmt: skip
+        self.plan = epoch_plan(
+            len(self.units),
+            self.batch_size,
+            epoch,
+            self.seed,
+            self.shuffle_chunk,
+            self.shuffle,
+            self.drop_last,
+            self.world,
+            self.rank,
+        )[start:]
 
     def batches_per_epoch(self) -> int:
         return len(
@@ -337,8 +377,16 @@ class BatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> CandidateBatch:
         rng = np.random.default_rng([self.seed, self.epoch, self.start + k]) if self.shuffle else None
-        return make_batch(self.cache, self.units.subset(self.plan[k]), n_neg=self.n_neg, k_inbatch=self.k_inbatch,
-                          needs=self.needs, t2i=self.t2i, rng=rng, max_text_tokens=self.max_text_tokens)  # fmt: skip
+        return make_batch(
+            self.cache,
+            self.units.subset(self.plan[k]),
+            n_neg=self.n_neg,
+            k_inbatch=self.k_inbatch,
+            needs=self.needs,
+            t2i=self.t2i,
+            rng=rng,
+            max_text_tokens=self.max_text_tokens,
+        )
 
 
 def _first(x: Any) -> Any:
@@ -350,6 +398,12 @@ def make_loader(
 ) -> torch.utils.data.DataLoader:
     """A DataLoader yielding the dataset's CandidateBatches in plan order."""
     return torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_first, pin_memory=pin_memory,
-        persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
-    )  # fmt: skip
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_first,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )

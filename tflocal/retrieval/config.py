@@ -80,7 +80,8 @@ class SearchConfig:
     device: str = "cpu"
     precision: Precision = "fp32"
     """fp32 | bf16 | fp16: the trained head's forward in a copy cast once, under autocast (bf16:
-    ~2x faster re-ranking with a w512 head on CPUs with native bf16; fp16 only on a GPU)."""
+    faster re-ranking with a wide head on CPUs with native bf16, see docs/results/performance.md;
+    fp16 only on a GPU)."""
 
     def __post_init__(self) -> None:
         if not self.cache:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tflocal.errors import UserError
+from tflocal.models.base import Head
 from tflocal.models.maxsim import MaxSimHead
 from tflocal.models.segment_head import SegmentHead
 from tflocal.pairs.assemble import ImageSide, TextSide, pair_batch
@@ -121,13 +122,14 @@ def tower_of(head: nn.Module, name: str = "") -> Tower:
     )
 
 
-def image_needs(head: nn.Module) -> tuple[str, ...]:
+def image_needs(head: Head) -> tuple[str, ...]:
     """Image inputs the head's forward reads besides its image tower (e.g. ``image_global``)."""
-    return tuple(n for n in getattr(head, "needs", ()) if n in ("image_global",))
+    return tuple(n for n in head.needs if n in ("image_global",))
 
 
-def text_needs(head: nn.Module) -> tuple[str, ...]:
-    return tuple(n for n in getattr(head, "needs", ()) if n not in ("patches", "patch_mask", "image_global"))
+def text_needs(head: Head) -> tuple[str, ...]:
+    """Caption inputs the head's forward reads (its ``needs`` less the image ones)."""
+    return tuple(n for n in head.needs if n not in ("patches", "patch_mask", "image_global"))
 
 
 def text_states_of(head: nn.Module, texts: TextSide) -> torch.Tensor | None:
@@ -137,11 +139,11 @@ def text_states_of(head: nn.Module, texts: TextSide) -> torch.Tensor | None:
     return None if tower.text is None else tower.text(head, texts)
 
 
-def separable_global(head: nn.Module) -> nn.Module | None:
+def separable_global(head: Head) -> Head | None:
     """The head's global path when it is separable (``model.global_form: dual``): its image side
     ``encode_image_global`` [N, D_gi] -> [N, d] is stored by an index; else None."""
-    g = getattr(getattr(head, "global_path", None), "head", None)
-    return g if getattr(g, "separable", False) else None
+    g = head.global_path_head()
+    return g if g is not None and g.separable else None
 
 
 def score_stored(

@@ -3,7 +3,7 @@
 For one caption:
 
 1. **query vectors** q [M, d]: its object-phrase vectors (``segments``) or token vectors
-   (MaxSim), from the head's text side (:mod:`.towers`);
+   (MaxSim), from the head's text side (:mod:`.head_sides`);
 2. **candidate generation**: centroid scores S = q @ centroids.T [M, C]; each query vector
    probes its ``nprobe`` best centroids, whose inverted lists give the candidate images;
 3. **pruning** (PLAID's centroid interaction): each candidate's approximate score is the mean

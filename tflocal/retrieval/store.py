@@ -110,7 +110,7 @@ class VectorStore:
             data = self.codec.decode(np.asarray(self.codes[rows]), self._data[rows])
             return torch.from_numpy(data).float()
         # torch's gather and float16 -> float32 conversion run multi-threaded over the memory
-        # map, numpy's fancy index in one thread: 1,024 random rows of 49 x 128 in 2.5 ms vs 5.9
+        # map, numpy's fancy index in one thread
         return self._tensor().index_select(0, torch.from_numpy(rows)).float()
 
     @property
@@ -131,7 +131,7 @@ class VectorStore:
     def search_globals(self, query: torch.Tensor, k: int) -> np.ndarray:
         """query [d] -> the rows of the k stored global vectors of highest dot product (best
         first). Over a bfloat16 copy held in RAM (2 d bytes per image): the scan is memory-bound,
-        and candidates are scored exactly afterwards (100,000 x 128: 1.7 ms vs 7 ms in float32)."""
+        so half the bytes of float32 make it faster, and candidates are scored exactly afterwards."""
         if self._globals is None or k <= 0:
             return np.zeros(0, np.int64)
         if self._globals_bf16 is None:

@@ -45,8 +45,8 @@ class Scorer(ABC):
         checkpoint: path of the checkpoint the scorer was loaded from ("" if none).
         precision: ``fp32`` | ``bf16`` | ``fp16``: the head's forward runs a copy of it with its
             weights cast once, under autocast (trained heads, see ``HeadScorer.run_head``;
-            ``fp16`` runs fp32 on a CPU). bf16 is ~2x faster for a w512 head on CPUs with native
-            bf16 (``bench/rerank.py``).
+            ``fp16`` runs fp32 on a CPU). bf16 is faster for a wide head on CPUs with native
+            bf16 (``bench/rerank.py`` measures it; see docs/results/performance.md).
         dedup_images: batches keep one copy of each distinct image's patches plus
             ``PairBatch.pair_image`` instead of a copy per pair (for heads that accept it).
     """

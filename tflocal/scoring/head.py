@@ -1,7 +1,7 @@
 """Scorers backed by a head module: global cosine, MaxSim, or a trained checkpoint.
 
-A head is an ``nn.Module`` mapping a :class:`tflocal.models.PairBatch` to ``[B]`` scores, with
-a ``needs`` tuple naming the PairBatch fields it reads (see :mod:`tflocal.models`).
+A head is a :class:`tflocal.models.base.Head` mapping a :class:`tflocal.models.PairBatch` to
+``[B]`` scores, with a ``needs`` tuple naming the PairBatch fields it reads (see :mod:`tflocal.models`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from cache_tools.store.schema import CacheSpec
 from tflocal.errors import UserError
+from tflocal.models.base import Head
 from tflocal.models.checkpoint import load_head
 from tflocal.models.cosine import CosineHead
 from tflocal.models.maxsim import MaxSimHead
 from tflocal.pairs.assemble import Pairs, from_cache
-from tflocal.pairs.batch import PAIR_FIELDS
 from tflocal.scoring.base import Scorer
 
 
@@ -32,10 +32,10 @@ def _spec(cache: Any, encoder: Any) -> CacheSpec | None:
     return CacheSpec.from_attrs(encoder.metadata()) if encoder is not None else None
 
 
-def check_caption_length(head: torch.nn.Module, name: str, token_mask: torch.Tensor | None) -> None:
+def check_caption_length(head: Head, name: str, token_mask: torch.Tensor | None) -> None:
     """UserError when a caption (token_mask [B, T], True = real token) has more tokens than the
     head's ``max_text`` (its text position table): one line naming the scorer and the fix."""
-    max_text = getattr(head, "max_text", None)
+    max_text = head.max_text
     if max_text is None or token_mask is None:
         return
     n_tok = token_mask.sum(dim=1)
@@ -66,7 +66,7 @@ class HeadScorer(Scorer):
 
     def __init__(
         self,
-        head: torch.nn.Module,
+        head: Head,
         name: str,
         cache: Any = None,
         encoder: Any = None,
@@ -76,14 +76,16 @@ class HeadScorer(Scorer):
         progress: bool = True,
         precision: str = "fp32",
     ):
+        if not isinstance(head, Head):
+            raise TypeError(f"scorer {name!r}: {type(head).__name__} is not a tflocal.models.base.Head")
         super().__init__(cache, encoder, batch_size, device, progress, precision)
         self.head = head.to(self.device).eval()
         self.run_head = low_precision_copy(self.head, self.precision, self.device)
         self.name = name
-        self.needs = tuple(getattr(head, "needs", PAIR_FIELDS))
+        self.needs = tuple(head.needs)
         self.checkpoint = checkpoint
         # heads that take PairBatch.pair_image run their image side once per distinct image
-        self.dedup_images = bool(getattr(head, "accepts_pair_image", False))
+        self.dedup_images = bool(head.accepts_pair_image)
 
     def score_pairs_batch(self, pairs: Pairs) -> torch.Tensor:
         """Pairs of B -> [B] float32."""
@@ -112,7 +114,7 @@ class HeadScorer(Scorer):
         )
         b = pairs.batch
         with torch.inference_mode():
-            if hasattr(self.head, "word_region_attention"):
+            if self.head.word_maps:
                 att = self.head.word_region_attention(b.to(self.device)).float().cpu()
             else:
                 att = token_patch_attention(b.tokens, b.patches, cache.spec)

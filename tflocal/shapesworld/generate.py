@@ -206,9 +206,18 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
                 cf_rel = f"images/{split}/{index:06d}cf.png"
                 draw_scene(cf).save(Path(out_dir) / cf_rel, compress_level=1)
                 back = {"text": captions[ci], "op": "swap", "kind": neg["kind"], "depth": 1, "positive": 0}
-                twin = {"id": f"{item_id}cf", "image": cf_rel, "captions": [neg["text"]], "negatives": [back],
-                        "split": split, "scene": cf, "structured_captions": [st], "held_out": None,
-                        "group": item_id, "counterfactual_of": item_id}  # fmt: skip
+                twin = {
+                    "id": f"{item_id}cf",
+                    "image": cf_rel,
+                    "captions": [neg["text"]],
+                    "negatives": [back],
+                    "split": split,
+                    "scene": cf,
+                    "structured_captions": [st],
+                    "held_out": None,
+                    "group": item_id,
+                    "counterfactual_of": item_id,
+                }
                 break
     out = {
         "id": item_id,

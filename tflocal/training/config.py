@@ -96,7 +96,10 @@ class TrainConfig:
     val_cache: str | None = None
     """Validation cache of the same encoder; None = hold out data.val_fraction of the images."""
     head: str = "tflocal"
-    """'tflocal' (cross-encoder over patches and tokens) or 'global' (global embeddings only)."""
+    """'tflocal' (the localized head over patches and caption tokens: by default its ``segments``
+    read-out, aligning caption segments with image regions; ``model.readout: summary`` is the
+    joint cross-encoder read-out), 'tflocal-segments' / 'tflocal-joint' (one read-out by name) or
+    'global' (global embeddings only)."""
     out: str = "runs/train"
     """Output folder: config.yaml, log.jsonl, last.pt and best.pt (``out_dir`` in old recipes)."""
     epochs: int = 10
@@ -114,8 +117,8 @@ class TrainConfig:
     """CPU runs: ``torch.use_deterministic_algorithms(True)`` while training (warn-only; the
     caller's setting is restored after), so a kernel with a run-to-run order of float additions
     (e.g. multi-threaded atomic adds) takes its deterministic path. The heads are bit-reproducible
-    for a fixed seed without it; it guards ops added later, at ~1% of a quickstart training step
-    (``bench/train_determinism.py``). CUDA runs are left as they are (GPU kernels not measured here)."""
+    for a fixed seed without it; it guards ops added later, at a small cost per training step
+    (``bench/train_determinism.py`` measures it). CUDA runs are left as they are (GPU kernels not measured here)."""
     val_every: int = 1
     """Validate every this many epochs (and always at the end)."""
     log_every: int = 20

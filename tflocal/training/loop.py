@@ -23,6 +23,7 @@ from cache_tools.infra.progress import progress
 from tflocal.config import to_dict
 from tflocal.errors import UserError
 from tflocal.models import build_head, count_parameters
+from tflocal.models.base import Head
 from tflocal.models.checkpoint import save_checkpoint
 from tflocal.pairs.candidates import (
     BatchDataset,
@@ -73,7 +74,7 @@ class Run:
     train_units: Units
     val_units: Units | None
     model: torch.nn.Module
-    raw: torch.nn.Module
+    raw: Head  # the head itself (``model`` may be the accelerator's wrapper of it)
     dataset: BatchDataset
     opt: torch.optim.Optimizer
     sched: Any
@@ -109,8 +110,18 @@ class Run:
             "total_steps": self.total,
             "cache": {k: self.cache.attrs.get(k) for k in CACHE_INFO} | {"path": str(self.cfg.cache)},
         }
-        save_checkpoint(path, self.raw, self.cfg.head, self.raw.cfg, self.cfg, self.cache.signature, self.step,
-                        self.opt, self.sched, extra)  # fmt: skip
+        save_checkpoint(
+            path,
+            self.raw,
+            self.cfg.head,
+            self.raw.cfg,
+            self.cfg,
+            self.cache.signature,
+            self.step,
+            self.opt,
+            self.sched,
+            extra,
+        )
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -122,10 +133,20 @@ def setup(cfg: TrainConfig) -> Run:
     out.mkdir(parents=True, exist_ok=True)  # train() made and locked it already; setup() alone works too
     model = build_head(cfg.head, cfg.model, cache.spec)
     cfg = dataclasses.replace(cfg, model=model.cfg)  # resolved (max_text_tokens from the cache)
-    dataset = BatchDataset(cache, train_units, batch_size=cfg.data.batch_size, n_neg=cfg.data.n_neg,
-                           k_inbatch=cfg.data.k_inbatch, needs=model.needs, seed=cfg.seed, t2i=cfg.data.t2i,
-                           shuffle_chunk=cfg.data.shuffle_chunk, world=acc.num_processes, rank=acc.process_index,
-                           max_text_tokens=cfg.model.max_text_tokens)  # fmt: skip
+    dataset = BatchDataset(
+        cache,
+        train_units,
+        batch_size=cfg.data.batch_size,
+        n_neg=cfg.data.n_neg,
+        k_inbatch=cfg.data.k_inbatch,
+        needs=model.needs,
+        seed=cfg.seed,
+        t2i=cfg.data.t2i,
+        shuffle_chunk=cfg.data.shuffle_chunk,
+        world=acc.num_processes,
+        rank=acc.process_index,
+        max_text_tokens=cfg.model.max_text_tokens,
+    )
     per_epoch = dataset.batches_per_epoch()
     if per_epoch == 0:
         raise UserError(
@@ -134,18 +155,42 @@ def setup(cfg: TrainConfig) -> Run:
     total = cfg.max_steps or cfg.epochs * per_epoch
     opt, sched = make_optimizer(model, cfg.optim, total)
     resumed = will_resume(cfg)
-    run = Run(cfg, acc, out, cache, val_cache, train_units, val_units, model, model, dataset, opt, sched,
-              Log(out / "log.jsonl", append=not cfg.overwrite, enabled=acc.is_main_process), per_epoch, total,
-              resumed, count_parameters(model))  # fmt: skip
+    run = Run(
+        cfg,
+        acc,
+        out,
+        cache,
+        val_cache,
+        train_units,
+        val_units,
+        model,
+        model,
+        dataset,
+        opt,
+        sched,
+        Log(out / "log.jsonl", append=not cfg.overwrite, enabled=acc.is_main_process),
+        per_epoch,
+        total,
+        resumed,
+        count_parameters(model),
+    )
     if resumed:
         resume(run)
     if val_units is None or not len(val_units):
         note_no_validation(run)
     if acc.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    run.log(event="start", step=run.step, total_steps=total, batches_per_epoch=per_epoch, params=run.n_params,
-            head=cfg.head, train_units=len(train_units), val_units=len(val_units) if val_units is not None else 0,
-            resumed=resumed)  # fmt: skip
+    run.log(
+        event="start",
+        step=run.step,
+        total_steps=total,
+        batches_per_epoch=per_epoch,
+        params=run.n_params,
+        head=cfg.head,
+        train_units=len(train_units),
+        val_units=len(val_units) if val_units is not None else 0,
+        resumed=resumed,
+    )
     run.model, run.opt = acc.prepare(model, opt)
     run.raw = acc.unwrap_model(run.model)
     return run
@@ -158,10 +203,10 @@ def train_step(run: Run, batch: CandidateBatch, epoch: int) -> tuple[float, floa
     batch = batch.to(acc.device)
     with acc.autocast():
         scores = model(
-            batch.pairs(run.raw.needs, dedup_images=bool(getattr(run.raw, "accepts_pair_image", False)))
+            batch.pairs(run.raw.needs, dedup_images=bool(run.raw.accepts_pair_image))
         )
     loss, stats = candidate_loss(scores, batch, cfg.temperature, cfg.data.t2i_weight)
-    for aux in getattr(run.raw, "auxiliary_scores", dict)().values():  # e.g. a read-out's global path
+    for aux in run.raw.auxiliary_scores().values():  # e.g. a read-out's global path
         loss = loss + set_cross_entropy(aux, batch, cfg.temperature, cfg.data.t2i_weight)[0]
     finite = torch.isfinite(loss.detach())
     if acc.num_processes > 1:  # every process stops together
@@ -192,8 +237,13 @@ def fit(run: Run) -> dict[str, Any]:
     checkpointing at each epoch end. Returns the summary."""
     cfg, acc = run.cfg, run.acc
     stop = min(run.total, cfg.stop_at_step or run.total)
-    bar = progress(total=run.total, initial=run.step, disable=not (acc.is_main_process and cfg.progress),
-               desc=f"train {cfg.head}", unit="step")  # fmt: skip
+    bar = progress(
+        total=run.total,
+        initial=run.step,
+        disable=not (acc.is_main_process and cfg.progress),
+        desc=f"train {cfg.head}",
+        unit="step",
+    )
     window = {"loss": 0.0, "acc": 0.0, "n": 0, "pairs": 0, "t": time.perf_counter()}
     pairs_total, t_start = 0, time.perf_counter()
     run.model.train()
@@ -209,8 +259,12 @@ def fit(run: Run) -> dict[str, Any]:
             pairs_total += batch.n_pairs * acc.num_processes
             if run.step % cfg.log_every == 0 or run.step == stop:
                 dt = max(time.perf_counter() - window["t"], 1e-9)
-                rec = {"loss": window["loss"] / window["n"], "acc": window["acc"] / window["n"],
-                       "pairs_per_s": window["pairs"] / dt, **getattr(run.raw, "mix_weights", dict)()}  # fmt: skip
+                rec = {
+                    "loss": window["loss"] / window["n"],
+                    "acc": window["acc"] / window["n"],
+                    "pairs_per_s": window["pairs"] / dt,
+                    **run.raw.mix_weights(),
+                }
                 run.log(event="train", step=run.step, epoch=epoch, lr=run.sched.get_last_lr()[0], **rec)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
                 window.update(loss=0.0, acc=0.0, n=0, pairs=0, t=time.perf_counter())

@@ -125,8 +125,9 @@ def open_out(cfg: Any, resumed: bool) -> tuple[Path, OutputLock, bool]:
     lock = OutputLock(out, "`tflocal train` run", "", folder=True)
     if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun the main process holds it
         return out, lock, False
-    lock = OutputLock(out, "`tflocal train` run", "Wait for it to finish (or stop it), or choose another --out",
-                      folder=True).acquire()  # fmt: skip
+    lock = OutputLock(
+        out, "`tflocal train` run", "Wait for it to finish (or stop it), or choose another --out", folder=True
+    ).acquire()
     try:
         for stale in out.glob("*.pt.tmp"):  # a save cut short by a kill: we hold the lock, nobody writes it
             stale.unlink()
@@ -158,11 +159,15 @@ def stop_advice(run: Any) -> str:
     """What a stopped run tells the user; true about which checkpoint holds a good state."""
     if run.last_path.is_file():
         step = int(load_checkpoint(run.last_path)["step"])
-        return (f"{run.last_path} (step {step}) still holds the last good state: lower optim.lr, set "
-                "mixed_precision=no or a smaller optim.grad_clip, then run again to resume (a changed "
-                "optim.lr or epochs is applied on resume)")  # fmt: skip
-    return ("no checkpoint was saved yet, so there is nothing to resume: lower optim.lr, set "
-            "mixed_precision=no or a smaller optim.grad_clip, then run again")  # fmt: skip
+        return (
+            f"{run.last_path} (step {step}) still holds the last good state: lower optim.lr, set "
+            "mixed_precision=no or a smaller optim.grad_clip, then run again to resume (a changed "
+            "optim.lr or epochs is applied on resume)"
+        )
+    return (
+        "no checkpoint was saved yet, so there is nothing to resume: lower optim.lr, set "
+        "mixed_precision=no or a smaller optim.grad_clip, then run again"
+    )
 
 
 def check_finite(run: Any, where: str) -> None:
@@ -207,10 +212,16 @@ def resume(run: Any) -> None:
         group["lr"] = base * fn(run.step)
     sched._last_lr = [g["lr"] for g in run.opt.param_groups]
     msg = ", ".join(f"{k} {a} -> {b}" for k, a, b in changed)
-    run.log(event="schedule_changed", step=run.step, total_steps=run.total,
-            changed={k: [a, b] for k, a, b in changed})  # fmt: skip
-    say(f"resuming {last_path} at step {run.step} with a changed schedule ({msg}): applied from this step, "
-        f"lr now {sched._last_lr[0]:.3g}, {run.total} steps in all")  # fmt: skip
+    run.log(
+        event="schedule_changed",
+        step=run.step,
+        total_steps=run.total,
+        changed={k: [a, b] for k, a, b in changed},
+    )
+    say(
+        f"resuming {last_path} at step {run.step} with a changed schedule ({msg}): applied from this step, "
+        f"lr now {sched._last_lr[0]:.3g}, {run.total} steps in all"
+    )
 
 
 def _schedule_changes(ckpt: dict, cfg: Any, total: int) -> list[tuple[str, Any, Any]]:

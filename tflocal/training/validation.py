@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from tflocal.evaluate.metrics import pair_correct
+from tflocal.models.base import Head
 from tflocal.pairs.candidates import Units, make_batch
 
 
@@ -20,9 +21,9 @@ def validate(
     within the candidate set with k in-batch negatives (the metric when there are no hard negatives)."""
     was_training = model.training
     model.eval()
-    raw = model if hasattr(model, "needs") else accelerator.unwrap_model(model)
+    raw = model if isinstance(model, Head) else accelerator.unwrap_model(model)
     needs = raw.needs
-    dedup = bool(getattr(raw, "accepts_pair_image", False))
+    dedup = bool(raw.accepts_pair_image)
     n_neg = units.negs.shape[1]
     sums = torch.zeros(6, dtype=torch.float64)  # pair ok, pairs, group ok, groups, top1 ok, sets
     op_names, text_op = np.unique(np.asarray(getattr(cache, "op", []), dtype=str), return_inverse=True)
@@ -32,8 +33,15 @@ def validate(
     nonfinite = 0  # scores the model returned as NaN/inf: a broken state, never a result
     for b in range(accelerator.process_index, -(-len(units) // bs), accelerator.num_processes):
         sub = units.subset(np.arange(b * bs, min((b + 1) * bs, len(units))))
-        batch = make_batch(cache, sub, n_neg=n_neg, k_inbatch=cfg.data.k_inbatch, needs=needs, t2i=False,
-                           max_text_tokens=cfg.model.max_text_tokens).to(accelerator.device)  # fmt: skip
+        batch = make_batch(
+            cache,
+            sub,
+            n_neg=n_neg,
+            k_inbatch=cfg.data.k_inbatch,
+            needs=needs,
+            t2i=False,
+            max_text_tokens=cfg.model.max_text_tokens,
+        ).to(accelerator.device)
         with accelerator.autocast():
             scores = model(batch.pairs(needs, dedup_images=dedup))
         nonfinite += int((~torch.isfinite(scores.float())).sum())
@@ -49,8 +57,17 @@ def validate(
             known = real & (ops >= 0)
             by_op[0].index_add_(0, ops[known], beat[known].double())
             by_op[1].index_add_(0, ops[known], torch.ones(int(known.sum()), dtype=torch.float64))
-        sums += torch.tensor([beat.sum(), real.sum(), (beat.sum(1) == real.sum(1))[has].sum(), has.sum(),
-                              (m.argmax(dim=1) == 0).sum(), m.shape[0]], dtype=torch.float64)  # fmt: skip
+        sums += torch.tensor(
+            [
+                beat.sum(),
+                real.sum(),
+                (beat.sum(1) == real.sum(1))[has].sum(),
+                has.sum(),
+                (m.argmax(dim=1) == 0).sum(),
+                m.shape[0],
+            ],
+            dtype=torch.float64,
+        )
     if accelerator.num_processes > 1:
         sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
         by_op = accelerator.reduce(by_op.to(accelerator.device), reduction="sum").cpu()

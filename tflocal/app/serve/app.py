@@ -9,7 +9,7 @@ failure is a 500 whose body names the exception type only (the traceback goes to
 Model work runs in the server's thread pool, so requests are served concurrently.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route signatures, whose
-types are imported inside :func:`create_app`.)
+types are imported inside the functions that add the routes.)
 """
 
 import base64
@@ -93,54 +93,34 @@ def _image(value: Any, limits: Limits) -> Any:
 
 def create_app(engine: Any, limits: Limits | None = None) -> Any:
     """The FastAPI app serving ``engine`` (see the module docstring)."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
+    from fastapi import FastAPI
 
     from tflocal import __version__
-    from tflocal.app.serve.images import ImageUnavailable
 
-    limits = limits or Limits()
+    served = _Served(engine, limits or Limits())
     app = FastAPI(title="tflocal search", version=__version__, docs_url="/docs", redoc_url=None)
+    _add_error_handlers(app)
+    _add_page_routes(app, served)
+    _add_search_route(app, served)
+    _add_image_routes(app, served)
+    return app
 
-    def err(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
 
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, e: ApiError) -> JSONResponse:
-        return err(e.status, e.message)
+@dataclass(frozen=True)
+class _Served:
+    """What the routes serve: the :class:`SearchEngine` and the request limits."""
 
-    @app.exception_handler(UserError)
-    async def _user(_: Request, e: UserError) -> JSONResponse:
-        return err(400, str(e))
+    engine: Any
+    limits: Limits
 
-    @app.exception_handler(ImageUnavailable)
-    async def _img(_: Request, e: ImageUnavailable) -> JSONResponse:
-        return err(404, f"image unavailable: {e}")
-
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, e: HTTPException) -> JSONResponse:
-        return err(e.status_code, str(e.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        msgs = [f"{'.'.join(str(p) for p in x.get('loc', ()))}: {x.get('msg')}" for x in e.errors()]
-        return err(422, "; ".join(msgs) or "invalid request")
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, e: Exception) -> JSONResponse:
-        log.exception("serve: %s %s failed", request.method, request.url.path)
-        return err(500, f"internal error ({type(e).__name__}); the server log has the details")
-
-    def row_of(image_id: str) -> int:
-        row = engine.id_to_row.get(image_id)
+    def row_of(self, image_id: str) -> int:
+        row = self.engine.id_to_row.get(image_id)
         if row is None:
             raise ApiError(404, f"unknown image id {image_id!r}")
         return row
 
-    def scorer_names(value: Any) -> list[str]:
+    def scorer_names(self, value: Any) -> list[str]:
+        engine, limits = self.engine, self.limits
         names = list(engine.scorers) if value is None else value
         if isinstance(names, str):
             names = [names]
@@ -152,6 +132,57 @@ def create_app(engine: Any, limits: Limits | None = None) -> Any:
         if unknown:
             raise ApiError(400, f"unknown scorer {unknown[0]!r}; served here: {', '.join(engine.scorers)}")
         return list(dict.fromkeys(names))
+
+
+def _err(status: int, message: str) -> Any:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _add_error_handlers(app: Any) -> None:
+    """Every error as JSON ``{"error": message}``: 4xx naming the problem, 500 naming the type only."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    from tflocal.app.serve.images import ImageUnavailable
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, e: ApiError) -> JSONResponse:
+        return _err(e.status, e.message)
+
+    @app.exception_handler(UserError)
+    async def _user(_: Request, e: UserError) -> JSONResponse:
+        return _err(400, str(e))
+
+    @app.exception_handler(ImageUnavailable)
+    async def _img(_: Request, e: ImageUnavailable) -> JSONResponse:
+        return _err(404, f"image unavailable: {e}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, e: HTTPException) -> JSONResponse:
+        return _err(e.status_code, str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        msgs = [f"{'.'.join(str(p) for p in x.get('loc', ()))}: {x.get('msg')}" for x in e.errors()]
+        return _err(422, "; ".join(msgs) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception) -> JSONResponse:
+        log.exception("serve: %s %s failed", request.method, request.url.path)
+        return _err(500, f"internal error ({type(e).__name__}); the server log has the details")
+
+
+def _add_page_routes(app: Any, served: _Served) -> None:
+    """``GET /``, ``/favicon.ico`` and ``/health``."""
+    from fastapi.responses import HTMLResponse, Response
+
+    from tflocal import __version__
+
+    engine = served.engine
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
@@ -173,20 +204,34 @@ def create_app(engine: Any, limits: Limits | None = None) -> Any:
             "k_rerank": engine.k_rerank,
             "scorers": list(engine.scorers),
             "heatmap_scorers": engine.attention_scorers(),
-            "limits": limits.__dict__,
+            "limits": served.limits.__dict__,
         }
+
+
+async def _read_body(request: Any, limits: Limits) -> Any:
+    """The request's JSON body, at most ``limits.max_body_bytes`` bytes."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limits.max_body_bytes:
+            raise ApiError(413, f"request body over {limits.max_body_bytes} bytes")
+    try:
+        return json.loads(body or b"null")
+    except ValueError as e:
+        raise ApiError(400, f"request body is not JSON ({e})") from e
+
+
+def _add_search_route(app: Any, served: _Served) -> None:
+    """``POST /search``: a caption (text -> image) or an image (image -> text)."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+
+    engine, limits = served.engine, served.limits
 
     @app.post("/search")
     async def search(request: Request) -> JSONResponse:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_body_bytes:
-                raise ApiError(413, f"request body over {limits.max_body_bytes} bytes")
-        try:
-            req = json.loads(body or b"null")
-        except ValueError as e:
-            raise ApiError(400, f"request body is not JSON ({e})") from e
+        req = await _read_body(request, limits)
         if not isinstance(req, dict):
             raise ApiError(422, 'send a JSON object, e.g. {"query": "a red square", "k": 10}')
         extra = set(req) - {"query", "image", "k", "scorers"}
@@ -195,7 +240,7 @@ def create_app(engine: Any, limits: Limits | None = None) -> Any:
                 422, f"unknown field(s) {', '.join(sorted(extra))}; fields: query, image, k, scorers"
             )
         k = _k(req.get("k", 10), limits)
-        names = scorer_names(req.get("scorers"))
+        names = served.scorer_names(req.get("scorers"))
         has_q, has_img = req.get("query") is not None, req.get("image") is not None
         if has_q == has_img:
             raise ApiError(422, "give exactly one of query (text -> image) or image (image -> text)")
@@ -210,9 +255,19 @@ def create_app(engine: Any, limits: Limits | None = None) -> Any:
         out = await run_in_threadpool(engine.search_image, image, k, names)
         return JSONResponse({"direction": "i2t", "k": k, **out})
 
+
+def _add_image_routes(app: Any, served: _Served) -> None:
+    """``GET /image/{id}`` (the file) and ``GET /heatmap/{id}`` (PNG or JSON word weights)."""
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+
+    from tflocal.app.serve.images import ImageUnavailable
+
+    engine, limits = served.engine, served.limits
+
     @app.get("/image/{image_id:path}")
     async def image(image_id: str) -> Response:
-        row_of(image_id)
+        served.row_of(image_id)
         if engine.images is None:
             raise ImageUnavailable("this server was started without image access")
         path, data, media = await run_in_threadpool(engine.images.file_or_bytes, image_id)
@@ -223,10 +278,10 @@ def create_app(engine: Any, limits: Limits | None = None) -> Any:
 
     @app.get("/heatmap/{image_id:path}")
     async def heatmap(image_id: str, q: str = "", scorer: str | None = None, format: str = "png") -> Response:
-        row = row_of(image_id)
+        row = served.row_of(image_id)
         query = _query(q, limits, "q")
         if scorer is not None:
-            scorer_names([scorer])
+            served.scorer_names([scorer])
         if format == "json":
             used, words, att = await run_in_threadpool(engine.word_map, row, query, scorer)
             grid = [int(g) for g in engine.cache.attrs["grid"]]
@@ -237,5 +292,3 @@ def create_app(engine: Any, limits: Limits | None = None) -> Any:
             raise ApiError(422, f"format must be 'png' or 'json', got {format!r}")
         used, png = await run_in_threadpool(engine.heatmap_png, row, query, scorer)
         return Response(png, media_type="image/png", headers={"X-Scorer": used})
-
-    return app

@@ -29,8 +29,8 @@ class ServeConfig:
     """Largest k a request may ask."""
     device: str = "cpu"
     precision: Precision = "fp32"
-    """fp32 | bf16 | fp16: trained heads' forward under autocast (bf16: ~1.7-2x faster w512 heads
-    on a GPU or a CPU with native bf16; fp16 only on a GPU)."""
+    """fp32 | bf16 | fp16: trained heads' forward under autocast (bf16: faster for wide heads on a
+    GPU or a CPU with native bf16, see docs/results/performance.md; fp16 only on a GPU)."""
     in_memory: bool = True
     """Load the cache's payload in RAM (false: read it from disk per request)."""
 

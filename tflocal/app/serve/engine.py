@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from tflocal.errors import UserError
+from tflocal.models.base import Head
 
 log = logging.getLogger("tflocal.app.serve")
 
@@ -49,7 +50,8 @@ class LockedEncoder:
 
 def has_attention(scorer: Any) -> bool:
     """Whether the scorer's head draws word -> region maps of its own."""
-    return hasattr(getattr(scorer, "head", None), "word_region_attention")
+    head = getattr(scorer, "head", None)  # scorers without a head module (e.g. sgi) have none
+    return isinstance(head, Head) and head.word_maps
 
 
 class SearchEngine:

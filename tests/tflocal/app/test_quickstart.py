@@ -1,0 +1,103 @@
+"""The embedded default end to end at a tiny size: `tflocal quickstart` and the notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from helpers import ROOT
+from tflocal.app.cli import main
+
+
+@pytest.mark.slow
+def test_quickstart_tiny_end_to_end(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert (
+        main(
+            ["quickstart", "--out", str(out), "--n-train", "24", "--n-test", "6", "--epochs", "1", "--quiet"]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "| global head | TFLocal |" in printed and "test_ood/all" in printed
+    assert printed.rstrip().splitlines()[-1].strip().startswith(f"tflocal serve --cache {out}/caches/test.h5")
+    report = out / "report"
+    rows = json.loads((report / "results.json").read_text())
+    keys = {"benchmark", "subset", "metric", "value", "n", "scorer", "encoder", "cache", "checkpoint"}
+    assert rows and all(set(r) == keys for r in rows)
+    assert {r["scorer"] for r in rows} == {"global head", "TFLocal"}
+    subsets = {r["subset"] for r in rows}
+    assert {"test_id/all", "test_ood/all", "test_novel/all", "test_ood/depth1", "test_id/ordinary"} <= subsets
+    assert any(s.startswith("test_ood/swap/") for s in subsets)
+    assert all(0.0 <= r["value"] <= 1.0 and r["n"] > 0 for r in rows)
+    md = (report / "results.md").read_text()
+    assert "global head" in md and "TFLocal" in md
+    for png in ("bars_shapesworld.png", "depth.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    heat = sorted((report / "heatmaps").glob("*.png"))
+    assert heat and all(p.read_bytes()[:4] == b"\x89PNG" for p in heat)
+    summary = json.loads((report / "quickstart.json").read_text())
+    assert summary["timings"]["total"] > 0 and summary["config"]["n_train"] == 24
+    for part in (
+        "shapes/meta.json",
+        "caches/train.h5",
+        "caches/test.h5",
+        "runs/global/best.pt",
+        "runs/tflocal/best.pt",
+    ):
+        assert (out / part).exists(), part
+    # a second run finds every stage done and only re-evaluates
+    assert (
+        main(
+            ["quickstart", "--out", str(out), "--n-train", "24", "--n-test", "6", "--epochs", "1", "--quiet"]
+        )
+        == 0
+    )
+
+
+@pytest.mark.slow
+def test_notebook_runs(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    env = {
+        "TFLOCAL_NB_TRAIN": "24",
+        "TFLOCAL_NB_TEST": "6",
+        "TFLOCAL_NB_EPOCHS": "1",
+        "TFLOCAL_NB_OUT": str(tmp_path / "nb"),
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        client = nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        )
+        client.execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert (tmp_path / "nb" / "report" / "results.json").exists()
+
+
+def test_quickstart_says_its_plan_before_any_work(monkeypatch):
+    import torch
+
+    import tflocal.app.quickstart as qs
+
+    for native in (True, False):
+        monkeypatch.setattr(qs, "native_bf16", lambda native=native: native)
+        line = qs.plan(qs.QuickstartConfig(out="x", device="cpu"))
+        assert line.startswith("tflocal quickstart: encoder ")
+        assert f"{torch.get_num_threads()} threads" in line and "device cpu" in line
+        assert ("runs bf16 natively" in line) == native and ("fp32 towers" in line) == (not native)
+        assert f"expected {qs.EXPECTED_MINUTES[native]} min" in line
+    other = qs.plan(qs.QuickstartConfig(out="x", device="cpu", n_train=24))
+    assert "expected" not in other  # the expected time holds for the default sizes only
