@@ -8,7 +8,7 @@ quickstart's own training and evaluation run there through the same code::
     run_pipeline(cfg.evaluation(), cfg.caches(), cfg.heads())
 
 The caches exist, so the pipeline only trains both heads and evaluates them (the bench checks
-that nothing under DIR/caches or DIR/shapes changed). Only the training seed varies: the render
+that no file under DIR/caches, nor at the top of DIR/shapes, changed). Only the training seed varies: the render
 and the caches are the run's. The run's own seed (0 by default) reproduces DIR/report/results.json
 exactly when training is deterministic on this machine (printed as ``seed0_matches_run``). A seed
 whose ``WORK/seed_s/report/results.json`` exists is read, not re-run.
@@ -82,7 +82,9 @@ def seed_config(base: dict[str, Any], out: Path, seed: int, progress: bool) -> Q
 
 
 def comparable(cfg: QuickstartConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "progress")}
+    """The config a seed's results depend on, as its JSON record reads back."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "progress")}
+    return json.loads(json.dumps(fields))
 
 
 def link(path: Path, target: Path) -> None:
@@ -124,7 +126,10 @@ def run_seed(base: dict[str, Any], run: Path, work: Path, seed: int, progress: b
     results = out / "report" / "results.json"
     if results.is_file():
         print(f"seed {seed}: read {results} (done before)", flush=True)
-        return json.loads(results.read_text()), {**(record or {"seconds": None, "stages": {}}), "run_now": False}
+        return json.loads(results.read_text()), {
+            **(record or {"seconds": None, "stages": {}}),
+            "run_now": False,
+        }
     out.mkdir(parents=True, exist_ok=True)
     link(out / "shapes", run / "shapes")
     link(out / "caches", run / "caches")
@@ -140,7 +145,9 @@ def run_seed(base: dict[str, Any], run: Path, work: Path, seed: int, progress: b
     after = snapshot(run)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     if changed:
-        raise UserError(f"seed {seed} changed the run's files ({', '.join(changed[:3])}): caches must be read only")
+        raise UserError(
+            f"seed {seed} changed the run's files ({', '.join(changed[:3])}): caches must be read only"
+        )
     print(f"seed {seed}: total {seconds:.1f} s", flush=True)
     record = {"seed": seed, "config": comparable(cfg), "seconds": seconds, "stages": stages}
     record_path.write_text(json.dumps(record, indent=1) + "\n")
@@ -164,12 +171,18 @@ def summarise(per_seed: dict[int, list[dict]]) -> list[dict[str, Any]]:
     for (subset, scorer), vals in values.items():
         if len(vals) != len(per_seed):
             raise UserError(f"{subset} / {scorer}: {len(vals)} values for {len(per_seed)} seeds")
-        out.append({
-            "subset": subset, "scorer": scorer, **meta[(subset, scorer)],
-            "mean": round(statistics.fmean(vals), 4), "min": round(min(vals), 4), "max": round(max(vals), 4),
-            "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0,
-            "values": [round(v, 4) for v in vals],
-        })  # fmt: skip
+        out.append(
+            {
+                "subset": subset,
+                "scorer": scorer,
+                **meta[(subset, scorer)],
+                "mean": round(statistics.fmean(vals), 4),
+                "min": round(min(vals), 4),
+                "max": round(max(vals), 4),
+                "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0,
+                "values": [round(v, 4) for v in vals],
+            }
+        )
     return out
 
 
@@ -196,15 +209,20 @@ def cpu_model() -> str:
             return found.group(1).strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()) if Path("/proc/cpuinfo").is_file() else None
+    try:
+        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    except OSError:
+        found = None
     return found.group(1).strip() if found else "unknown"
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print("\n| subset | scorer | mean | min | max | std | n |\n|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['subset']} | {r['scorer']} | {r['mean']:.1f} | {r['min']:.1f} | {r['max']:.1f} | "
-              f"{r['std']:.2f} | {r['n']} |")  # fmt: skip
+        print(
+            f"| {r['subset']} | {r['scorer']} | {r['mean']:.1f} | {r['min']:.1f} | {r['max']:.1f} | "
+            f"{r['std']:.2f} | {r['n']} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,14 +254,20 @@ def main(argv: list[str] | None = None) -> int:
     matches = same_rows(per_seed[base["seed"]], run_rows) if base["seed"] in per_seed else None
     print(f"seed{base['seed']}_matches_run: {json.dumps(matches)}")
     figures = {
-        "seeds": seeds, "run_seed": base["seed"], "cpu": cpu_model(), "native_bf16": native_bf16(),
+        "seeds": seeds,
+        "run_seed": base["seed"],
+        "cpu": cpu_model(),
+        "native_bf16": native_bf16(),
         "torch_threads": torch.get_num_threads(),
         "config": {k: v for k, v in base.items() if k not in ("out", "seed", "progress")},
-        "rows": rows, "tflocal_ge_global_every_seed": every, "tflocal_below_global_seeds": below,
-        "test_ood_swap_min_gain_points": gain, "seed0_matches_run": matches,
+        "rows": rows,
+        "tflocal_ge_global_every_seed": every,
+        "tflocal_below_global_seeds": below,
+        "test_ood_swap_min_gain_points": gain,
+        "seed0_matches_run": matches,
         "seconds_per_seed": [records[s]["seconds"] for s in seeds],
         "seeds_run_now": [s for s in seeds if records[s]["run_now"]],
-    }  # fmt: skip
+    }
     print(json.dumps(figures))
     return 0
 

@@ -46,14 +46,11 @@ def test_headline_follows_the_rows(monkeypatch, tmp_path):
     row = next(r for r in rows if r["subset"] == "test_ood/swap" and r["scorer"] == "TFLocal")
     base = next(r for r in rows if r["subset"] == "test_ood/swap" and r["scorer"] == "global head")
     row["value"] = base["value"] - 0.01
-    fake = tmp_path / "data"
-    fake.mkdir()
-    for p in tool.DATA.glob("*.json"):
-        (fake / p.name).write_text(p.read_text())
+    fake = data_without_seeds(tool, tmp_path)  # the one-run headline (no seeds figures)
+    monkeypatch.setattr(tool, "DATA", fake)
+    before, doc_before = tool.render_headline(), tool.render_quickstart()
     data["figures"]["rows"] = rows
     (fake / "quickstart.json").write_text(json.dumps(data))
-    before, doc_before = tool.render_headline(), tool.render_quickstart()
-    monkeypatch.setattr(tool, "DATA", fake)
     after = tool.render_headline()
     assert after != before and tool.render_quickstart() != doc_before
     assert f"test_ood/swap {100 * row['value']:.1f} vs {100 * base['value']:.1f}" in after
@@ -87,22 +84,42 @@ def test_bad_data_is_one_clear_message(monkeypatch, tmp_path, capsys):
 
 def seeds_figures() -> dict:
     """bench/quickstart_seeds.py's JSON line for two seeds and two subsets (made up, small)."""
+
     def row(subset, scorer, values):
         mean = sum(values) / len(values)
         std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-        return {"subset": subset, "scorer": scorer, "metric": "accuracy", "n": 18, "mean": mean,
-                "min": min(values), "max": max(values), "std": std, "values": values}  # fmt: skip
+        return {
+            "subset": subset,
+            "scorer": scorer,
+            "metric": "accuracy",
+            "n": 18,
+            "mean": mean,
+            "min": min(values),
+            "max": max(values),
+            "std": std,
+            "values": values,
+        }
 
     return {
-        "seeds": [0, 1], "run_seed": 0, "cpu": "Test CPU 9000", "native_bf16": False, "torch_threads": 2,
+        "seeds": [0, 1],
+        "run_seed": 0,
+        "cpu": "Test CPU 9000",
+        "native_bf16": False,
+        "torch_threads": 2,
         "config": {"n_train": 3000, "n_test": 500, "epochs": 5},
-        "rows": [row("test_ood/swap", "global head", [60.0, 70.0]), row("test_ood/swap", "TFLocal", [80.0, 65.0]),
-                 row("test_id/swap", "global head", [50.0, 50.0]), row("test_id/swap", "TFLocal", [55.0, 75.0])],
+        "rows": [
+            row("test_ood/swap", "global head", [60.0, 70.0]),
+            row("test_ood/swap", "TFLocal", [80.0, 65.0]),
+            row("test_id/swap", "global head", [50.0, 50.0]),
+            row("test_id/swap", "TFLocal", [55.0, 75.0]),
+        ],
         "tflocal_ge_global_every_seed": {"test_ood/swap": False, "test_id/swap": True},
         "tflocal_below_global_seeds": {"test_ood/swap": [1]},
-        "test_ood_swap_min_gain_points": -5.0, "seed0_matches_run": True, "seconds_per_seed": [201.5, 198.0],
+        "test_ood_swap_min_gain_points": -5.0,
+        "seed0_matches_run": True,
+        "seconds_per_seed": [201.5, 198.0],
         "seeds_run_now": [0, 1],
-    }  # fmt: skip
+    }
 
 
 def data_without_seeds(tool, tmp_path) -> Path:
@@ -127,7 +144,7 @@ def test_quickstart_seeds_doc_is_written_only_from_its_data(monkeypatch, tmp_pat
     cmd = "python bench/quickstart_seeds.py --run runs/quickstart --seeds 0,1"
     tool.import_bench("quickstart_seeds", log, cmd, "Test CPU 9000, 2 cores")
     assert json.loads((fake / "quickstart_seeds.json").read_text())["figures"] == seeds_figures()
-    text = tool.expected()[page]
+    text = tool.render_quickstart_seeds()  # expected() also renders the README headline, which needs every headline subset
     assert f"`{cmd}`" in text and "Test CPU 9000, 2 cores" in text
     assert "| test_ood/swap | 65.0 ± 7.1 | [60.0, 70.0] | 72.5 ± 10.6 | [65.0, 80.0] | 18 |" in text
     assert "| subset | global head | [min, max] | TFLocal | [min, max] | n |" in text
@@ -149,3 +166,28 @@ def test_quickstart_seeds_data_without_its_figures_is_one_clear_message(monkeypa
     monkeypatch.setattr(tool, "DATA", fake)
     with pytest.raises(tool.StaleError, match="figures lack tflocal_ge_global_every_seed"):
         tool.expected()
+
+
+def test_headline_over_seeds_says_where_tflocal_is_below_in_a_seed(monkeypatch, tmp_path):
+    """With the seeds bench's figures the README's headline shows mean ± std [min, max] per head
+    and, per subset, whether TFLocal is at or above the global head in every seed."""
+    tool = load_tool()
+    fake = data_without_seeds(tool, tmp_path)
+    monkeypatch.setattr(tool, "DATA", fake)
+    figures = seeds_figures()
+    rows = []
+    for subset, _ in tool.HEADLINE:
+        rows += [r for r in figures["rows"] if r["subset"] == subset] or [
+            dict(figures["rows"][2], subset=subset),
+            dict(figures["rows"][3], subset=subset),
+        ]
+    figures["rows"] = rows
+    log = tmp_path / "bench.log"
+    log.write_text(json.dumps(figures) + "\n")
+    tool.import_bench("quickstart_seeds", log, "python bench/quickstart_seeds.py", "Test CPU 9000, 2 cores")
+    head = tool.render_headline()
+    assert "| test_ood/swap | SWAP, colour-shape pairs and relations never seen in training | " \
+        "65.0 ± 7.1 [60.0, 70.0] | 72.5 ± 10.6 [65.0, 80.0] | **no** | 18 |" in head
+    assert "| test_id/swap | SWAP, seen combinations | 50.0 ± 0.0 [50.0, 50.0] | 65.0 ± 14.1 [55.0, 75.0] | yes |" in head
+    assert "over 2 training seeds (Test CPU 9000, 2 cores;" in head
+    assert "on 1 of 2 SWAP and REPLACE subsets; not on test_ood/swap (seeds 1)." in head

@@ -211,7 +211,11 @@ def render_quickstart() -> str:
 
 
 def render_headline() -> str:
-    """The README's headline table (between HEADLINE_BEGIN and HEADLINE_END)."""
+    """The README's headline table (between HEADLINE_BEGIN and HEADLINE_END): mean ± standard
+    deviation over training seeds where bench/quickstart_seeds.py's figures exist, else the one
+    run of quickstart.json."""
+    if (DATA / "quickstart_seeds.json").exists():
+        return seeds_headline()
     doc = load("quickstart")
     rows = rows_of(doc)
     _, scorers, table = by_subset(rows)
@@ -223,6 +227,44 @@ def render_headline() -> str:
         out.append(f"| {subset} | {what} | " + " | ".join(vals) + f" | {table[(subset, scorers[0])]['n']} |")
     out += ["", summary_line(rows)]
     return "\n".join(out)
+
+
+def seeds_headline() -> str:
+    """The headline from the seeds bench: per subset mean ± sd [min, max] of both heads, whether
+    TFLocal is at or above the global head in every seed, and the machine."""
+    doc = load("quickstart_seeds")
+    fig = seeds_figures(doc)
+    table = {(r["subset"], r["scorer"]): r for r in fig["rows"]}
+    scorers = list(dict.fromkeys(r["scorer"] for r in fig["rows"]))
+    if len(scorers) != 2:
+        raise StaleError(f"quickstart_seeds.json: expected two scorers, found {scorers}")
+    base, cand = scorers
+    n_seeds = len(fig["seeds"])
+    out = [
+        f"| subset | what | {base} | {cand} | {cand} ≥ {base} in every seed | n |",
+        "|---|---|---:|---:|:---:|---:|",
+    ]
+    for subset, what in HEADLINE:
+        if not all((subset, sc) in table for sc in scorers):
+            raise StaleError(f"quickstart_seeds.json: no row for headline subset {subset}")
+        b, c = table[(subset, base)], table[(subset, cand)]
+        every = all(cv >= bv for cv, bv in zip(c["values"], b["values"]))
+        cells = [f"{r['mean']:.1f} ± {r['std']:.1f} [{r['min']:.1f}, {r['max']:.1f}]" for r in (b, c)]
+        out.append(f"| {subset} | {what} | {cells[0]} | {cells[1]} | {'yes' if every else '**no**'} | {b['n']} |")
+    every, below = fig["tflocal_ge_global_every_seed"], fig["tflocal_below_global_seeds"]
+    held = [s for s, ok in every.items() if ok]
+    line = (
+        f"Mean ± standard deviation [min, max] over {n_seeds} training seeds ({doc['machine']}; "
+        f"[docs/results/quickstart_seeds.md](docs/results/quickstart_seeds.md)). {cand} is at or above "
+        f"the {base} in every seed on {len(held)} of {len(every)} SWAP and REPLACE subsets"
+    )
+    missed = [s for s, ok in every.items() if not ok]
+    line += (
+        "; not on " + ", ".join(f"{s} (seeds {', '.join(str(x) for x in below.get(s, []))})" for s in missed) + "."
+        if missed
+        else "."
+    )
+    return "\n".join([*out, "", line])
 
 
 # -- bench figures -------------------------------------------------------------------------------
@@ -338,8 +380,15 @@ def render_benches(doc_name: str) -> str:
 
 
 # -- quickstart over training seeds --------------------------------------------------------------
-SEEDS_KEYS = ("seeds", "rows", "tflocal_ge_global_every_seed", "tflocal_below_global_seeds",
-              "test_ood_swap_min_gain_points", "seed0_matches_run", "seconds_per_seed")  # fmt: skip
+SEEDS_KEYS = (
+    "seeds",
+    "rows",
+    "tflocal_ge_global_every_seed",
+    "tflocal_below_global_seeds",
+    "test_ood_swap_min_gain_points",
+    "seed0_matches_run",
+    "seconds_per_seed",
+)
 SEEDS_ROW_KEYS = ("subset", "scorer", "mean", "min", "max", "std", "n", "values")
 
 
@@ -348,7 +397,9 @@ def seeds_figures(doc: dict[str, Any]) -> dict[str, Any]:
     fig = doc["figures"]
     missing = [k for k in SEEDS_KEYS if k not in fig]
     if missing:
-        raise StaleError(f"quickstart_seeds.json: figures lack {', '.join(missing)} (import bench/quickstart_seeds.py's last line)")
+        raise StaleError(
+            f"quickstart_seeds.json: figures lack {', '.join(missing)} (import bench/quickstart_seeds.py's last line)"
+        )
     if not isinstance(fig["rows"], list) or not fig["rows"]:
         raise StaleError("quickstart_seeds.json: figures.rows must be a non-empty list")
     for i, r in enumerate(fig["rows"]):
@@ -366,42 +417,67 @@ def render_quickstart_seeds() -> str:
     table = {(r["subset"], r["scorer"]): r for r in rows}
     seeds = ", ".join(str(s) for s in fig["seeds"])
     out = header("Quickstart over training seeds", ["quickstart_seeds"])
-    out += [source_line(doc, "quickstart_seeds"), "",
-            f"The quickstart's training and evaluation repeated with training seeds {seeds} on one render "
-            "and its caches (only the seed changes; `bench/quickstart_seeds.py`). Pair accuracy (%) per "
-            "subset: mean ± sample standard deviation over the seeds, and [min, max].", ""]  # fmt: skip
+    out += [
+        source_line(doc, "quickstart_seeds"),
+        "",
+        f"The quickstart's training and evaluation repeated with training seeds {seeds} on one render "
+        "and its caches (only the seed changes; `bench/quickstart_seeds.py`). Pair accuracy (%) per "
+        "subset: mean ± sample standard deviation over the seeds, and [min, max].",
+        "",
+    ]
     cfg = fig.get("config", {})
     if cfg:
         keys = ("n_train", "n_test", "epochs", "encoder", "vary_names")
         out += ["Configuration: " + ", ".join(f"`{k}` {fmt(cfg[k])}" for k in keys if k in cfg) + ".", ""]
-    env = (f"The bench ran on {fig['cpu']} (native bf16: {fmt(fig.get('native_bf16'))}) with "
-           f"{fmt(fig.get('torch_threads'))} torch threads. " if "cpu" in fig else "")  # fmt: skip
+    env = (
+        f"The bench ran on {fig['cpu']} (native bf16: {fmt(fig.get('native_bf16'))}) with "
+        f"{fmt(fig.get('torch_threads'))} torch threads. "
+        if "cpu" in fig
+        else ""
+    )
     run_seed = fig.get("run_seed", 0)
-    out += [env
-            + f"Seed {run_seed} reproduces the run's own report row for row: {fmt(fig['seed0_matches_run'])}. "
-            f"Seconds per seed: {fmt(fig['seconds_per_seed'])}.", ""]  # fmt: skip
+    out += [
+        env
+        + f"Seed {run_seed} reproduces the run's own report row for row: {fmt(fig['seed0_matches_run'])}. "
+        f"Seconds per seed: {fmt(fig['seconds_per_seed'])}.",
+        "",
+    ]
     every, below = fig["tflocal_ge_global_every_seed"], fig["tflocal_below_global_seeds"]
     held = [s for s, ok in every.items() if ok]
-    out += ["## Claims", "",
-            f"TFLocal at or above the global head in every seed on {len(held)} of {len(every)} SWAP and "
-            "REPLACE subsets of test_id, test_ood and test_novel (by operator and by kind)"
-            + (":" if below else "."), ""]  # fmt: skip
+    out += [
+        "## Claims",
+        "",
+        f"TFLocal at or above the global head in every seed on {len(held)} of {len(every)} SWAP and "
+        "REPLACE subsets of test_id, test_ood and test_novel (by operator and by kind)"
+        + (":" if below else "."),
+        "",
+    ]
     if below:
         out += ["| subset | every seed | seeds where TFLocal is below |", "|---|---|---|"]
         out += [f"| {s} | {fmt(ok)} | {fmt(below.get(s, []))} |" for s, ok in every.items()]
         out.append("")
-    out += [f"Smallest TFLocal − global head gap over the seeds on test_ood/swap: "
-            f"{fmt(fig['test_ood_swap_min_gain_points'])} points.", ""]  # fmt: skip
+    out += [
+        f"Smallest TFLocal − global head gap over the seeds on test_ood/swap: "
+        f"{fmt(fig['test_ood_swap_min_gain_points'])} points.",
+        "",
+    ]
     splits = list(dict.fromkeys(r["subset"].split("/")[0] for r in rows))
     for split in splits:
-        out += [f"## {split}", "",
-                "| subset | " + " | ".join(f"{sc} | [min, max]" for sc in scorers) + " | n |",
-                "|---|" + "---:|---:|" * len(scorers) + "---:|"]  # fmt: skip
+        out += [
+            f"## {split}",
+            "",
+            "| subset | " + " | ".join(f"{sc} | [min, max]" for sc in scorers) + " | n |",
+            "|---|" + "---:|---:|" * len(scorers) + "---:|",
+        ]
         for s in dict.fromkeys(r["subset"] for r in rows if r["subset"].split("/")[0] == split):
             cells = []
             for sc in scorers:
                 r = table.get((s, sc))
-                cells += [f"{r['mean']:.1f} ± {r['std']:.1f}", f"[{r['min']:.1f}, {r['max']:.1f}]"] if r else ["", ""]
+                cells += (
+                    [f"{r['mean']:.1f} ± {r['std']:.1f}", f"[{r['min']:.1f}, {r['max']:.1f}]"]
+                    if r
+                    else ["", ""]
+                )
             n = next(table[(s, sc)]["n"] for sc in scorers if (s, sc) in table)
             out.append(f"| {s} | " + " | ".join(cells) + f" | {n} |")
         out.append("")

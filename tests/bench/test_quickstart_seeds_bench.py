@@ -37,8 +37,22 @@ def seed_files(work) -> dict[str, int]:
 @pytest.mark.slow
 def test_quickstart_seeds_bench_reproduces_the_run_and_resumes(tmp_path):
     qs, work = tmp_path / "qs", tmp_path / "seeds"
-    run(["-m", "tflocal", "quickstart", "--out", str(qs), "--n-train", "24", "--n-test", "6", "--epochs", "1",
-         "--quiet"])  # fmt: skip
+    run(
+        [
+            "-m",
+            "tflocal",
+            "quickstart",
+            "--out",
+            str(qs),
+            "--n-train",
+            "24",
+            "--n-test",
+            "6",
+            "--epochs",
+            "1",
+            "--quiet",
+        ]
+    )
     caches = {p.name: p.stat().st_mtime_ns for p in (qs / "caches").iterdir()}
     bench = ["bench/quickstart_seeds.py", "--run", str(qs), "--seeds", "0,1", "--work", str(work)]
     first = run(bench)
@@ -51,7 +65,11 @@ def test_quickstart_seeds_bench_reproduces_the_run_and_resumes(tmp_path):
     assert any(r["subset"] == "test_ood/swap" for r in rows)
     for r in rows:
         assert len(r["values"]) == 2 and all(0.0 <= v <= 100.0 for v in r["values"]), r
-        assert r["min"] <= r["mean"] <= r["max"] and r["min"] == min(r["values"]) and r["max"] == max(r["values"])
+        assert (
+            r["min"] <= r["mean"] <= r["max"]
+            and r["min"] == min(r["values"])
+            and r["max"] == max(r["values"])
+        )
         assert r["std"] >= 0 and r["n"] > 0
     # the run's own report, row by row, is seed 0's values
     run_rows = json.loads((qs / "report" / "results.json").read_text())
@@ -76,12 +94,19 @@ def test_quickstart_seeds_bench_reproduces_the_run_and_resumes(tmp_path):
     assert again["rows"] == rows and again["seconds_per_seed"] == figures["seconds_per_seed"]
 
 
-def test_quickstart_seeds_bench_refuses_a_folder_that_is_no_quickstart(tmp_path):
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [("0", "finished `tflocal quickstart --out DIR`"), ("0,0", "give distinct integers")],
+)
+def test_quickstart_seeds_bench_bad_input_is_one_clear_line(tmp_path, seeds, message):
     out = subprocess.run(
-        [sys.executable, "bench/quickstart_seeds.py", "--run", str(tmp_path), "--seeds", "0"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [sys.executable, "bench/quickstart_seeds.py", "--run", str(tmp_path), "--seeds", seeds],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": subprocess_pythonpath()},
-    )  # fmt: skip
+    )
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1].startswith("quickstart_seeds: error: ")
-    assert "finished `tflocal quickstart --out DIR`" in out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert out.stderr.startswith("quickstart_seeds: error: ") and message in out.stderr
