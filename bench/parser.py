@@ -140,7 +140,23 @@ def explain_accuracy() -> dict:
             "right_op": round(sum(g["op"] == op for g, op, _ in got) / n, 4),
             "right_op_and_kind": round(sum((g["op"], g["kind"]) == (op, k) for g, op, k in got) / n, 4),
         }
-    return {**out["table"], "held_out": out["held_out"]}
+    real = {}
+    for name in ("explain_pairs_real.jsonl", "explain_pairs_real_heldout.jsonl"):
+        with open(ROOT / "tests" / "data" / name, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        per: dict = {}
+        for r in rows:
+            g = explain(r["positive"], r["negative"])
+            for key in (r["class"], "overall"):
+                s = per.setdefault(key, [0, 0, 0])
+                s[0] += g["op"] == r["op"]
+                s[1] += (g["op"], g["kind"]) == (r["op"], r["kind"])
+                s[2] += 1
+        real[name.removesuffix(".jsonl")] = {
+            k: {"n": n, "right_op": round(a / n, 4), "right_op_and_kind": round(b / n, 4)}
+            for k, (a, b, n) in per.items()
+        }
+    return {**out["table"], "held_out": out["held_out"], "real": real}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             f"explain on {name} of {ex['n']} pairs: right operator {ex['right_op']:.1%}, "
             f"right operator and kind {ex['right_op_and_kind']:.1%}"
         )
+    for table, per in res["explain"]["real"].items():
+        for cls, ex in per.items():
+            print(
+                f"explain on {table} [{cls}] of {ex['n']} pairs: right operator {ex['right_op']:.1%}, "
+                f"right operator and kind {ex['right_op_and_kind']:.1%}"
+            )
     print(json.dumps(res))
     return 0
 
