@@ -22,7 +22,10 @@ from tflocal.errors import UserError
 
 COMMANDS: dict[str, str] = {
     "cache": "encode images and captions once with a frozen encoder into an HDF5 cache (resumable)",
-    "negatives": "add SWAP/REPLACE/ADD hard negatives to a JSONL manifest, or explain caption/negative pairs",
+    "negatives": (
+        "add SWAP/REPLACE/ADD hard negatives to a JSONL manifest, explain caption/negative pairs, "
+        "or measure how many of a benchmark's negatives they reproduce"
+    ),
     "shapes": "render ShapesWorld (shapes, colors, sizes, textures, relations) with captions and negatives",
     "train": "train an alignment head (tflocal or global) on a cache",
     "eval": "evaluate scorers on a benchmark (SugarCrepe, Winoground, ARO, ...) and write results + plots",

@@ -15,6 +15,10 @@ class NegativesConfig:
     (e.g. ``karpathy:data/coco/dataset_coco.json?split=train,restval``) to turn into a manifest."""
     explain: str | None = None
     """Instead: lines ``{"caption": ..., "negative": ...}`` to label with op and kind."""
+    replicate: str | None = None
+    """Instead: ``BENCH:PATH`` (sugarcrepe, aro, vg_relation, vg_attribution, coco_order, valse) to
+    measure how many of the benchmark's negatives the operators make at depth <= 2; ``--out``
+    gets JSON (one object per subset) and a markdown table next to it."""
     out: str = ""
     """Output JSONL."""
     ops: list[str] = field(default_factory=lambda: ["swap", "replace", "add"])
@@ -30,10 +34,12 @@ class NegativesConfig:
     ('tflocal', as the operators label it)."""
 
     def __post_init__(self) -> None:
-        if bool(self.data) == bool(self.explain):
-            raise UserError("give exactly one of --in/--data MANIFEST and --explain PAIRS.jsonl")
+        if sum(bool(x) for x in (self.data, self.explain, self.replicate)) != 1:
+            raise UserError(
+                "give exactly one of --in/--data MANIFEST, --explain PAIRS.jsonl and --replicate BENCH:PATH"
+            )
         if not self.out:
-            raise UserError("missing 'out': give --out OUT.jsonl")
+            raise UserError(f"missing 'out': give --out {'OUT.json' if self.replicate else 'OUT.jsonl'}")
         bad = [o for o in self.ops if o not in OPERATORS]
         if bad or not self.ops:
             raise UserError(f"--ops: unknown operator(s) {bad}; choose from {sorted(OPERATORS)}")

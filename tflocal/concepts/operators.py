@@ -280,15 +280,155 @@ def add_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
     return out
 
 
+# ------------------------------------------------------------------------------ numbers, comparatives, negation
+NUMBERS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+QUANTITIES = [*NUMBERS, "several", "many", "few", "some"]
+"""Words that state how many: the numbers (REPLACE'able) and vague quantities (SWAP only)."""
+COMPARATIVES = {
+    "big": "bigger", "small": "smaller", "large": "larger", "tall": "taller", "short": "shorter",
+    "long": "longer", "old": "older", "young": "younger", "wide": "wider", "thin": "thinner",
+    "thick": "thicker", "high": "higher", "low": "lower", "little": "littler", "huge": "huger",
+    "tiny": "tinier", "heavy": "heavier", "light": "lighter", "dark": "darker", "bright": "brighter",
+}  # fmt: skip
+"""Size-like adjective -> its -er form, for the comparative SWAP."""
+_BASE_OF = {er: base for base, er in COMPARATIVES.items()}
+
+
+def _quantity_slots(cap: Caption) -> list[tuple[int, str, int | None]]:
+    """``(token, quantity word, object index or None)`` for each quantity in the caption: a
+    determiner of an object ("two men"), or the first part of a hyphenated compound
+    ("four-wheelers", object None: the compound keeps its form)."""
+    det_of = {o.det[0]: i for i, o in enumerate(cap.objects) if o.det[1] == o.det[0] + 1}
+    out = []
+    for q, t in enumerate(cap.tokens):
+        if not t.is_word:
+            continue
+        if t.lower in QUANTITIES and q in det_of:
+            out.append((q, t.lower, det_of[q]))
+        elif "-" in t.lower and t.lower.split("-", 1)[0] in NUMBERS:
+            out.append((q, t.lower.split("-", 1)[0], None))
+    return out
+
+
+def _cased(word: str, like: str) -> str:
+    return word[:1].upper() + word[1:] if like[:1].isupper() else word
+
+
+def _number_edits(cap: Caption, v: Vocabulary, slot: tuple[int, str, int | None], new: str) -> Edit:
+    """Edits putting quantity ``new`` at ``slot``: the word itself, and for an object's
+    determiner the head noun's number and the words that agree with it ("is" -> "are")."""
+    q, old, i = slot
+    tok = cap.tokens[q].text
+    if i is None:
+        return [((q, q + 1), [new + tok[len(old) :]])]
+    o = cap.objects[i]
+    plural = new != "one"
+    edit: Edit = [((q, q + 1), [_cased(new, tok)])]
+    if plural != o.plural and o.lemma not in v.mass_nouns:
+        edit.append((o.span, v.inflect(o.lemma, plural).split()))
+        edit += agreement_edits(cap, i, o.category, plural, [o.phrase])
+        if not any(s[0] >= o.phrase[1] for s, _ in edit[2:]):
+            nxt = o.phrase[1]
+            table = _PLUR_COPULA if plural else _SING_COPULA
+            if nxt < len(cap.tokens) and cap.tokens[nxt].lower in table:
+                edit.append(((nxt, nxt + 1), [table[cap.tokens[nxt].lower]]))
+    return edit
+
+
+def swap_quantity(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Exchange two quantities ("two men on four-wheelers" -> "four men on two-wheelers"); the
+    nouns and verbs follow the new numbers ("one plane and several cars" -> "several planes
+    and one car"). Kind ``attribute``, as the benchmarks label it."""
+    slots = _quantity_slots(cap)
+    out = []
+    for a in range(len(slots)):
+        for b in range(a + 1, len(slots)):
+            sa, sb = slots[a], slots[b]
+            if sa[1] == sb[1]:
+                continue
+            edit = _number_edits(cap, v, sa, sb[1]) + _number_edits(cap, v, sb, sa[1])
+            out.append(Candidate("swap", "attribute", edit, (sa[1], sb[1])))
+    return out
+
+
+def replace_number(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Replace a number by the next one up or down ("two" -> "three"; "one dog is" -> "two
+    dogs are"). Kind ``attribute``."""
+    words = set(cap.words())
+    out = []
+    for slot in _quantity_slots(cap):
+        if slot[1] not in NUMBERS:
+            continue
+        k = NUMBERS.index(slot[1])
+        for new in [NUMBERS[j] for j in (k + 1, k - 1) if 0 <= j < len(NUMBERS)]:
+            if new in words:
+                continue
+            edit = _number_edits(cap, v, slot, new)
+            out.append(Candidate("replace", "attribute", edit, (slot[1], new), (new,)))
+    return out
+
+
+def swap_comparative(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Exchange two size words of which one is comparative, both ending in the -er form ("a
+    large boat next to a smaller boat" -> "a smaller boat next to a larger boat"). Kind
+    ``attribute``."""
+    slots = []
+    for q, t in enumerate(cap.tokens):
+        if t.is_word and (t.lower in COMPARATIVES or t.lower in _BASE_OF):
+            slots.append((q, _BASE_OF.get(t.lower, t.lower), t.lower in _BASE_OF))
+    out = []
+    for a in range(len(slots)):
+        for b in range(a + 1, len(slots)):
+            (qa, ba, ca), (qb, bb, cb) = slots[a], slots[b]
+            if ba == bb or not (ca or cb):
+                continue
+            wa, wb = COMPARATIVES[bb], COMPARATIVES[ba]
+            edit: Edit = [
+                ((qa, qa + 1), [_cased(wa, cap.tokens[qa].text)]),
+                ((qb, qb + 1), [_cased(wb, cap.tokens[qb].text)]),
+            ]
+            out.append(Candidate("swap", "attribute", edit, (ba, bb)))
+    return out
+
+
+_DO = {False: "does", True: "do"}
+
+
+def negate_relation(cap: Caption, v: Vocabulary) -> list[Candidate]:
+    """Negate a verb ("a plate that has broccoli" -> "a plate that does not have broccoli";
+    "a man wearing yellow" -> "a man not wearing yellow"). A REPLACE of the relation."""
+    if "not" in cap.words() or "n't" in cap.words():
+        return []
+    verbs = {r.verb_span[0] for r in cap.relations if r.verb_span is not None}
+    nouns = {q for o in cap.objects for q in range(*o.span)}
+    out = []
+    for q, t in enumerate(cap.tokens):
+        if not t.is_word:
+            continue
+        w = t.lower
+        if w in ("has", "have"):
+            edit: Edit = [((q, q + 1), [_cased(_DO[w == "have"], t.text), "not", "have"])]
+        elif w.endswith("ing") and (w in v.verb_set or q in verbs) and q not in nouns:
+            edit = [((q, q), ["not"])]
+        else:
+            continue
+        out.append(Candidate("replace", "relation", edit, (w, f"not {w}"), ("not",)))
+    return out
+
+
 Generator = Callable[[Caption, Vocabulary], list[Candidate]]
 
 OPERATORS: dict[str, dict[str, list[Generator]]] = {
     "swap": {
-        "attribute": [swap_attribute],
+        "attribute": [swap_attribute, swap_quantity, swap_comparative],
         "object": [swap_object],
         "relation": [swap_relation, swap_object],
     },
-    "replace": {"attribute": [replace_attribute], "object": [replace_object], "relation": [replace_relation]},
+    "replace": {
+        "attribute": [replace_attribute, replace_number],
+        "object": [replace_object],
+        "relation": [replace_relation, negate_relation],
+    },
     "add": {"attribute": [add_attribute], "object": [add_object]},
 }
 """op -> kind -> generators whose candidates may carry that (op, kind) label."""

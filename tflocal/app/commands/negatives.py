@@ -1,4 +1,5 @@
-"""`tflocal negatives`: add SWAP/REPLACE/ADD hard negatives to a manifest, or explain pairs."""
+"""`tflocal negatives`: add SWAP/REPLACE/ADD hard negatives to a manifest, explain pairs, or
+measure how many of a benchmark's negatives the operators reproduce."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from tflocal.concepts.manifest import add_negatives, explain_file
 EPILOG = """examples:
   tflocal negatives --in data/manifest.jsonl --out data/manifest_negatives.jsonl --depth 1,2
   tflocal negatives --in "karpathy:data/coco/dataset_coco.json?split=val" --out data/coco/val_negatives.jsonl
-  tflocal negatives --explain pairs.jsonl --out pairs_explained.jsonl"""
+  tflocal negatives --explain pairs.jsonl --out pairs_explained.jsonl
+  tflocal negatives --replicate sugarcrepe:data/sugarcrepe --out replicate.json"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(NegativesConfig, args)
+    if cfg.replicate:
+        return _replicate(cfg)
     if cfg.explain:
         counts = explain_file(cfg.explain, cfg.out, cfg.kinds)
     else:
@@ -27,4 +31,16 @@ def run(args: argparse.Namespace) -> int:
     for key, n in sorted(counts.items()):
         print(f"{key}\t{n}")
     print(f"wrote {cfg.out}")
+    return 0
+
+
+def _replicate(cfg: NegativesConfig) -> int:
+    from tflocal.concepts.replicate import replicate, write_report
+
+    rows = replicate(cfg.replicate)
+    md = write_report(rows, cfg.out)
+    print("bench\tsubset\tn\treplicated\trate")
+    for r in rows:
+        print(f"{r['bench']}\t{r['subset']}\t{r['n']}\t{r['replicated']}\t{r['rate']:.1%}")
+    print(f"wrote {cfg.out} and {md}")
     return 0
