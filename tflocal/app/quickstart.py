@@ -171,8 +171,9 @@ def _stage(timings: dict[str, float]):
 
 
 EXPECTED_MINUTES = {True: "4-6", False: "about 12"}
-"""Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively (the
-figures in docs/results/quickstart.md and docs/results/performance.md)."""
+"""Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively: with it,
+the runs in docs/results/quickstart.md and docs/experiments.md; without it (AVX2 only, fp32
+towers), a run on a 2-core AMD EPYC of this machine class."""
 
 
 def plan(cfg: QuickstartConfig) -> str:
