@@ -30,7 +30,6 @@ import dataclasses
 import json
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from cache_tools.encoders.towers import native_bf16  # noqa: E402
+from cache_tools.infra.machine import cpu_model  # noqa: E402
 from tflocal.app.pipeline import run_pipeline  # noqa: E402
 from tflocal.app.quickstart import HEADS, QuickstartConfig  # noqa: E402
 from tflocal.config import from_dict  # noqa: E402
@@ -199,21 +199,6 @@ def claims(per_seed: dict[int, list[dict]]) -> tuple[dict[str, bool], dict[str, 
     below = {s: [seed for seed, g in by_seed.items() if g < 0] for s, by_seed in gaps.items() if not every[s]}
     ood = gaps.get("test_ood/swap")
     return every, below, (round(100 * min(ood.values()), 4) if ood else None)
-
-
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        found = re.search(r"^Model name:\s*(.+)$", text, re.M)
-        if found:
-            return found.group(1).strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-    except OSError:
-        found = None
-    return found.group(1).strip() if found else "unknown"
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

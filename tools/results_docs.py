@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import re
 import sys
 from collections.abc import Callable
@@ -529,17 +528,9 @@ def rel(path: Path) -> str:
 # -- importing measurements ----------------------------------------------------------------------
 def machine() -> str:
     """A one-line description of this machine (CPU model, cores, bf16 support)."""
-    cpu, flags = platform.processor() or platform.machine(), ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        cpu = re.search(r"model name\s*:\s*(.+)", info).group(1).strip()
-        flags = re.search(r"flags\s*:\s*(.+)", info).group(1).split()
-    except (OSError, AttributeError):
-        pass
-    import os
+    from cache_tools.infra.machine import describe
 
-    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return f"{cpu}, {os.cpu_count()} cores" + (f", native bf16 ({', '.join(bf16)})" if bf16 else "")
+    return describe()
 
 
 def write_data(name: str, command: str, figures: dict[str, Any], machine_desc: str | None) -> Path:
