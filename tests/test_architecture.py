@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "cache_tools": ["errors", "infra", "sources", "store", "encoders", "config", "write"],
     "tflocal": [
-        "errors", "config", "concepts", "shapesworld", "pairs", "models",
+        "errors", "config", "concepts", "shapesworld", "world3d", "pairs", "models",
         "scoring", "retrieval", "evaluate", "training", "app",
     ],
 }

@@ -9,6 +9,7 @@ Formats (each module's docstring gives the exact layout):
 ========================  =================================================================
 ``jsonl:FILE|DIR``        generic manifest(s): image, captions, negatives, negative_images
 ``shapesworld:DIR``       ShapesWorld's train / test_id / test_ood manifests (= jsonl)
+``world3d:DIR``           the 3D world's manifests (= jsonl; minimal pairs share ``group``)
 ``coco:captions_*.json``  official COCO captions
 ``karpathy:dataset_*.json``  Karpathy splits of COCO / Flickr30k (``split=test``)
 ``sugarcrepe:DIR``        SugarCrepe's seven subset files
@@ -33,7 +34,7 @@ from cache_tools.sources.aro import AroSource, aro_alias
 from cache_tools.sources.base import Source
 from cache_tools.sources.bivlc import BiVLCSource
 from cache_tools.sources.coco import CocoCaptionsSource
-from cache_tools.sources.jsonl import JsonlSource, ShapesWorldSource
+from cache_tools.sources.jsonl import JsonlSource, ShapesWorldSource, World3DSource
 from cache_tools.sources.karpathy import KarpathySource
 from cache_tools.sources.sugarcrepe import SugarCrepeSource
 from cache_tools.sources.valse import ValseSource
@@ -43,6 +44,7 @@ from cache_tools.sources.winoground import WinogroundSource
 SOURCES: dict[str, Callable[..., Source]] = {
     "jsonl": JsonlSource,
     "shapesworld": ShapesWorldSource,
+    "world3d": World3DSource,
     "coco": CocoCaptionsSource,
     "karpathy": KarpathySource,
     "sugarcrepe": SugarCrepeSource,

@@ -153,3 +153,14 @@ class ShapesWorldSource(JsonlSource):
     """``shapesworld:DIR``: the JSONL manifests ShapesWorld writes (train / test_id / test_ood)."""
 
     name = "shapesworld"
+
+
+class World3DSource(JsonlSource):
+    """``world3d:DIR``: the JSONL manifests the 3D world writes (train / test_id / test_ood /
+    test_novel), the ShapesWorld line format plus minimal pairs: two lines of a test split share
+    ``"group"`` (``<split>/pair<k>``), one with ``"role": "original"`` and one with ``"role":
+    "negative"`` (its twin image), both with a ``"category"`` (color, material, size, quantity,
+    plane, depth, support, comparative, equality); ``role`` and ``category`` are kept in the image
+    meta, ``group`` in the record's group."""
+
+    name = "world3d"

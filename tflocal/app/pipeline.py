@@ -22,6 +22,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from tflocal.evaluate.config import EvalConfig
 from tflocal.evaluate.coverage import report_coverage
 from tflocal.evaluate.report import Row, write_json, write_markdown
 from tflocal.scoring.head import HeadScorer
-from tflocal.scoring.load import load_scorer
+from tflocal.scoring.load import is_sgi, load_scorer
 from tflocal.training.config import TrainConfig
 from tflocal.training.loop import train
 
@@ -76,7 +77,8 @@ def data_spec(cfg: EvalConfig) -> str:
 
 
 def _uses_sgi(cfg: EvalConfig) -> bool:
-    return any(s.split(":")[0] == "sgi" for s in cfg.scorers)
+    """An SGI scorer is asked for (``sgi``, ``sgi:W``, ``sgi@CKPT``, ``sgi:W@CKPT``): crops and an encoder."""
+    return any(is_sgi(s) for s in cfg.scorers)
 
 
 def benchmark_cache(cfg: EvalConfig, progress: bool = True) -> Path:
@@ -254,7 +256,9 @@ def write_report(rows: list[Row], out: Path, title: str, notes: Sequence[str] = 
         write_markdown(rows, out / "results.md", title=title, notes=notes),
     ]
     for bench in dict.fromkeys(r.benchmark for r in rows):
-        bench_rows = [r for r in rows if r.benchmark == bench and "/depth" not in r.subset]
+        # composition depths go to the depth plot; a subset named "<split>/depth" (world3d's
+        # in-front-of / behind minimal pairs) stays with the bars
+        bench_rows = [r for r in rows if r.benchmark == bench and not re.fullmatch(r".+/depth\d+", r.subset)]
         written.append(subset_bars(bench_rows, out / f"bars_{bench}.png", title=bench))
     depth = depth_plot(rows, out / "depth.png")
     if depth:

@@ -44,14 +44,24 @@ CACHES = {"train": "train", "test": "test_id,test_ood,test_novel"}
 """Cache file -> ShapesWorld splits in it."""
 
 
+WORLD_SIZES = {"2d": (3000, 500), "3d": (2000, 300)}
+"""World -> default (n_train, n_test)."""
+
+
 @dataclass
 class QuickstartConfig:
     out: str = "runs/quickstart"
     """Folder for everything: shapes/, caches/, runs/, report/."""
-    n_train: int = 3000
-    """ShapesWorld training images."""
-    n_test: int = 500
-    """Images in each of test_id and test_ood."""
+    world: str = "2d"
+    """2d: ShapesWorld; 3d: the 3D world (colour, material, size, quantity and five relation
+    types; test splits of minimal pairs scored image-to-text, text-to-image and as a group)."""
+    n_train: int | None = None
+    """Training images (2d: default 3000) or items (3d: default 2000; a share --train-pairs of
+    them with a twin image)."""
+    n_test: int | None = None
+    """Images (2d: default 500) or minimal pairs (3d: default 300) in each test split."""
+    train_pairs: float = 0.5
+    """3d only: share of training items that also get a minimal-pair twin image."""
     seed: int = 0
     encoder: str = TOWERS
     """Encoder for the cache (any registry name; the default needs no download)."""
@@ -88,6 +98,11 @@ class QuickstartConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.world not in WORLD_SIZES:
+            raise UserError(f"quickstart: --world {self.world!r} unknown; choices: {', '.join(WORLD_SIZES)}")
+        default_train, default_test = WORLD_SIZES[self.world]
+        self.n_train = default_train if self.n_train is None else self.n_train
+        self.n_test = default_test if self.n_test is None else self.n_test
         if self.n_train < 8 or self.n_test < 2:
             raise UserError("quickstart: --n-train must be >= 8 and --n-test >= 2")
         if self.device not in DEVICES:
@@ -106,10 +121,11 @@ class QuickstartConfig:
         return [
             CacheConfig(
                 encoder=self.encoder,
-                data=f"shapesworld:{self.shapes}",
+                data=f"{self.source}:{self.shapes}",
                 out=str(Path(self.out) / "caches" / f"{name}.h5"),
                 options={"split": splits if name == "train" else self.test_splits()},
                 batch_size=64,
+                crops=self.world == "3d" and name == "test",
                 device=None if self.device == "auto" else self.device,
             )
             for name, splits in CACHES.items()
@@ -134,22 +150,34 @@ class QuickstartConfig:
             for head in HEADS
         ]
 
+    @property
+    def source(self) -> str:
+        """The cache source (and benchmark) of the world."""
+        return "world3d" if self.world == "3d" else "shapesworld"
+
     def evaluation(self) -> EvalConfig:
-        """Both heads (and the baselines the cache allows) on test_id, test_ood and test_novel."""
+        """Both heads (and the baselines the cache allows; in 3d also SGI scoring crops through the
+        trained global head) on test_id, test_ood and test_novel."""
         ckpts = {str(Path(self.out) / "runs" / head / "best.pt"): label for head, label in HEADS.items()}
+        scorers = list(ckpts)
+        if self.world == "3d":
+            sgi = f"sgi@{Path(self.out) / 'runs' / 'global' / 'best.pt'}"
+            scorers.append(sgi)
+            ckpts = {**ckpts, sgi: "SGI (global head on crops)"}
         return EvalConfig(
-            bench="shapesworld",
+            bench=self.source,
             cache=str(Path(self.out) / "caches" / "test.h5"),
-            data=f"shapesworld:{self.shapes}",
+            data=f"{self.source}:{self.shapes}",
             options={"split": self.test_splits()},
-            scorers=list(ckpts),
+            encoder=self.encoder if self.world == "3d" else None,
+            scorers=scorers,
             labels=ckpts,
             baselines=True,
             out=str(Path(self.out) / "report"),
             device="cpu" if self.device == "auto" else self.device,
             heatmaps=self.heatmaps,
             heatmap_split="test_ood",
-            title="tflocal quickstart — ShapesWorld with frozen EfficientNet-Lite0 + MiniLM",
+            title=f"tflocal quickstart — {WORLD_TITLES[self.world]} with frozen EfficientNet-Lite0 + MiniLM",
         )
 
 
@@ -170,6 +198,7 @@ def _stage(timings: dict[str, float]):
     return _Timer
 
 
+WORLD_TITLES = {"2d": "ShapesWorld", "3d": "the 3D world"}
 EXPECTED_MINUTES = {True: "4-6", False: "about 12"}
 """Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively: with it,
 the runs in docs/results/quickstart.md and docs/experiments.md; without it (AVX2 only, fp32
@@ -188,9 +217,41 @@ def plan(cfg: QuickstartConfig) -> str:
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     line += f", device {device}, {torch.get_num_threads()} threads"
     defaults = QuickstartConfig(out=cfg.out, device=cfg.device, progress=cfg.progress)
-    if cfg == defaults and device == "cpu":
+    if cfg == defaults and device == "cpu":  # the figures are the 2d world's
         line += f"; expected {EXPECTED_MINUTES[native]} min on a 2-core CPU of this kind"
     return line
+
+
+def render_world(cfg: QuickstartConfig) -> None:
+    """Render the quickstart's world under ``cfg.shapes`` (kept when done: both resume)."""
+    if cfg.world == "3d":
+        from tflocal.world3d import generate as generate_3d
+
+        generate_3d(
+            cfg.shapes,
+            cfg.n_train,
+            cfg.n_test,
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            train_pairs=cfg.train_pairs,
+            progress=cfg.progress,
+        )
+        print(f"   {cfg.shapes}: {cfg.n_train} train items, {cfg.n_test} minimal pairs in each test split")
+        return
+    if not (cfg.shapes / "meta.json").exists():
+        generate(
+            cfg.shapes,
+            cfg.n_train,
+            cfg.n_test,
+            cfg.n_test,
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            progress=cfg.progress,
+            counterfactual=cfg.counterfactual,
+            n_test_novel=cfg.n_test,
+            vary_names=cfg.vary_names,
+        )
+    print(f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, test_ood and test_novel images each")
 
 
 def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
@@ -199,23 +260,8 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     stage = _stage(timings)
-    with stage("render ShapesWorld"):
-        if not (cfg.shapes / "meta.json").exists():
-            generate(
-                cfg.shapes,
-                cfg.n_train,
-                cfg.n_test,
-                cfg.n_test,
-                seed=cfg.seed,
-                image_size=cfg.image_size,
-                progress=cfg.progress,
-                counterfactual=cfg.counterfactual,
-                n_test_novel=cfg.n_test,
-                vary_names=cfg.vary_names,
-            )
-        print(
-            f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, test_ood and test_novel images each"
-        )
+    with stage(f"render {WORLD_TITLES[cfg.world]}"):
+        render_world(cfg)
     evaluation = cfg.evaluation()
     result = run_pipeline(evaluation, cfg.caches(), cfg.heads(), progress=cfg.progress, stage=stage)
     report = Path(evaluation.out)
@@ -237,7 +283,14 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
 
 
 def _headline(rows: list[Any]) -> list[Any]:
-    """The rows worth a first look: each split overall, by operator, and by depth."""
+    """The rows worth a first look: each split overall, by operator, and by depth; with minimal
+    pairs (the 3D world), their group score per category instead of depths and kinds."""
+    if any(r.metric == "group" for r in rows):
+        return [
+            r
+            for r in rows
+            if r.metric == "group" or (r.metric == "accuracy" and r.subset.split("/")[-1] in ("all", "swap"))
+        ]
     keep = []
     for r in rows:
         parts = r.subset.split("/")

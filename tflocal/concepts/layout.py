@@ -63,6 +63,10 @@ def token_char_spans(text: str, token_strings: Sequence[str]) -> list[tuple[int,
     return out
 
 
+PAIR_WORDS = ("a pair of", "pair of")
+"""Quantifiers the parser keeps without a number that state one: 2."""
+
+
 def caption_layout(
     text: str,
     token_strings: Sequence[str],
@@ -78,13 +82,27 @@ def caption_layout(
     K = ``max_objects``, R = ``max_relations``, T = ``len(token_strings)``. Objects past K and
     relations touching them are dropped.
     """
+    return caption_layout_counts(text, token_strings, vocab, max_objects, max_relations)[:3]
+
+
+def caption_layout_counts(
+    text: str,
+    token_strings: Sequence[str],
+    vocab: Vocabulary | None = None,
+    max_objects: int = MAX_OBJECTS,
+    max_relations: int = MAX_RELATIONS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`caption_layout` (one parse) plus ``counts`` int64 [K]: the number each object
+    phrase states ("two cubes": 2, "both", "a pair of": 2, "a cube": 1), 0 where it states none
+    ("the cube", "cubes") or where there is no object k."""
     T = len(token_strings)
     objects = np.zeros((max_objects, T), dtype=bool)
     rel_tokens = np.zeros((max_relations, T), dtype=bool)
     rel_args = np.full((max_relations, 2), -1, dtype=np.int64)
+    counts = np.zeros(max_objects, dtype=np.int64)
     cap = parse(text, vocab)
     if not cap.objects:
-        return objects, rel_tokens, rel_args
+        return objects, rel_tokens, rel_args, counts
     spans = token_char_spans(text, token_strings)
     starts = np.array([s[0] if s else -1 for s in spans], dtype=np.int64)
     ends = np.array([s[1] if s else -1 for s in spans], dtype=np.int64)
@@ -100,13 +118,22 @@ def caption_layout(
 
     for k, obj in enumerate(cap.objects[:max_objects]):
         objects[k] = mask([obj.phrase, *(a.span for a in cap.object_attributes(k))])
+        counts[k] = _stated_count(cap, obj)
     r = 0
     for rel in cap.relations:
         if r < max_relations and rel.subject < max_objects and rel.object < max_objects:
             rel_tokens[r] = mask([rel.span])
             rel_args[r] = (rel.subject, rel.object)
             r += 1
-    return objects, rel_tokens, rel_args
+    return objects, rel_tokens, rel_args, counts
+
+
+def _stated_count(cap: Any, obj: Any) -> int:
+    """The number an object phrase states (the parser's count, or 2 for "a pair of"), 0: none."""
+    if obj.count is not None:
+        return max(int(obj.count), 0)
+    det = " ".join(t.text.lower() for t in cap.tokens[obj.det[0] : obj.det[1]])
+    return 2 if det in PAIR_WORDS else 0
 
 
 def layout_tensors(
@@ -119,42 +146,46 @@ def layout_tensors(
 ) -> dict[str, torch.Tensor]:
     """Layouts of N captions padded to ``n_tokens`` token positions (None: the longest token
     list), as PairBatch fields: ``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool
-    [N, R, n_tokens], ``relations`` long [N, R, 2] (see :func:`caption_layout`). Tokens past
-    ``n_tokens`` are cut."""
+    [N, R, n_tokens], ``relations`` long [N, R, 2] (see :func:`caption_layout`), ``counts`` long
+    [N, K] (see :func:`caption_layout_counts`). Tokens past ``n_tokens`` are cut."""
     if len(texts) != len(token_strings):
         raise ValueError(f"layout_tensors: {len(texts)} captions but {len(token_strings)} token lists")
     if n_tokens is None:
         n_tokens = max((len(t) for t in token_strings), default=0)
     layouts = [
-        caption_layout(str(text), list(toks), vocab, max_objects, max_relations)
+        caption_layout_counts(str(text), list(toks), vocab, max_objects, max_relations)
         for text, toks in zip(texts, token_strings)
     ]
     return stack_layouts(layouts, n_tokens, max_objects, max_relations)
 
 
 def stack_layouts(
-    layouts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    layouts: Sequence[tuple[np.ndarray, ...]],
     n_tokens: int,
     max_objects: int = MAX_OBJECTS,
     max_relations: int = MAX_RELATIONS,
 ) -> dict[str, torch.Tensor]:
-    """N :func:`caption_layout` results padded or cut to ``n_tokens`` token positions, as the
-    PairBatch fields of :func:`layout_tensors`."""
+    """N :func:`caption_layout_counts` (or :func:`caption_layout`: counts 0) results padded or
+    cut to ``n_tokens`` token positions, as the PairBatch fields of :func:`layout_tensors`."""
     N = len(layouts)
     seg = np.zeros((N, max_objects, n_tokens), dtype=bool)
     rtok = np.zeros((N, max_relations, n_tokens), dtype=bool)
     rel = np.full((N, max_relations, 2), -1, dtype=np.int64)
-    for i, (o, rt, ra) in enumerate(layouts):
+    cnt = np.zeros((N, max_objects), dtype=np.int64)
+    for i, (o, rt, ra, *c) in enumerate(layouts):
         t = min(n_tokens, o.shape[1])
         seg[i, :, :t], rtok[i, :, :t], rel[i] = o[:, :t], rt[:, :t], ra
+        if c:
+            cnt[i] = c[0]
     return {
         "segments": torch.from_numpy(seg),
         "relation_tokens": torch.from_numpy(rtok),
         "relations": torch.from_numpy(rel),
+        "counts": torch.from_numpy(cnt),
     }
 
 
-LAYOUT_FIELDS = ("segments", "relation_tokens", "relations")
+LAYOUT_FIELDS = ("segments", "relation_tokens", "relations", "counts")
 """PairBatch fields :func:`layout_tensors` fills."""
 
 

@@ -18,6 +18,7 @@ from tflocal.evaluate.report import Row
 from tflocal.evaluate.shapesworld import evaluate_shapesworld
 from tflocal.evaluate.sugarcrepe import evaluate_sugarcrepe
 from tflocal.evaluate.valse import evaluate_valse
+from tflocal.evaluate.world3d import evaluate_world3d
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "shapesworld",
         {"split": "test_id,test_ood"},
         description="accuracy per split, op, kind, depth",
+    ),
+    "world3d": Benchmark(
+        evaluate_world3d,
+        "world3d",
+        {"split": "test_id,test_ood,test_novel"},
+        description="accuracy per split, op, kind, depth + minimal pairs' text / image / group per category",
     ),
     "coco_retrieval": Benchmark(
         evaluate_retrieval, "karpathy", {"split": "test"}, "Karpathy test R@1/5/10 both ways"

@@ -14,7 +14,7 @@ from tflocal.evaluate import BENCHMARKS
 class EvalConfig:
     bench: str = ""
     """Benchmark name (``tflocal.evaluate.BENCHMARKS``): sugarcrepe, bivlc, winoground, vg_relation,
-    vg_attribution, coco_order, flickr_order, valse, shapesworld, coco_retrieval, flickr_retrieval."""
+    vg_attribution, coco_order, flickr_order, valse, shapesworld, world3d, coco_retrieval, flickr_retrieval."""
     cache: str | None = None
     """Cache file of the benchmark; built here (with ``encoder`` and ``data``) when missing.
     Default: ``<out>/cache.h5``."""
@@ -28,7 +28,8 @@ class EvalConfig:
     encoder: str | None = None
     """Encoder registry name used to build a missing cache (and by SGI / raw-input scoring)."""
     scorers: list[str] = field(default_factory=lambda: ["cosine"])
-    """Scorers compared side by side: cosine, maxsim, sgi, sgi:W, or checkpoint paths."""
+    """Scorers compared side by side: cosine, maxsim, sgi, sgi:W, sgi@CKPT / sgi:W@CKPT (SGI
+    scoring with a trained global head, for towers whose globals are not aligned), or checkpoint paths."""
     labels: dict[str, str] = field(default_factory=dict)
     """Names shown in the report for some scorers, e.g. ``{runs/global/best.pt: global head}``."""
     baselines: bool = False
@@ -45,7 +46,8 @@ class EvalConfig:
     k_rerank: int = 100
     """Retrieval: first-stage candidates re-ranked by a scorer other than cosine."""
     crops: bool = False
-    """Build the cache with crop embeddings (implied when an ``sgi`` scorer is asked for)."""
+    """Build the cache with crop embeddings (implied when an ``sgi`` scorer, with or without a head,
+    is asked for)."""
     heatmaps: int = 4
     """Alignment heatmaps to draw (captions of the first images); 0 for none."""
     heatmap_split: str | None = None

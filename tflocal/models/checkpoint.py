@@ -27,10 +27,19 @@ from tflocal.models import build_head
 
 FORMAT = "tflocal-checkpoint"
 VERSION = 1
-LEGACY_MODEL_KEYS = {"global_path": False, "local_loss": False, "readout": "summary"}
+LEGACY_MODEL_KEYS = {
+    "global_path": False,
+    "local_loss": False,
+    "readout": "summary",
+    "relation_form": "direction",
+    "count_term": False,
+    "pair_features": "full",
+}
 """Model config keys a checkpoint may lack, with what a head saved without them was: saved
-before read-outs had a global path (``global_path``, ``local_loss``), or before there was a
-choice of read-out (``readout``: the joint summary read-out, the only one then). A checkpoint
+before read-outs had a global path (``global_path``, ``local_loss``), before there was a
+choice of read-out (``readout``: the joint summary read-out, the only one then), or before the
+``segments`` read-out had its pair relation and count terms (``relation_form``: the plane
+direction alone; ``count_term``: off). A checkpoint
 stores its resolved config in full (``model_cfg``), so one saved with a key at its default
 holds the key and is loaded as it was, whatever the default is now."""
 

@@ -9,6 +9,8 @@ from tflocal.errors import UserError
 POSITIONS = ("learned", "sinusoidal")
 READOUTS = ("summary", "summary+align", "segments")
 GLOBAL_FORMS = ("mlp", "dual")
+RELATION_FORMS = ("direction", "pair", "both")
+PAIR_FEATURES = ("full", "relational")
 
 
 @dataclass
@@ -51,6 +53,25 @@ class ModelConfig:
     residual block each, score = scaled cosine). 'dual' is separable: a late-interaction index
     stores its image side, and re-ranking K candidates costs K dot products instead of K passes
     through the blocks (``bench/rerank.py``)."""
+    relation_form: str = "direction"
+    """``segments`` read-out: how a relation ("left of") is scored from its two objects.
+    'direction': a learned direction in the plane from the predicate tokens, dotted with the
+    offset between where the two phrases were found (what a plane relation needs); 'pair': a
+    learned function (small MLP) of both phrases' attended region vectors, their product, both
+    locations, their offset and spatial extents, and the predicate (depth, support, comparatives,
+    attribute equality); 'both': their sum, each with its own learned weight. The pair term starts
+    at exactly 0, so 'both' scores as 'direction' at initialization. Checkpoints saved before this
+    key existed load with 'direction'."""
+    pair_features: str = "full"
+    """What the pair relation term reads of its two objects: 'full' (both attended region vectors,
+    their product and cosine) or 'relational' (their product and cosine only: nothing that
+    names either object alone); both add locations, offset, extents and the predicate."""
+    count_term: bool = False
+    """``segments`` read-out: score an object phrase that states a number >= 2 ("two red cubes")
+    also by how many regions carry it (soft counts at learned cosine thresholds and its top
+    cosines -> a small MLP -> log-probability of the stated count), so "two" and "three" differ.
+    Reads ``PairBatch.counts``; starts at exactly 0. Checkpoints saved before this key existed
+    load with False."""
     local_loss: bool | None = None
     """With ``global_path``: also train the localized score on a candidate-set loss of its own (as
     without the global path), besides the mixed score's loss. None: on for ``segments`` (whose
@@ -75,6 +96,14 @@ class ModelConfig:
         if self.global_form not in GLOBAL_FORMS:
             raise UserError(
                 f"model.global_form={self.global_form!r} unknown; choices: {', '.join(GLOBAL_FORMS)}"
+            )
+        if self.relation_form not in RELATION_FORMS:
+            raise UserError(
+                f"model.relation_form={self.relation_form!r} unknown; choices: {', '.join(RELATION_FORMS)}"
+            )
+        if self.pair_features not in PAIR_FEATURES:
+            raise UserError(
+                f"model.pair_features={self.pair_features!r} unknown; choices: {', '.join(PAIR_FEATURES)}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")

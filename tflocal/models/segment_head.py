@@ -10,11 +10,27 @@ Each modality is contextualized on its own (``depth`` transformer blocks over th
   matched as a whole, so the region that wins must carry *all* of its words: this is what binds
   attributes to objects ("red circle and blue square" vs "blue circle and red square"), and since
   the phrase is additive in its words it carries over to colour–shape pairs never seen together.
-* **relations** — each object's location is the soft-argmax (softmax over regions of
-  ``sharpness`` × cosine) of the 2-D patch coordinates; a relation ("left of") maps its predicate
-  tokens to a direction ``w`` in the plane and scores ``w · (subject − object)``.
+* **relations** — each object's attention is the softmax over regions of ``sharpness`` ×
+  cosine, and its location the soft-argmax of the 2-D patch coordinates under it. With
+  ``model.relation_form`` 'direction' (the default) or 'both', a relation ("left of") maps its
+  predicate tokens to a direction ``w`` in the plane and scores ``w · (subject − object)``. With
+  'pair' or 'both' it also gets a learned score ``f`` (an MLP, hidden 64) of the two objects'
+  attended region vectors (attention × region vectors) ``a_s``, ``a_o``, their product and
+  cosine, both locations and their offset, both attentions' spatial extents (soft std of x and
+  y), and the predicate (its tokens projected to 32 dims): what depth ("in front of"), support
+  ("on top of"), comparatives ("bigger than") and attribute equality ("same color as") need,
+  and a plane direction cannot express. ``f``'s last layer starts at 0.
+* **counts** (``model.count_term``) — an object phrase stating a number n >= 2 ("two red cubes",
+  ``PairBatch.counts``) is also scored by how many regions carry it: soft counts
+  ``sum_p sigmoid(a_j (cos_p − b_j))`` at 4 learned thresholds ``b_j`` and its 8 highest
+  cosines -> an MLP (hidden 64) -> logits over counts 1..8 (8 = "8 or more"); the term is
+  ``log_softmax[n] − log(1/8)``, the log-likelihood ratio of n against a uniform guess. The
+  MLP's last layer starts at 0, so the term starts at exactly 0.
 
-score = scale · mean over objects of their best cosine + relation_scale · mean over relations.
+score = scale · mean over objects of their best cosine + relation_scale · mean over relations
+of the direction term + pair_scale · mean over relations of ``f`` + count_scale · mean over
+counted phrases of the count term (each term only where configured). Both new terms start at
+exactly 0, so a head with them scores as one without them at initialization.
 A caption without a parsed object falls back to word-level MaxSim over the projected tokens.
 
 With ``global_path`` (the default; :mod:`tflocal.models.global_path`) the score also holds the
@@ -52,6 +68,27 @@ def grid_coordinates(grid: tuple[int, int], n_patches: int) -> torch.Tensor:
     return xy[:n_patches]
 
 
+PREDICATE_DIM = 32
+"""Width of the predicate embedding the pair relation term reads."""
+PAIR_HIDDEN = 64
+"""Hidden width of the pair relation term's MLP."""
+COUNT_THRESHOLDS = 4
+"""Learned cosine thresholds b_j of the count term's soft counts."""
+COUNT_TOP = 8
+"""Highest cosines of a phrase the count term reads besides its soft counts."""
+MAX_COUNT = 8
+"""Counts the count term tells apart: 1..MAX_COUNT, the last one meaning "MAX_COUNT or more"."""
+COUNT_HIDDEN = 64
+"""Hidden width of the count term's MLP."""
+
+
+def _zero_last(mlp: nn.Sequential) -> nn.Sequential:
+    """``mlp`` with its last Linear zeroed: its output is exactly 0 until trained."""
+    nn.init.zeros_(mlp[-1].weight)
+    nn.init.zeros_(mlp[-1].bias)
+    return mlp
+
+
 def _phrases(
     segments: torch.Tensor, token_mask: torch.Tensor, u: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,8 +100,9 @@ def _phrases(
 
 class SegmentHead(Head):
     """patches [B|U, P, D_img], patch_mask, tokens [B, T, D_txt], token_mask [B, T], segments
-    [B, K, T], relation_tokens [B, R, T], relations [B, R, 2] (+ image_global [B, D_gi],
-    text_global [B, D_gt] with the global path) -> scores [B] (see module docstring)."""
+    [B, K, T], relation_tokens [B, R, T], relations [B, R, 2] (+ counts [B, K] with
+    ``count_term``; + image_global [B, D_gi], text_global [B, D_gt] with the global path) ->
+    scores [B] (see module docstring)."""
 
     needs = ("patches", "patch_mask", "tokens", "token_mask", "segments", "relation_tokens", "relations")
     accepts_pair_image = True
@@ -93,12 +131,40 @@ class SegmentHead(Head):
         )
         self.image_out = nn.Linear(d, d)
         self.text_out = nn.Linear(d, d)
-        self.relation_in = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, 2))
+        form = cfg.relation_form
+        # the direction term's modules are built first whenever it is on, so that a head with the
+        # new terms starts from the same weights as one without them under the same seed
+        self.relation_in = (
+            nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, 2)) if form != "pair" else None
+        )
         self.scale = nn.Parameter(torch.tensor(10.0))
         self.sharpness = nn.Parameter(torch.tensor(10.0))
-        self.relation_scale = nn.Parameter(torch.tensor(1.0))
+        if self.relation_in is not None:
+            self.relation_scale = nn.Parameter(torch.tensor(1.0))
         if self.global_path is not None:  # the word-level fallback earns its own weight from 0
             self.word_scale = nn.Parameter(torch.tensor(0.0))
+        self.pair_mlp: nn.Sequential | None = None
+        if form != "direction":  # pair relation term: exactly 0 until trained
+            self.predicate_in = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, PREDICATE_DIM))
+            self.pair_full = cfg.pair_features == "full"
+            n_in = (3 if self.pair_full else 1) * d + 1 + 6 + 4 + PREDICATE_DIM
+            self.pair_mlp = _zero_last(
+                nn.Sequential(nn.Linear(n_in, PAIR_HIDDEN), nn.GELU(), nn.Linear(PAIR_HIDDEN, 1))
+            )
+            self.pair_scale = nn.Parameter(torch.tensor(1.0))
+        self.count_mlp: nn.Sequential | None = None
+        if cfg.count_term:  # count term: exactly 0 until trained
+            self.count_sharpness = nn.Parameter(torch.full((COUNT_THRESHOLDS,), 20.0))
+            self.count_thresholds = nn.Parameter(torch.linspace(0.2, 0.8, COUNT_THRESHOLDS))
+            self.count_mlp = _zero_last(
+                nn.Sequential(
+                    nn.Linear(COUNT_THRESHOLDS + COUNT_TOP, COUNT_HIDDEN),
+                    nn.GELU(),
+                    nn.Linear(COUNT_HIDDEN, MAX_COUNT),
+                )
+            )
+            self.count_scale = nn.Parameter(torch.tensor(1.0))
+            self.needs = (*self.needs, "counts")
 
     # -- the two towers --------------------------------------------------------------------
     def encode_image(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
@@ -193,18 +259,29 @@ class SegmentHead(Head):
             if bool((n_obj == 0).any())
             else torch.zeros_like(objects)
         )
-        relations = self.relation_scale.float() * self._relations(batch, sim, pmask)
+        att = torch.softmax(self.sharpness.float() * sim, dim=-1)  # [B, K, P]
+        relations = torch.zeros_like(objects)
+        if self.relation_in is not None:
+            relations = self.relation_scale.float() * self._relations(batch, sim, pmask, att)
+        if self.pair_mlp is not None:
+            relations = relations + self.pair_scale.float() * self._pair_relations(batch, att, v)
+        matched = self.scale.float() * objects
+        if self.count_mlp is not None:
+            matched = matched + self.count_scale.float() * self._counts(batch, sim, pmask, has_obj)
         if self.global_path is None:
-            return self.scale.float() * torch.where(n_obj > 0, objects, words) + relations
-        local = torch.where(n_obj > 0, self.scale.float() * objects, self.word_scale.float() * words)
+            return torch.where(n_obj > 0, matched, self.scale.float() * words) + relations
+        local = torch.where(n_obj > 0, matched, self.word_scale.float() * words)
         return self.global_path(batch, local + relations)
 
     def mix_weights(self) -> dict[str, float]:
         """The learned weights of the score's terms (logged during training)."""
-        out = {
-            "mix/objects": float(self.scale.detach()),
-            "mix/relations": float(self.relation_scale.detach()),
-        }
+        out = {"mix/objects": float(self.scale.detach())}
+        if self.relation_in is not None:
+            out["mix/relations"] = float(self.relation_scale.detach())
+        if self.pair_mlp is not None:
+            out["mix/pair_relations"] = float(self.pair_scale.detach())
+        if self.count_mlp is not None:
+            out["mix/counts"] = float(self.count_scale.detach())
         if self.global_path is not None:
             out.update(
                 {
@@ -222,9 +299,13 @@ class SegmentHead(Head):
         """The global head inside the global path (None without ``global_path``)."""
         return None if self.global_path is None else self.global_path.head
 
-    def _relations(self, batch: PairBatch, sim: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
-        """Mean over a caption's relations of w(predicate) · (where subject − where object): [B]."""
-        att = torch.softmax(self.sharpness.float() * sim, dim=-1)  # [B, K, P]
+    def _relations(
+        self, batch: PairBatch, sim: torch.Tensor, pmask: torch.Tensor, att: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean over a caption's relations of w(predicate) · (where subject − where object): [B].
+        ``att``: the phrases' attention over regions [B, K, P] when already computed."""
+        if att is None:
+            att = torch.softmax(self.sharpness.float() * sim, dim=-1)  # [B, K, P]
         xy = grid_coordinates(self.grid, sim.shape[-1]).to(att.device)
         where = att @ xy  # [B, K, 2]
         direction = once_per_caption(
@@ -239,13 +320,85 @@ class SegmentHead(Head):
         rel = torch.where(has_rel, rel, torch.zeros_like(rel))
         return rel.sum(-1) / has_rel.sum(-1).clamp(min=1)
 
+    def _pair_relations(self, batch: PairBatch, att: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Mean over a caption's relations of the pair term ``f`` (module docstring): [B].
+        att [B, K, P] the phrases' attention over regions, v [B, P, d] the region vectors."""
+        d = v.shape[-1]
+        xy = grid_coordinates(self.grid, att.shape[-1]).to(att.device)
+        with torch.autocast(att.device.type, enabled=False):
+            a = torch.bmm(att, v.float()) * d**0.5  # [B, K, d] attended region vectors, O(1) per dim
+        where = att @ xy  # [B, K, 2]
+        spread = (att @ xy.square() - where.square()).clamp(min=0).add(1e-6).sqrt()  # [B, K, 2]
+        args = batch.relations
+        has_rel = (args[..., 0] >= 0) & (args[..., 1] >= 0)
+        idx = args.clamp(min=0)
+
+        def pick(x: torch.Tensor, j: int) -> torch.Tensor:  # [B, K, c] -> [B, R, c]
+            return torch.gather(x, 1, idx[..., j : j + 1].expand(-1, -1, x.shape[-1]))
+
+        a_s, a_o = pick(a, 0), pick(a, 1)
+        w_s, w_o = pick(where, 0), pick(where, 1)
+        pred = once_per_caption(self._predicates, batch.relation_tokens, batch.token_mask, batch.tokens)
+        feats = torch.cat(
+            [
+                *((a_s, a_o) if self.pair_full else ()),
+                a_s * a_o / d**0.5,
+                F.cosine_similarity(a_s, a_o, dim=-1)[..., None],
+                w_s,
+                w_o,
+                w_s - w_o,
+                pick(spread, 0),
+                pick(spread, 1),
+                pred.expand(a_s.shape[0], -1, -1),
+            ],
+            dim=-1,
+        )  # [B, R, 3d + 43] ('full') or [B, R, d + 43] ('relational')
+        rel = self.pair_mlp(feats.to(self.pair_mlp[0].weight.dtype)).float()[..., 0]  # [B, R]
+        rel = torch.where(has_rel, rel, torch.zeros_like(rel))
+        return rel.sum(-1) / has_rel.sum(-1).clamp(min=1)
+
+    def _counts(
+        self, batch: PairBatch, sim: torch.Tensor, pmask: torch.Tensor, has_obj: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean over a caption's phrases stating a number n >= 2 of log p(n) − log(1/MAX_COUNT)
+        (module docstring), 0 for a caption without one: [B]. sim [B, K, P] (-inf at padded
+        patches), pmask [B, P], has_obj [B, K]."""
+        real = pmask[:, None, :]
+        cos = sim.float().masked_fill(~real, -1.0)  # [B, K, P]
+        soft = torch.sigmoid(self.count_sharpness.float() * (cos[..., None] - self.count_thresholds.float()))
+        soft = (soft * real[..., None]).sum(2)  # [B, K, J] soft counts
+        top = cos.topk(min(COUNT_TOP, cos.shape[-1]), dim=-1).values
+        if top.shape[-1] < COUNT_TOP:
+            top = torch.cat([top, top.new_full((*top.shape[:2], COUNT_TOP - top.shape[-1]), -1.0)], -1)
+        feats = torch.cat([soft, top], dim=-1)  # [B, K, J + COUNT_TOP]
+        logits = self.count_mlp(feats.to(self.count_mlp[0].weight.dtype)).float()  # [B, K, C]
+        # minus the log-probability of a uniform guess, computed the same way: exactly 0 at init
+        logp = F.log_softmax(logits, dim=-1) - F.log_softmax(torch.zeros_like(logits), dim=-1)
+        n = batch.counts.to(sim.device)
+        counted = has_obj & (n >= 2)
+        term = logp.gather(-1, (n.clamp(1, MAX_COUNT) - 1)[..., None])[..., 0]  # [B, K]
+        term = torch.where(counted, term, torch.zeros_like(term))
+        return term.sum(-1) / counted.sum(-1).clamp(min=1)
+
+    @staticmethod
+    def _pooled_predicate(relation_tokens: torch.Tensor, token_mask: torch.Tensor, tokens: torch.Tensor):
+        """Mean of each relation's predicate tokens: [B, R, D_txt] float32."""
+        rt = (relation_tokens & token_mask[:, None, :]).float()
+        return torch.einsum("brt,btc->brc", rt, tokens.float()) / rt.sum(-1, keepdim=True).clamp(min=1)
+
     def _directions(
         self, relation_tokens: torch.Tensor, token_mask: torch.Tensor, tokens: torch.Tensor
     ) -> torch.Tensor:
         """Each relation's direction in the plane from its predicate tokens: [B, R, 2]."""
-        rt = (relation_tokens & token_mask[:, None, :]).float()
-        pred = torch.einsum("brt,btc->brc", rt, tokens.float()) / rt.sum(-1, keepdim=True).clamp(min=1)
+        pred = self._pooled_predicate(relation_tokens, token_mask, tokens)
         return self.relation_in(pred.to(self.relation_in[1].weight.dtype)).float()
+
+    def _predicates(
+        self, relation_tokens: torch.Tensor, token_mask: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """Each relation's predicate embedding for the pair term: [B, R, PREDICATE_DIM]."""
+        pred = self._pooled_predicate(relation_tokens, token_mask, tokens)
+        return self.predicate_in(pred.to(self.predicate_in[1].weight.dtype)).float()
 
     def word_region_attention(self, batch: PairBatch) -> torch.Tensor:
         """[B, T, P]: where each caption token looks. Tokens of an object phrase share the

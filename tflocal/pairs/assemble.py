@@ -27,7 +27,7 @@ from cache_tools.infra.padding import pad_tokens
 from cache_tools.write.encode import EncodedImages, EncodedTexts, encode_images, encode_texts
 from tflocal.concepts.layout import (
     LAYOUT_FIELDS,
-    caption_layout,
+    caption_layout_counts,
     layout_tensors,
     stack_layouts,
 )
@@ -65,8 +65,8 @@ class ImageSide:
 class TextSide:
     """NT distinct captions. tokens: float16 [NT, T, D_txt] zero-padded; token_mask: bool [NT, T];
     text_global: float32 [NT, D_gt]; segments: bool [NT, K, T]; relation_tokens: bool [NT, R, T];
-    relations: long [NT, R, 2] (:mod:`tflocal.concepts.layout`); captions: NT strings.
-    Unneeded fields are None."""
+    relations: long [NT, R, 2]; counts: long [NT, K] (:mod:`tflocal.concepts.layout`); captions:
+    NT strings. Unneeded fields are None."""
 
     tokens: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
@@ -74,6 +74,7 @@ class TextSide:
     segments: torch.Tensor | None = None
     relation_tokens: torch.Tensor | None = None
     relations: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
     captions: list[str] | None = None
 
     def to(self, device: torch.device | str) -> TextSide:
@@ -141,23 +142,24 @@ def _text_side(
 
 
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""cache -> {text row: caption_layout(...)}: each cached caption is parsed once per process,
+"""cache -> {text row: caption_layout_counts(...)}: each cached caption is parsed once per process,
 not in every batch it appears in (parsing was most of a segments-head batch's build time)."""
 
 
 def layouts_from_cache(cache: Any, rows: np.ndarray, n_tokens: int | None = None) -> dict[str, torch.Tensor]:
     """:func:`tflocal.concepts.layout.layout_tensors` of cache texts ``rows`` [N], the same
     tensors (``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool [N, R, n_tokens],
-    ``relations`` long [N, R, 2]), with each row's layout computed once per cache and reused."""
+    ``relations`` long [N, R, 2], ``counts`` long [N, K]), with each row's layout computed once
+    per cache and reused."""
     memo = _LAYOUTS.setdefault(cache, {})
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     missing = [r for r in dict.fromkeys(rows.tolist()) if r not in memo]
     if missing:
         for r, toks in zip(missing, cache.token_strings_batch(np.asarray(missing, dtype=np.int64))):
-            memo[r] = caption_layout(str(cache.strings[r]), list(toks))
+            memo[r] = caption_layout_counts(str(cache.strings[r]), list(toks))
     layouts = [memo[r] for r in rows.tolist()]
     if n_tokens is None:
-        n_tokens = max((o.shape[1] for o, _, _ in layouts), default=0)
+        n_tokens = max((layout[0].shape[1] for layout in layouts), default=0)
     return stack_layouts(layouts, n_tokens)
 
 

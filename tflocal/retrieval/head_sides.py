@@ -176,7 +176,12 @@ def score_stored(
     return head(batch).float()
 
 
-ADDED_CONFIG_KEYS = {"global_form": "mlp"}
+ADDED_CONFIG_KEYS = {
+    "global_form": "mlp",
+    "relation_form": "direction",
+    "count_term": False,
+    "pair_features": "full",
+}
 """Config keys added after indexes were first written, with the value every earlier head had:
 they enter the fingerprint only when set otherwise, so an index built before stays valid."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tflocal.pairs.assemble import Pairs
 from tflocal.scoring.base import Scorer
 from tflocal.scoring.head import CosineScorer, HeadScorer, checkpoint_scorer, maxsim_scorer
-from tflocal.scoring.sgi import SGIScorer, sgi_score
+from tflocal.scoring.sgi import SGIScorer, sgi_combine, sgi_score
 
 __all__ = [
     "CosineScorer",
@@ -15,5 +15,6 @@ __all__ = [
     "Scorer",
     "checkpoint_scorer",
     "maxsim_scorer",
+    "sgi_combine",
     "sgi_score",
 ]

@@ -165,12 +165,18 @@ GENERIC_STEMS = ("last", "best", "final", "checkpoint", "model")
 """Checkpoint file names that say nothing: the scorer is then named ``<run folder>/<stem>``."""
 
 
+def checkpoint_label(path: str | Path) -> str:
+    """A checkpoint's name in reports: its stem, or ``<run folder>/<stem>`` for a generic stem."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.stem}" if p.stem in GENERIC_STEMS and p.parent.name else p.stem
+
+
 def checkpoint_scorer(
     path: str, cache: Any = None, encoder: Any = None, device: str = "cpu", **kw: Any
 ) -> HeadScorer:
     """A trained head from ``tflocal train``; refuses a cache from another embedding space.
     ``kw``: batch_size, progress, precision (see :class:`Scorer`)."""
     model, _info = load_head(path, cache=cache, device=device)
-    p = Path(path)
-    name = f"{p.parent.name}/{p.stem}" if p.stem in GENERIC_STEMS and p.parent.name else p.stem
-    return HeadScorer(model, str(name), cache, encoder, device=device, checkpoint=str(path), **kw)
+    return HeadScorer(
+        model, checkpoint_label(path), cache, encoder, device=device, checkpoint=str(path), **kw
+    )

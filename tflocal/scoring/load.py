@@ -1,4 +1,5 @@
-"""``load_scorer``: a scorer by name (``cosine``, ``maxsim``, ``sgi`` / ``sgi:W``) or checkpoint path.
+"""``load_scorer``: a scorer by name (``cosine``, ``maxsim``, ``sgi`` / ``sgi:W`` / ``sgi@CKPT`` /
+``sgi:W@CKPT``) or checkpoint path.
 
 Every scorer offers ``score(image_idx [B], text_idx [B]) -> [B]`` and ``score_matrix(image_idx [I],
 text_idx [J]) -> [I, J]`` over a cache's rows, and ``score_pairs(images, captions) -> [B]`` on PIL
@@ -13,6 +14,7 @@ from typing import Any
 
 from cache_tools.infra.precision import check_precision
 from tflocal.errors import UserError
+from tflocal.models.checkpoint import load_head
 from tflocal.scoring.base import Scorer
 from tflocal.scoring.head import CosineScorer, checkpoint_scorer, maxsim_scorer
 from tflocal.scoring.sgi import SGIScorer
@@ -26,14 +28,31 @@ def _maxsim(arg: str, **kw: Any) -> Scorer:
     return maxsim_scorer(**kw)
 
 
+def is_sgi(name: str) -> bool:
+    """``name`` asks for SGI: ``sgi``, ``sgi:W``, ``sgi@CKPT`` or ``sgi:W@CKPT`` (needs crops)."""
+    return str(name) == "sgi" or str(name).startswith(("sgi:", "sgi@"))
+
+
 def _sgi(arg: str, segmenter: Callable[[str], list[str]] | None = None, **kw: Any) -> Scorer:
+    """``arg``: what follows ``sgi:`` (``W``, ``W@CKPT``) or ``sgi`` (``@CKPT``, ""): the global
+    weight W (default 0) and the checkpoint of a trained global head (none: cosine of the globals)."""
+    text, at, ckpt = str(arg).partition("@")
     try:
-        weight = float(arg) if arg else 0.0
+        weight = float(text) if text else 0.0
     except ValueError as err:
         raise UserError(
-            f"scorer 'sgi:{arg}': the weight after ':' must be a number in [0, 1], e.g. sgi:0.3"
+            f"scorer 'sgi:{arg}': the weight after ':' must be a number in [0, 1], e.g. sgi:0.3 "
+            "(or sgi:0.3@CKPT with a global head)"
         ) from err
-    return SGIScorer(weight=weight, segmenter=segmenter, **kw)
+    head = None
+    if at:
+        if not ckpt.strip():
+            raise UserError(
+                "scorer 'sgi@': give the checkpoint of a trained global head after '@', e.g. "
+                "sgi:0.3@runs/global/best.pt"
+            )
+        head, _info = load_head(ckpt, cache=kw.get("cache"), device=kw.get("device", "cpu"))
+    return SGIScorer(weight=weight, segmenter=segmenter, head=head, checkpoint=ckpt if at else "", **kw)
 
 
 SCORERS: dict[str, Callable[..., Scorer]] = {"cosine": _cosine, "maxsim": _maxsim, "sgi": _sgi}
@@ -54,14 +73,20 @@ def load_scorer(
 
     Args:
         name_or_ckpt: ``cosine`` | ``maxsim`` | ``sgi`` | ``sgi:W`` (W = weight of the global
-            score) | a checkpoint file written by ``tflocal train``.
+            score) | ``sgi@CKPT`` / ``sgi:W@CKPT`` (SGI scoring with the trained global head in
+            CKPT, for caches whose image and text globals are not in one space) | a checkpoint
+            file written by ``tflocal train``.
         encoder: used by ``score_pairs`` and SGI (default: loaded from the cache's ``encoder``).
         segmenter: SGI's caption splitter (default :func:`tflocal.concepts.segments`).
         precision: ``fp32`` | ``bf16`` | ``fp16``, autocast of a trained head's forward (see
             :class:`Scorer`); the built-in scorers are baselines and always run in fp32.
     """
     check_precision(precision)
-    base, _, arg = str(name_or_ckpt).partition(":")
+    if is_sgi(name_or_ckpt):
+        name = str(name_or_ckpt)
+        base, arg = "sgi", name[4:] if name.startswith("sgi:") else name[3:]
+    else:
+        base, _, arg = str(name_or_ckpt).partition(":")
     kw = {
         "cache": cache,
         "encoder": encoder,
@@ -76,6 +101,6 @@ def load_scorer(
     if Path(name_or_ckpt).is_file():
         return checkpoint_scorer(str(name_or_ckpt), precision=precision, **kw)
     raise UserError(
-        f"unknown scorer {name_or_ckpt!r}: choose one of {', '.join(SCORERS)}, sgi:WEIGHT, or the path of a "
+        f"unknown scorer {name_or_ckpt!r}: choose one of {', '.join(SCORERS)}, sgi:WEIGHT, sgi:WEIGHT@CKPT, or the path of a "
         "checkpoint written by `tflocal train` (no such file)"
     )

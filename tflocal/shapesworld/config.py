@@ -16,10 +16,16 @@ def split_counts(n: int, n_train: int | None, n_test: int | None) -> tuple[int, 
     return n_train, n_test, n_test
 
 
+WORLDS = ("2d", "3d")
+
+
 @dataclass
 class RenderConfig:
     out: str = ""
     """Output folder."""
+    world: str = "2d"
+    """2d: ShapesWorld (flat shapes on a grid); 3d: the 3D world (cubes, spheres, cylinders on a
+    floor; test splits of minimal pairs, :mod:`tflocal.world3d`)."""
     n: int = 1000
     """Total images, split 80/10/10 (train/test_id/test_ood)."""
     n_train: int | None = None
@@ -38,10 +44,17 @@ class RenderConfig:
     image_size: int = 224
     workers: int = 2
     """Processes (output is identical for any number)."""
+    train_pairs: float = 0.5
+    """3d only: share of train items that also get a minimal-pair twin image (a negative image of
+    the caption in training). In the 3d world --n-test counts minimal pairs (two images each)."""
 
     def __post_init__(self) -> None:
         if not self.out:
             raise UserError("shapes: missing 'out': give --out DIR")
+        if self.world not in WORLDS:
+            raise UserError(f"shapes: --world {self.world!r} unknown; choices: {', '.join(WORLDS)}")
+        if self.world == "3d" and (self.counterfactual or self.vary_names):
+            raise UserError("shapes: --counterfactual and --vary-names are ShapesWorld (--world 2d) options")
         if not 0.0 <= self.vary_names <= 1.0:
             raise UserError(
                 f"shapes: --vary-names is a share of the train images, 0..1 (got {self.vary_names})"

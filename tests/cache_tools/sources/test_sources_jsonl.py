@@ -31,6 +31,7 @@ def test_registry_lists_every_format():
     assert set(SOURCES) == {
         "jsonl",
         "shapesworld",
+        "world3d",
         "coco",
         "karpathy",
         "sugarcrepe",

@@ -101,3 +101,42 @@ def test_quickstart_says_its_plan_before_any_work(monkeypatch):
         assert f"expected {qs.EXPECTED_MINUTES[native]} min" in line
     other = qs.plan(qs.QuickstartConfig(out="x", device="cpu", n_train=24))
     assert "expected" not in other  # the expected time holds for the default sizes only
+
+
+@pytest.mark.slow
+def test_quickstart_3d_tiny_end_to_end(tmp_path, capsys):
+    out = tmp_path / "qs3"
+    args = ["quickstart", "--world", "3d", "--out", str(out), "--n-train", "24", "--n-test", "9"]
+    assert main([*args, "--epochs", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| global head | TFLocal | SGI (global head on crops) |" in printed
+    assert "test_ood/groups" in printed
+    rows = json.loads((out / "report" / "results.json").read_text())
+    assert {r["benchmark"] for r in rows} == {"world3d"}
+    assert {r["scorer"] for r in rows} == {"global head", "TFLocal", "SGI (global head on crops)"}
+    by = {(r["subset"], r["metric"], r["scorer"]): r for r in rows}
+    for split in ("test_id", "test_ood", "test_novel"):
+        for cat in ("groups", "relation", "color", "quantity", "support", "equality"):
+            for metric in ("text", "image", "group"):
+                assert (f"{split}/{cat}", metric, "TFLocal") in by, (split, cat, metric)
+        assert by[(f"{split}/groups", "group", "TFLocal")]["n"] == 9
+        assert (f"{split}/swap", "accuracy", "TFLocal") in by
+    summary = json.loads((out / "report" / "quickstart.json").read_text())
+    assert summary["config"]["world"] == "3d" and summary["config"]["n_test"] == 9
+    assert (out / "shapes" / "meta.json").exists()
+    assert json.loads((out / "shapes" / "meta.json").read_text())["generator"] == "tflocal.world3d"
+
+
+def test_quickstart_world_defaults_and_bad_world():
+    from tflocal.app.quickstart import QuickstartConfig
+    from tflocal.errors import UserError
+
+    assert (QuickstartConfig().n_train, QuickstartConfig().n_test) == (3000, 500)
+    three = QuickstartConfig(world="3d")
+    assert (three.n_train, three.n_test) == (2000, 300)
+    assert three.caches()[1].crops and not three.caches()[0].crops
+    assert three.caches()[0].data.startswith("world3d:") and three.evaluation().bench == "world3d"
+    assert any(s.startswith("sgi@") for s in three.evaluation().scorers)
+    assert not QuickstartConfig().caches()[1].crops and QuickstartConfig().evaluation().bench == "shapesworld"
+    with pytest.raises(UserError, match="--world"):
+        QuickstartConfig(world="4d")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from tflocal.concepts.layout import caption_layout, layout_tensors, token_char_spans
+from tflocal.concepts.layout import caption_layout, caption_layout_counts, layout_tensors, token_char_spans
 
 WORDPIECE = ["[CLS]", "a", "small", "red", "he", "##xa", "##gon", "is", "left", "of", "a", "blue", "square", ".", "[SEP]"]  # fmt: skip
 TEXT = "A small red hexagon is left of a blue square."
@@ -94,3 +95,32 @@ def test_layout_tensors_pad_and_cut():
     assert not out["segments"][1].any()
     with pytest.raises(ValueError, match="2 captions but 1"):
         layout_tensors([TEXT, "x"], [WORDPIECE], n_tokens=4)
+
+
+def test_counts_are_the_numbers_the_phrases_state():
+    texts = [
+        "two small metal spheres left of three cubes",
+        "a pair of red cubes",
+        "both cubes are red",
+        "a red cube left of the sphere",
+        "cubes",
+        "zzz",
+    ]
+    out = layout_tensors(texts, [t.split() for t in texts])
+    assert out["counts"].dtype == torch.long and out["counts"].shape == (6, 4)
+    assert out["counts"].tolist() == [
+        [2, 3, 0, 0],
+        [2, 0, 0, 0],
+        [2, 0, 0, 0],
+        [1, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+    ]
+    # the counts come from the same parse as the masks, which stay what caption_layout gives
+    for i, t in enumerate(texts):
+        obj, rel_tok, rel = caption_layout(t, t.split())
+        assert np.array_equal(out["segments"][i, :, : obj.shape[1]].numpy(), obj)
+        assert not out["segments"][i, :, obj.shape[1] :].any()
+        assert np.array_equal(out["relations"][i].numpy(), rel)
+    counts = caption_layout_counts(texts[0], texts[0].split(), max_objects=1)[3]
+    assert counts.tolist() == [2]  # objects past max_objects have no count

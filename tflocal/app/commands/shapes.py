@@ -1,4 +1,5 @@
-"""`tflocal shapes`: render the ShapesWorld controlled dataset."""
+"""`tflocal shapes`: render a controlled dataset: ShapesWorld (``--world 2d``) or the 3D world
+(``--world 3d``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(RenderConfig, args)
+    if cfg.world == "3d":
+        from tflocal.world3d import generate as generate_3d
+
+        n_train, n_test, _ = cfg.counts
+        meta = generate_3d(
+            cfg.out,
+            n_train,
+            n_test,
+            cfg.n_novel,
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            workers=cfg.workers,
+            train_pairs=cfg.train_pairs,
+            progress=not args.quiet,
+        )
+        for split, st in meta["counts"].items():
+            print(
+                f"{split}: {st['images']} images ({st['pairs']} minimal pairs), {st['captions']} captions, "
+                f"{st['negatives']} negatives"
+            )
+        return 0
     meta = generate(
         cfg.out,
         *cfg.counts,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tflocal.concepts.layout import LAYOUT_FIELDS
 from tflocal.errors import UserError
 from tflocal.pairs.assemble import ImageSide, Pairs, TextSide
 from tflocal.retrieval.head_sides import score_stored, separable_global, tower_of
@@ -28,7 +29,7 @@ from tflocal.scoring.head import check_caption_length
 
 log = logging.getLogger("tflocal.app.serve")
 
-_TEXT = ("tokens", "token_mask", "text_global", "segments", "relation_tokens", "relations")
+_TEXT = ("tokens", "token_mask", "text_global", *LAYOUT_FIELDS)
 
 
 class StoredVectorsScorer:
