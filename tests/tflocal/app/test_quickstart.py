@@ -133,7 +133,8 @@ def test_quickstart_world_defaults_and_bad_world():
 
     assert (QuickstartConfig().n_train, QuickstartConfig().n_test) == (3000, 500)
     three = QuickstartConfig(world="3d")
-    assert (three.n_train, three.n_test) == (2000, 300)
+    assert (three.n_train, three.n_test, three.epochs) == (2000, 300, 10)
+    assert QuickstartConfig().epochs == 5
     assert three.caches()[1].crops and not three.caches()[0].crops
     assert three.caches()[0].data.startswith("world3d:") and three.evaluation().bench == "world3d"
     assert any(s.startswith("sgi@") for s in three.evaluation().scorers)

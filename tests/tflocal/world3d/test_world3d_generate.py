@@ -48,3 +48,16 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path) -> None:
     generate(tmp_path, n_train=2, n_test=1, n_novel=0, image_size=64, workers=1, progress=False)
     with pytest.raises(UserError, match="other settings"):
         generate(tmp_path, n_train=2, n_test=1, n_novel=0, seed=9, image_size=64, workers=1, progress=False)
+
+
+def test_shapes_command_renders_the_3d_world(tmp_path: Path, capsys) -> None:
+    from tflocal.app.cli import main
+
+    out = tmp_path / "w"
+    args = ["shapes", "--world", "3d", "--out", str(out), "--n-train", "3", "--n-test", "2", "--image-size", "64"]
+    assert main([*args, "--quiet", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "test_ood: 4 images (2 minimal pairs)" in printed
+    assert json.loads((out / "meta.json").read_text())["generator"] == "tflocal.world3d"
+    assert main(["shapes", "--world", "3d", "--out", str(out), "--counterfactual"]) == 2
+    assert "ShapesWorld (--world 2d) options" in capsys.readouterr().err
