@@ -66,7 +66,7 @@ def quantity_caption(scene: dict, rng: random.Random) -> dict | None:
         if 2 <= n <= 5:
             options.append({"shape": shape, "count": n})
         for key in ("material", "color", "size"):
-            for value in {o[key] for o in group}:
+            for value in sorted({o[key] for o in group}):
                 m = sum(o[key] == value for o in group)
                 if 2 <= m <= 5:
                     options.append({"shape": shape, key: value, "count": m})
