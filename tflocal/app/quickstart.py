@@ -100,7 +100,9 @@ class QuickstartConfig:
 
     def __post_init__(self) -> None:
         if self.world not in WORLD_DEFAULTS:
-            raise UserError(f"quickstart: --world {self.world!r} unknown; choices: {', '.join(WORLD_DEFAULTS)}")
+            raise UserError(
+                f"quickstart: --world {self.world!r} unknown; choices: {', '.join(WORLD_DEFAULTS)}"
+            )
         default_train, default_test, default_epochs = WORLD_DEFAULTS[self.world]
         self.n_train = default_train if self.n_train is None else self.n_train
         self.n_test = default_test if self.n_test is None else self.n_test
@@ -205,6 +207,9 @@ EXPECTED_MINUTES = {True: "4-6", False: "about 12"}
 """Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively: with it,
 the runs in docs/results/quickstart.md and docs/experiments.md; without it (AVX2 only, fp32
 towers), a run on a 2-core AMD EPYC of this machine class."""
+EXPECTED_MINUTES_3D = {True: "10-14"}
+"""The same for ``--world 3d``: fresh-clone runs on a 2-core Sapphire Rapids (README); not yet
+measured on a CPU without native bf16."""
 
 
 def plan(cfg: QuickstartConfig) -> str:
@@ -218,9 +223,10 @@ def plan(cfg: QuickstartConfig) -> str:
         line += " (this CPU runs bf16 natively)" if native else " (no native bf16 here: fp32 towers)"
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     line += f", device {device}, {torch.get_num_threads()} threads"
-    defaults = QuickstartConfig(out=cfg.out, device=cfg.device, progress=cfg.progress)
-    if cfg == defaults and device == "cpu":  # the figures are the 2d world's
-        line += f"; expected {EXPECTED_MINUTES[native]} min on a 2-core CPU of this kind"
+    defaults = QuickstartConfig(out=cfg.out, device=cfg.device, progress=cfg.progress, world=cfg.world)
+    expected = (EXPECTED_MINUTES if cfg.world == "2d" else EXPECTED_MINUTES_3D).get(native)
+    if cfg == defaults and device == "cpu" and expected:
+        line += f"; expected {expected} min on a 2-core CPU of this kind"
     return line
 
 

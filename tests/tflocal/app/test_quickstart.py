@@ -101,6 +101,11 @@ def test_quickstart_says_its_plan_before_any_work(monkeypatch):
         assert f"expected {qs.EXPECTED_MINUTES[native]} min" in line
     other = qs.plan(qs.QuickstartConfig(out="x", device="cpu", n_train=24))
     assert "expected" not in other  # the expected time holds for the default sizes only
+    monkeypatch.setattr(qs, "native_bf16", lambda: True)
+    three = qs.plan(qs.QuickstartConfig(out="x", device="cpu", world="3d"))
+    assert f"expected {qs.EXPECTED_MINUTES_3D[True]} min" in three
+    monkeypatch.setattr(qs, "native_bf16", lambda: False)
+    assert "expected" not in qs.plan(qs.QuickstartConfig(out="x", device="cpu", world="3d"))
 
 
 @pytest.mark.slow
