@@ -388,13 +388,18 @@ def gpu_demand(cache_path: Path, mfu: float) -> dict:
 
 def index_phase(shard_paths: list[Path], work: Path, min_images: int, queries: int, sharded: int) -> dict:
     from cache_tools.store.reader import open_cache
+    from cache_tools.store.shards import merge_shards
     from tflocal.models import ModelConfig, build_head
     from tflocal.retrieval import LateIndex, build_late_index
     from tflocal.scoring.head import HeadScorer
 
     first = open_cache(work / "cache.h5")
     repeat = max(1, math.ceil(min_images / first.n_images))
-    cache = first if repeat == 1 else open_cache(list(shard_paths) * repeat)
+    cache = (
+        first
+        if repeat == 1
+        else open_cache(merge_shards(work / "index_cache.h5", list(shard_paths) * repeat))
+    )
     torch.manual_seed(0)
     head = build_head(
         "tflocal", ModelConfig(width=128, depth=1, heads=4, readout="segments"), cache.attrs

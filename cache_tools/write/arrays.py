@@ -78,7 +78,7 @@ def write_arrays(
     )
     captions = TextColumns(
         strings=list(texts),
-        tokens=packed.astype(np.float16),
+        tokens=packed.astype(np.float16, copy=False),
         offsets=offsets,
         token_strings=token_strings,
         global_=text_global,
@@ -226,7 +226,7 @@ def _write_file(
 
 def _write_images(img: h5py.Group, images: ImageColumns) -> None:
     create(img, "ids", images.ids, STR)
-    create(img, "patches", images.patches.astype(np.float16))
+    create(img, "patches", images.patches.astype(np.float16, copy=False))
     create(img, "global", images.global_)
     create(img, "group", images.group, STR)
     create(img, "meta", images.meta, STR)
