@@ -248,8 +248,13 @@ def draw_heatmaps(cfg: EvalConfig, cache: Any, scorers: list[Any], out: Path) ->
 
 def write_report(rows: list[Row], out: Path, title: str, notes: Sequence[str] = ()) -> list[Path]:
     """results.json, results.md (``notes`` under the table), per-benchmark bars and (when depths
-    are present) the depth plot."""
-    from tflocal.evaluate.plots import depth_plot, subset_bars  # matplotlib: only when plotting
+    or chains are present) the depth plot and the chain plot."""
+    from tflocal.evaluate.plots import (  # matplotlib: only when plotting
+        CHAIN_ROW,
+        chain_plot,
+        depth_plot,
+        subset_bars,
+    )
 
     written = [
         write_json(rows, out / "results.json"),
@@ -257,12 +262,21 @@ def write_report(rows: list[Row], out: Path, title: str, notes: Sequence[str] = 
     ]
     for bench in dict.fromkeys(r.benchmark for r in rows):
         # composition depths go to the depth plot; a subset named "<split>/depth" (world3d's
-        # in-front-of / behind minimal pairs) stays with the bars
-        bench_rows = [r for r in rows if r.benchmark == bench and not re.fullmatch(r".+/depth\d+", r.subset)]
+        # in-front-of / behind minimal pairs) stays with the bars; chains go to the chain plot
+        bench_rows = [
+            r
+            for r in rows
+            if r.benchmark == bench
+            and not re.fullmatch(r".+/depth\d+", r.subset)
+            and not CHAIN_ROW.fullmatch(r.subset)
+        ]
         written.append(subset_bars(bench_rows, out / f"bars_{bench}.png", title=bench))
     depth = depth_plot(rows, out / "depth.png")
     if depth:
         written.append(depth)
+    chains = chain_plot(rows, out / "chains.png")
+    if chains:
+        written.append(chains)
     return written
 
 

@@ -23,6 +23,14 @@ from tflocal.concepts.parser import parse
 from tflocal.concepts.render import apply_edit, normalize
 from tflocal.concepts.vocab import Vocabulary, default_vocabulary
 
+CHAIN_SEP = ">"
+"""Joins the operators of a chain in application order: ``"replace>swap"`` is a REPLACE then a SWAP."""
+
+
+def chain_name(ops: Sequence[str]) -> str:
+    """The chain of operators applied, e.g. ``["swap", "swap"] -> "swap>swap"`` (kinds left out)."""
+    return CHAIN_SEP.join(ops)
+
 
 @dataclass
 class Negative:
@@ -37,13 +45,20 @@ class Negative:
     touched: list[str] = field(default_factory=list)
     steps: list[tuple[str, str]] = field(default_factory=list)
 
+    @property
+    def chain(self) -> str:
+        """The operators of ``steps`` in application order (:func:`chain_name`); ``op`` when
+        ``steps`` is empty."""
+        return chain_name([op for op, _ in self.steps]) if self.steps else self.op
+
     def to_json(self, positive: int = 0) -> dict:
-        """The manifest form of a negative."""
+        """The manifest form of a negative (``chain``: see :attr:`chain`)."""
         return {
             "text": self.text,
             "op": self.op,
             "kind": self.kind,
             "depth": self.depth,
+            "chain": self.chain,
             "positive": positive,
         }
 

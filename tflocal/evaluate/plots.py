@@ -1,5 +1,5 @@
 """Pictures of a run (matplotlib, Agg): per-subset bars per scorer, accuracy versus composition
-depth, and word-to-region alignment heatmaps over the image."""
+depth, accuracy per chain of operators, and word-to-region alignment heatmaps over the image."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from cache_tools.encoders.geometry import covered_box
 from tflocal.evaluate.report import Row
 
 _DEPTH = re.compile(r"^(?P<split>.+)/depth(?P<d>\d+)$")
+_CHAIN = re.compile(r"^(?P<split>[^/]+)/chain/(?P<chain>.+)$")
+CHAIN_ROW = re.compile(r".+/chain/.+")
+"""Subsets of the chain plot (``<split>/chain/<chain>``), kept out of the per-subset bars."""
 
 
 def _plt() -> Any:
@@ -141,6 +144,57 @@ def depth_plot(
     ax.legend(fontsize=8)
     ax.set_title(title)
     return _save(fig, path, dpi=120)
+
+
+def chain_points(rows: Sequence[Row]) -> dict[str, dict[str, dict[str, float]]]:
+    """Rows with subsets ``<split>/chain/<chain>`` -> {split: {chain: {scorer: accuracy}}}."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        m = _CHAIN.match(r.subset)
+        if m and r.metric == "accuracy":
+            out.setdefault(m["split"], {}).setdefault(m["chain"], {})[r.scorer] = r.value
+    return out
+
+
+def chain_plot(
+    rows: Sequence[Row], path: str | Path, title: str = "accuracy by chain of operators"
+) -> Path | None:
+    """One panel per split; chains on the x axis grouped by depth (their length, dotted lines
+    between groups), one marker per scorer, accuracy in %. None when no chain rows exist."""
+    from tflocal.concepts.negatives import CHAIN_SEP
+
+    points = chain_points(rows)
+    if not points:
+        return None
+    plt = _plt()
+    scorers = _scorers([r for r in rows if _CHAIN.match(r.subset)])
+    markers = "osD^vP*X"
+    fig, axes = plt.subplots(
+        1, len(points), figsize=(4.6 * len(points) + 0.4, 4.2), squeeze=False, sharey=True
+    )
+    for ax, (split, by_chain) in zip(axes.ravel(), points.items()):
+        chains = sorted(by_chain, key=lambda c: (c.count(CHAIN_SEP), c))
+        x = np.arange(len(chains))
+        for j, s in enumerate(scorers):
+            ys = [100 * by_chain[c].get(s, float("nan")) for c in chains]
+            ax.plot(x, ys, marker=markers[j % len(markers)], linestyle="none", label=s)
+        depths = [c.count(CHAIN_SEP) + 1 for c in chains]
+        for k in range(1, len(chains)):
+            if depths[k] != depths[k - 1]:
+                ax.axvline(k - 0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xticks(x)
+        ax.set_xticklabels(chains, rotation=45, ha="right", fontsize=8)
+        ax.axhline(50, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(0, 100)
+        ax.set_xlim(-0.5, len(chains) - 0.5)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(split, fontsize=10)
+    axes.ravel()[0].set_ylabel("accuracy %")
+    handles, names = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper right", ncol=max(1, len(scorers)), fontsize=8, frameon=False)
+    fig.suptitle(title, x=0.02, ha="left", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return _save(fig, path, dpi=120, layout=False)
 
 
 def alignment_plot(

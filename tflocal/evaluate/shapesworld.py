@@ -3,6 +3,9 @@ and composition depth.
 
 Subsets are named ``<split>/all``, ``<split>/<op>``, ``<split>/<op>/<kind>`` and
 ``<split>/depth<d>`` (e.g. ``test_ood/swap/attribute``, ``test_ood/depth2``, ``test_id/all``),
+``<split>/chain/<chain>`` (the operators applied, in order: ``test_ood/chain/replace>swap``; a
+chain's depth is its length; from the negative's text meta ``chain``, absent in caches made
+before negatives recorded it, and then no chain rows),
 plus ``<split>/ordinary``: a caption against the caption of another image of the same split
 (the ordinary pairs a global-cosine model already gets right);
 the split is the image meta ``split`` (``test_id`` / ``test_ood`` / ``test_novel``; other splits
@@ -35,13 +38,16 @@ def shapes_metric(
     ops: list[str],
     kinds: list[str],
     depths: list[int | None],
+    chains: list[str | None] | None = None,
 ) -> dict[str, tuple[float, int]]:
-    """All arrays [N] -> {subset: (accuracy, n)} with the subset names of the module docstring."""
+    """All arrays [N] -> {subset: (accuracy, n)} with the subset names of the module docstring;
+    ``chains`` [N] (None, or None/"" entries: no chain rows for those pairs)."""
     correct = pair_correct(pos, neg)
     splits_a = np.asarray(splits, dtype=object).astype(str)
     ops_a = np.asarray(ops, dtype=object).astype(str)
     kinds_a = np.asarray(kinds, dtype=object).astype(str)
     depth_a = np.asarray([-1 if d is None else int(d) for d in depths])
+    chain_a = np.asarray([str(c or "") for c in (chains if chains is not None else [""] * len(depth_a))])
     out: dict[str, tuple[float, int]] = {}
 
     def put(name: str, m: np.ndarray) -> None:
@@ -60,6 +66,9 @@ def shapes_metric(
         for d in sorted(set(depth_a[ms].tolist())):
             if d >= 0:
                 put(f"{sp}/depth{d}", ms & (depth_a == d))
+        for c in sorted(set(chain_a[ms].tolist())):
+            if c:
+                put(f"{sp}/chain/{c}", ms & (chain_a == c))
     return out
 
 
@@ -97,9 +106,16 @@ def evaluate_shapesworld(cache: Any, scorer: Any, benchmark: str = "shapesworld"
         keep = np.isin(splits.astype(str), TEST_SPLITS)
         image, pos, neg, splits = image[keep], pos[keep], neg[keep], splits[keep]
     depths = text_meta_column(cache, neg, "depth", None)
+    chains = text_meta_column(cache, neg, "chain", None)
     s_pos, s_neg = score_pairs_of(scorer, image, pos, neg)
     res = shapes_metric(
-        s_pos, s_neg, list(splits), [str(o) for o in cache.op[neg]], [str(k) for k in cache.kind[neg]], depths
+        s_pos,
+        s_neg,
+        list(splits),
+        [str(o) for o in cache.op[neg]],
+        [str(k) for k in cache.kind[neg]],
+        depths,
+        chains,
     )
     all_splits = [str(sp or "") for sp in image_meta_column(cache, np.arange(cache.n_images), "split", "")]
     use = set(TEST_SPLITS) if any(sp in TEST_SPLITS for sp in all_splits) else set(all_splits)

@@ -205,7 +205,14 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
             if cf:
                 cf_rel = f"images/{split}/{index:06d}cf.png"
                 draw_scene(cf).save(Path(out_dir) / cf_rel, compress_level=1)
-                back = {"text": captions[ci], "op": "swap", "kind": neg["kind"], "depth": 1, "positive": 0}
+                back = {
+                    "text": captions[ci],
+                    "op": "swap",
+                    "kind": neg["kind"],
+                    "depth": 1,
+                    "chain": "swap",
+                    "positive": 0,
+                }
                 twin = {
                     "id": f"{item_id}cf",
                     "image": cf_rel,
