@@ -59,7 +59,9 @@ def test_add_negatives_to_manifest(tmp_path):
         negs = [n for n in row["negatives"] if isinstance(n, dict)]
         assert negs
         for n in negs:
-            assert set(n) == {"text", "op", "kind", "depth", "positive"}
+            assert set(n) == {"text", "op", "kind", "depth", "chain", "positive"}
+            chain = n["chain"].split(">")  # the operators applied, in order
+            assert len(chain) == n["depth"] and (n["op"] == "mixed" or set(chain) == {n["op"]})
             cap = row["captions"][n["positive"]]
             assert normalize(n["text"]) != normalize(cap)
             assert n["depth"] in (1, 2)
