@@ -40,3 +40,21 @@ def make_batch(attrs: dict, B: int = 3, T: int = 5, seed: int = 0) -> PairBatch:
         image_global=torch.randn(B, attrs["global_image_dim"], generator=g),
         text_global=torch.randn(B, attrs["global_text_dim"], generator=g),
     )
+
+
+def with_layout(batch: PairBatch, counts: bool = False) -> PairBatch:
+    """``batch`` (3 rows, T >= 5) with a caption layout: row 0 objects {0,1} and {3,4}, relation
+    token 2 links them; row 1 one object {0,1,2}; row 2 no object (word-level fallback). With
+    ``counts``, row 0's objects state 2 and 3 ("two ...", "three ...") and the others none."""
+    B, T = batch.tokens.shape[:2]
+    seg = torch.zeros(B, 2, T, dtype=torch.bool)
+    seg[0, 0, [0, 1]] = seg[0, 1, [3, 4]] = True
+    seg[1, 0, [0, 1, 2]] = True
+    rel_tok = torch.zeros(B, 1, T, dtype=torch.bool)
+    rel_tok[0, 0, 2] = True
+    rel = torch.full((B, 1, 2), -1, dtype=torch.long)
+    rel[0, 0] = torch.tensor([0, 1])
+    batch.segments, batch.relation_tokens, batch.relations = seg, rel_tok, rel
+    if counts:
+        batch.counts = torch.tensor([[2, 3], [0, 0], [0, 0]])
+    return batch

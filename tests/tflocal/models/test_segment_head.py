@@ -6,27 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.pair_batches import TOWERS, make_batch
+from helpers.pair_batches import TOWERS, make_batch, with_layout
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, PairBatch, SegmentHead, build_head, maxsim_score
 from tflocal.models.segment_head import grid_coordinates
 
 CFG = ModelConfig(width=32, depth=1, heads=4, readout="segments")
-
-
-def with_layout(batch: PairBatch) -> PairBatch:
-    """Row 0: objects {0,1} and {3,4}, relation token 2 links them; row 1: one object {0,1,2};
-    row 2: no object (word-level fallback)."""
-    B, T = batch.tokens.shape[:2]
-    seg = torch.zeros(B, 2, T, dtype=torch.bool)
-    seg[0, 0, [0, 1]] = seg[0, 1, [3, 4]] = True
-    seg[1, 0, [0, 1, 2]] = True
-    rel_tok = torch.zeros(B, 1, T, dtype=torch.bool)
-    rel_tok[0, 0, 2] = True
-    rel = torch.full((B, 1, 2), -1, dtype=torch.long)
-    rel[0, 0] = torch.tensor([0, 1])
-    batch.segments, batch.relation_tokens, batch.relations = seg, rel_tok, rel
-    return batch
 
 
 def padded(batch: PairBatch, extra_p: int, extra_t: int) -> PairBatch:

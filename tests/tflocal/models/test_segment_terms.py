@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.pair_batches import TOWERS, make_batch
+from helpers.pair_batches import TOWERS, make_batch, with_layout
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, PairBatch, SegmentHead, build_head
 from tflocal.models.checkpoint import load_checkpoint, load_head, save_checkpoint
@@ -16,22 +16,6 @@ from tflocal.models.segment_head import MAX_COUNT
 
 CFG = dict(width=32, depth=1, heads=4, readout="segments")
 NEW = dict(relation_form="both", count_term=True)
-
-
-def with_layout(batch: PairBatch) -> PairBatch:
-    """Row 0: objects {0,1} ("two ...") and {3,4} ("three ..."), relation token 2 links them;
-    row 1: one object {0,1,2} stating no number; row 2: no object (word-level fallback)."""
-    B, T = batch.tokens.shape[:2]
-    seg = torch.zeros(B, 2, T, dtype=torch.bool)
-    seg[0, 0, [0, 1]] = seg[0, 1, [3, 4]] = True
-    seg[1, 0, [0, 1, 2]] = True
-    rel_tok = torch.zeros(B, 1, T, dtype=torch.bool)
-    rel_tok[0, 0, 2] = True
-    rel = torch.full((B, 1, 2), -1, dtype=torch.long)
-    rel[0, 0] = torch.tensor([0, 1])
-    batch.segments, batch.relation_tokens, batch.relations = seg, rel_tok, rel
-    batch.counts = torch.tensor([[2, 3], [0, 0], [0, 0]])
-    return batch
 
 
 def pair_of_heads(global_path: bool, **new) -> tuple[SegmentHead, SegmentHead]:
@@ -52,7 +36,7 @@ def test_new_terms_score_exactly_as_the_old_head_at_init(global_path):
     assert (
         not unexpected and missing and all(k.startswith(("pair_", "predicate_in", "count_")) for k in missing)
     )
-    b = with_layout(make_batch(TOWERS))
+    b = with_layout(make_batch(TOWERS), counts=True)
     with torch.no_grad():
         want, got = old(b), head(b)
     assert torch.equal(got, want)
@@ -86,7 +70,7 @@ def test_relation_forms_build_the_terms_they_name_and_log_their_weights():
     old, _ = pair_of_heads(False)
     assert old.pair_mlp is None and old.count_mlp is None and "counts" not in old.needs
     with torch.no_grad():  # word maps do not read the new terms
-        b = with_layout(make_batch(TOWERS))
+        b = with_layout(make_batch(TOWERS), counts=True)
         o2, n2 = pair_of_heads(False)
         torch.testing.assert_close(n2.word_region_attention(b), o2.word_region_attention(b))
     with pytest.raises(UserError, match="relation_form='depth' unknown"):
@@ -95,7 +79,7 @@ def test_relation_forms_build_the_terms_they_name_and_log_their_weights():
 
 def test_count_term_asks_for_counts():
     _, head = pair_of_heads(False)
-    b = with_layout(make_batch(TOWERS))
+    b = with_layout(make_batch(TOWERS), counts=True)
     b.counts = None
     with pytest.raises(UserError, match=r"needs PairBatch fields \['counts'\]"):
         head(b)
@@ -112,7 +96,7 @@ def test_checkpoints_saved_before_the_new_keys_load_as_before(tmp_path):
     assert (legacy["relation_form"], legacy["count_term"]) == ("direction", False)
     model, _ = load_head(path)
     assert model.pair_mlp is None and model.count_mlp is None
-    b = with_layout(make_batch(TOWERS))
+    b = with_layout(make_batch(TOWERS), counts=True)
     with torch.no_grad():
         assert torch.equal(model(b), old(b))
 
