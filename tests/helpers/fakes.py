@@ -1,4 +1,5 @@
-"""A deterministic, dependency-free encoder for writer/reader tests.
+"""A deterministic, dependency-free encoder for writer/reader tests, and a scorer that reads a
+table (for exact metric values).
 
 Patches are a fixed random projection of 8x8 pixel blocks of a 32x32 image (grid 4x4); text
 tokens are a fixed random embedding per character-hashed word, with a BOS and EOS token; the
@@ -63,3 +64,16 @@ class FakeEncoder(Encoder):
 
 JOINT = {"space": "joint", "global_space": "joint"}
 """Cache attributes of a joint-space encoder, for caches written directly with ``write_arrays``."""
+
+
+class TableScorer:
+    """score(i, t) = table[i, t]: image rows x text columns, known in advance."""
+
+    name = "table"
+    checkpoint = ""
+
+    def __init__(self, table: np.ndarray):
+        self.table = np.asarray(table, dtype=np.float32)
+
+    def score(self, image_idx, text_idx):
+        return self.table[np.asarray(image_idx), np.asarray(text_idx)]

@@ -12,24 +12,11 @@ import pytest
 
 from cache_tools.store.reader import open_cache
 from cache_tools.write.arrays import write_arrays
-from helpers.fakes import JOINT
+from helpers.fakes import JOINT, TableScorer
 from tflocal.evaluate import BENCHMARKS, evaluate
 from tflocal.evaluate.report import ROW_KEYS
 from tflocal.retrieval.first_stage import recall_at_k
 from tflocal.scoring.load import load_scorer
-
-
-class TableScorer:
-    """score(i, t) = table[i, t]."""
-
-    name = "table"
-    checkpoint = ""
-
-    def __init__(self, table: np.ndarray):
-        self.table = np.asarray(table, dtype=np.float32)
-
-    def score(self, image_idx, text_idx):
-        return self.table[np.asarray(image_idx), np.asarray(text_idx)]
 
 
 def make_cache(

@@ -14,7 +14,7 @@ from PIL import Image
 from cache_tools.sources import open_source
 from cache_tools.store.reader import open_cache
 from cache_tools.write.writer import write_cache
-from helpers.fakes import FakeEncoder
+from helpers.fakes import FakeEncoder, TableScorer
 from tflocal.evaluate import BENCHMARKS, evaluate
 from tflocal.evaluate.world3d import minimal_pairs, pair_metric
 from tflocal.scoring.load import load_scorer
@@ -86,19 +86,6 @@ def world(tmp_path_factory):
     cache = open_cache(root / "test.h5")
     yield root, cache
     cache.close()
-
-
-class TableScorer:
-    """score(i, t) = table[i, t]."""
-
-    name = "table"
-    checkpoint = ""
-
-    def __init__(self, table: np.ndarray):
-        self.table = np.asarray(table, dtype=np.float32)
-
-    def score(self, image_idx, text_idx):
-        return self.table[np.asarray(image_idx), np.asarray(text_idx)]
 
 
 def _row(cache, image_id: str) -> int:
