@@ -101,3 +101,32 @@ class Caption:
     def words(self) -> list[str]:
         """Lowercased word tokens (punctuation dropped)."""
         return [t.lower for t in self.tokens if t.is_word]
+
+
+def scene_structure(
+    cap: Caption, category_key: dict[str, str], numbers: dict[str, int] | None = None
+) -> dict | None:
+    """A parsed caption of a closed world as ``{"objects": [desc, ...], "relations": [[i, rel,
+    j], ...]}``: each desc names the object's ``shape`` (its lemma) and its attributes under
+    ``category_key[category]`` (two different words of one key give ``"<conflict>"``); with
+    ``numbers`` (determiner word -> count), a stated number as ``count``. None when a word got no
+    role, no object was found, an attribute's category has no key, or (with ``numbers``) a noun
+    is plural without a stated number: a truth check never runs on a partial reading."""
+    if cap.unparsed or not cap.objects:
+        return None
+    objects = []
+    for i, o in enumerate(cap.objects):
+        d: dict = {"shape": o.lemma}
+        if numbers is not None:
+            det = cap.tokens[o.det[0]].lower if o.det[1] > o.det[0] else ""
+            if det in numbers:
+                d["count"] = numbers[det]
+            elif o.plural:
+                return None
+        for a in cap.object_attributes(i):
+            key = category_key.get(a.category)
+            if key is None:
+                return None
+            d[key] = a.word if d.get(key, a.word) == a.word else "<conflict>"
+        objects.append(d)
+    return {"objects": objects, "relations": [[r.subject, r.canonical, r.object] for r in cap.relations]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from tflocal.concepts.parser import parse
+from tflocal.concepts.structure import scene_structure
 from tflocal.concepts.vocab import article_for
 from tflocal.shapesworld.vocab import CONVERSE, shapes_vocabulary
 
@@ -65,20 +66,7 @@ def to_text(struct: dict, rng: random.Random) -> str:
 def from_text(text: str) -> dict | None:
     """Parse a ShapesWorld caption back to its structured form; None if any word is not
     understood (so that a truth check never runs on a partial reading)."""
-    cap = parse(text, shapes_vocabulary())
-    if cap.unparsed or not cap.objects:
-        return None
-    objects = []
-    for i, o in enumerate(cap.objects):
-        d: dict = {"shape": o.lemma}
-        for a in cap.object_attributes(i):
-            key = _CATEGORY_KEY.get(a.category)
-            if key is None:
-                return None
-            d[key] = a.word if d.get(key, a.word) == a.word else "<conflict>"
-        objects.append(d)
-    relations = [[r.subject, r.canonical, r.object] for r in cap.relations]
-    return {"objects": objects, "relations": relations}
+    return scene_structure(parse(text, shapes_vocabulary()), _CATEGORY_KEY)
 
 
 def mentions_held_out(struct: dict, pairs: list, facts: list) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import random
 
 from tflocal.concepts.parser import parse
+from tflocal.concepts.structure import scene_structure
 from tflocal.concepts.vocab import article_for
 from tflocal.world3d.vocab import CONVERSE, NUMBER_WORDS, REL_SURFACES, world_vocabulary
 
 ATTRIBUTE_KEYS = ("size", "color", "material")
-_CATEGORY_KEY = {"size": "size", "color": "color", "material": "material"}
 _NUMBER_OF = {w: n for n, w in NUMBER_WORDS.items()}
 
 
@@ -63,27 +63,10 @@ def to_text(struct: dict, rng: random.Random) -> str:
 
 
 def from_text(text: str) -> dict | None:
-    """Parse a caption of the world back to its structured form; None if any word is not
-    understood (so that a truth check never runs on a partial reading)."""
-    cap = parse(text, world_vocabulary())
-    if cap.unparsed or not cap.objects:
-        return None
-    objects = []
-    for i, o in enumerate(cap.objects):
-        d: dict = {"shape": o.lemma}
-        det = cap.tokens[o.det[0]].lower if o.det[1] > o.det[0] else ""
-        if det in _NUMBER_OF:
-            d["count"] = _NUMBER_OF[det]
-        elif o.plural:
-            return None  # a plural without a number: not a caption of this world
-        for a in cap.object_attributes(i):
-            key = _CATEGORY_KEY.get(a.category)
-            if key is None:
-                return None
-            d[key] = a.word if d.get(key, a.word) == a.word else "<conflict>"
-        objects.append(d)
-    relations = [[r.subject, r.canonical, r.object] for r in cap.relations]
-    return {"objects": objects, "relations": relations}
+    """Parse a caption of the world back to its structured form (a stated number as ``count``);
+    None if any word is not understood, or a plural states no number (not a caption of this
+    world), so that a truth check never runs on a partial reading."""
+    return scene_structure(parse(text, world_vocabulary()), {k: k for k in ATTRIBUTE_KEYS}, _NUMBER_OF)
 
 
 def mentions_held_out(struct: dict, triples: list, counts: list, facts: list) -> bool:
