@@ -215,7 +215,7 @@ def build_item(task: tuple[dict, str, int, str]) -> list[dict]:
     from tflocal.world3d.scene import sample_scene
     from tflocal.world3d.truth import caption_true_for_scene
 
-    cfg, split, index, out_dir = task
+    cfg, split, index, _ = task
     key = f"{cfg['seed']}-{split}-{index}"
     rng = random.Random(key)
     triples, counts, facts = _held(cfg)
@@ -248,8 +248,9 @@ def build_item(task: tuple[dict, str, int, str]) -> list[dict]:
     extras = [s for s in scene_captions(scene, rng) if fine(s)]
     if pair is None:
         rel = f"images/{split}/{index:06d}.png"
-        structs = extras or scene_captions(scene, rng)[:1]
-        return [_line(item_id, rel, split, scene, structs, key, cfg, closed, rng, {})]
+        # never empty: the list caption is true, and names no held-out combination where the
+        # scene holds none
+        return [_line(item_id, rel, split, scene, extras, key, cfg, closed, rng, {})]
     c0, c1, twin = pair
     group = f"{split}/pair{index:06d}"
     lines = []

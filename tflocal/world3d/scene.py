@@ -209,7 +209,6 @@ def place(
     object rests on a flat-topped one of at least its half-extent (``stack_on`` = (top, support)
     says which). When the floor is full, the objects past the first ``keep`` that find no room
     are dropped. False if no layout was found."""
-    support = None
     if stack_on is not None:
         objs[stack_on[0]]["on"] = stack_on[1]
     elif stack and len(objs) >= 2:
