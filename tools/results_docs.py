@@ -337,6 +337,12 @@ SECTIONS: dict[str, tuple[str, str]] = {
         "every image. The ratios depend on the corpus size: the first stage grows with it, the re-rank "
         "of a fixed top k does not.",
     ),
+    "scale": (
+        "A 30 GB cache on one machine",
+        "`bench/scale.py`: a synthetic ViT-B/32-shaped cache through the real writer, read by the real "
+        "training input pipeline from disk (full and chunk shuffling) and from memory, peak memory, a "
+        "GPU's demand and the late-interaction index at 110k and 1.1M images (docs/scale.md says how).",
+    ),
     "serve": (
         "Search service under load",
         "A real `tflocal serve` process on the quickstart's test_ood cache, both heads per request; "
@@ -353,7 +359,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
         "Batch build and training step times on the quickstart's training cache.",
     ),
 }
-DOC_SECTIONS = {"retrieval": ("late_shapes", "rerank"), "performance": ("serve", "cache", "train", "train_step")}
+DOC_SECTIONS = {"retrieval": ("late_shapes", "rerank"), "performance": ("serve", "cache", "train", "train_step", "scale")}
 TITLES = {"retrieval": "Retrieval results", "performance": "Performance results"}
 
 
