@@ -293,6 +293,16 @@ def default_head(attrs):
     return build_head("tflocal", ModelConfig(), attrs)
 
 
+def auto_shuffle(path: Path) -> str:
+    """What ``data.shuffle: auto`` picks for the cache at ``path`` here: 'chunk' or 'full'."""
+    from cache_tools.store.reader import open_cache
+    from tflocal.training.shuffle import shuffle_chunk_for
+
+    cache = open_cache(path)
+    n_units = int(cache.file["images/ids"].shape[0]) * CAPTIONS_PER_IMAGE
+    return "chunk" if shuffle_chunk_for("auto", 0, cache, n_units, in_memory=False) else "full"
+
+
 def read_phase(args: argparse.Namespace) -> dict:
     """One input-pipeline measurement (run in a fresh subprocess): pairs/s and peak memory."""
     from cache_tools.store.reader import open_cache
@@ -537,6 +547,8 @@ def run(args: argparse.Namespace, work: Path, n_images: int) -> dict:
         fig[f"{name}_peak_rss_gib"] = round(rates[name]["peak_rss"] / 2**30, 2)
         fig[f"{name}_peak_pss_gib"] = round(rates[name]["peak_pss"] / 2**30, 2)
     fig["disk_chunk_shuffle_chunk_units"] = rates["disk_chunk_shuffle"]["shuffle_chunk"]
+    fig["auto_shuffle"] = auto_shuffle(out)
+    print(f"data.shuffle auto picks     {fig['auto_shuffle']} shuffle for this cache", flush=True)
     fig["memory_pairs_per_s"] = round(mem_rate, 0)
     fig["memory_subset_gb"] = round(rates["memory_first_shard"]["payload_bytes"] / 1e9, 2)
     fig["memory_peak_rss_gib"] = round(rates["memory_first_shard"]["peak_rss"] / 2**30, 2)

@@ -70,9 +70,14 @@ class DataConfig:
     """DataLoader worker processes (each opens the cache itself); 0 reads in the main process."""
     in_memory: bool = False
     """Load the whole cache payload into RAM first (fast random access when it fits)."""
+    shuffle: str = "auto"
+    """Epoch order: 'full' (a permutation of all units), 'chunk' (blocks of units shuffled and
+    shuffled within: contiguous HDF5 reads for caches on disk), or 'auto': chunk when the cache is
+    read from disk (in_memory false) and its payload (patches, tokens, globals) is larger than
+    half of MemAvailable, full otherwise, so caches that fit in RAM keep the full shuffle."""
     shuffle_chunk: int = 0
-    """0: full shuffle each epoch; > 0: chunk-level shuffle in blocks of this many units
-    (contiguous HDF5 reads for caches larger than RAM)."""
+    """> 0: chunk-level shuffle in blocks of this many units, whatever ``shuffle`` says; 0: the
+    block is units per image x the cache's ``block_rows`` when chunk shuffle is picked."""
     max_negs: int = 64
     """Most hard negatives kept per caption (validation uses all of these)."""
 
@@ -81,6 +86,8 @@ class DataConfig:
             raise UserError("data.batch_size and data.val_batch_size must be >= 1")
         if self.n_neg < 0 or self.k_inbatch < 0 or self.num_workers < 0 or self.shuffle_chunk < 0:
             raise UserError("data.n_neg, k_inbatch, num_workers and shuffle_chunk must be >= 0")
+        if self.shuffle not in ("auto", "full", "chunk"):
+            raise UserError(f"data.shuffle={self.shuffle!r} must be one of: auto, full, chunk")
         if self.n_neg == 0 and self.k_inbatch == 0:
             raise UserError(
                 "data.n_neg and data.k_inbatch are both 0: a candidate set needs at least one negative"

@@ -47,6 +47,7 @@ from tflocal.training.run_folder import (
     stop_advice,
     will_resume,
 )
+from tflocal.training.shuffle import shuffle_chunk_for
 from tflocal.training.validation import validate
 
 CACHE_INFO = (
@@ -142,7 +143,9 @@ def setup(cfg: TrainConfig) -> Run:
         needs=model.needs,
         seed=cfg.seed,
         t2i=cfg.data.t2i,
-        shuffle_chunk=cfg.data.shuffle_chunk,
+        shuffle_chunk=shuffle_chunk_for(
+            cfg.data.shuffle, cfg.data.shuffle_chunk, cache, len(train_units), cfg.data.in_memory
+        ),
         world=acc.num_processes,
         rank=acc.process_index,
         max_text_tokens=cfg.model.max_text_tokens,
