@@ -9,6 +9,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if "TFLOCAL_CACHE_DIR" not in os.environ:  # exported ONNX towers go to a folder of this run's
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["TFLOCAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="tflocal-tests-")
+    atexit.register(shutil.rmtree, os.environ["TFLOCAL_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -19,6 +19,18 @@ pytestmark = pytest.mark.weights
 MILITARY_UNIFORM = 652  # ImageNet class of matplotlib's Grace Hopper portrait
 
 
+@pytest.fixture(autouse=True)
+def _torch_runtime(monkeypatch):
+    """These tests pin the layout against the torch modules themselves, so the forwards run in
+    torch; ONNX Runtime's agreement with torch is test_onnx_runtime's."""
+    from cache_tools.encoders.onnx_runtime import forget_choices
+
+    forget_choices()
+    monkeypatch.setenv("TFLOCAL_RUNTIME", "torch")
+    yield
+    forget_choices()
+
+
 @pytest.fixture(scope="module")
 def towers():
     return load_encoder("towers:effnet-lite0+minilm")

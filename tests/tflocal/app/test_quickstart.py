@@ -94,11 +94,16 @@ def test_quickstart_says_its_plan_before_any_work(monkeypatch):
 
     for native in (True, False):
         monkeypatch.setattr(qs, "native_bf16", lambda native=native: native)
-        line = qs.plan(qs.QuickstartConfig(out="x", device="cpu"))
+        line = qs.plan(qs.QuickstartConfig(out="x", device="cpu", encoder=qs.towers_for(native)))
         assert line.startswith("tflocal quickstart: encoder ")
         assert f"{torch.get_num_threads()} threads" in line and "device cpu" in line
-        assert ("runs bf16 natively" in line) == native and ("fp32 towers" in line) == (not native)
+        assert ("runs bf16 natively" in line) == native and ("text tower bf16" in line) == native
+        assert ("image and text towers fp32" in line) == (not native) and "slower" not in line
         assert f"expected {qs.EXPECTED_MINUTES[native]} min" in line
+    # bf16 asked for on a CPU without native bf16: the plan says it is slower here
+    monkeypatch.setattr(qs, "native_bf16", lambda: False)
+    slow = qs.plan(qs.QuickstartConfig(out="x", device="cpu", encoder=qs.towers_for(True)))
+    assert "text tower bf16 (slower than fp32 on this CPU)" in slow and "expected" not in slow
     other = qs.plan(qs.QuickstartConfig(out="x", device="cpu", n_train=24))
     assert "expected" not in other  # the expected time holds for the default sizes only
     monkeypatch.setattr(qs, "native_bf16", lambda: True)
