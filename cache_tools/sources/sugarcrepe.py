@@ -3,7 +3,10 @@
 DIR holds ``add_att.json, add_obj.json, replace_att.json, replace_obj.json, replace_rel.json,
 swap_att.json, swap_obj.json`` (an early release named the object files ``*_ent.json``; both
 are read, as ``*_obj``). Each is a dict ``"0", "1", ... -> {filename, caption,
-negative_caption}``; images are COCO val2017, found in ``DIR/val2017/`` or ``images=``.
+negative_caption}``; images are COCO val2017, found in ``DIR/val2017/`` or ``images=``. Opened
+with ``text_only=True`` (Python only, not a ``FORMAT:PATH`` option) the source reads the captions
+without the image folder: records still carry the path each image would have under
+``DIR/val2017/`` (never opened here), for callers that use only the texts.
 
 One record per distinct image (a COCO image serves many items across subsets); its texts are,
 item after item, the caption (positive) and its negative (``positive`` = the caption's index,
@@ -49,7 +52,9 @@ class SugarCrepeSource(Source):
     name = "sugarcrepe"
     OPTIONS = {"subsets": f"comma-separated subsets to read (default all: {', '.join(SUBSETS)})"}
 
-    def __init__(self, path: str | Path, images: str | Path | None = None, **options: Any) -> None:
+    def __init__(
+        self, path: str | Path, images: str | Path | None = None, text_only: bool = False, **options: Any
+    ) -> None:
         super().__init__(path, images, **options)
         if not self.path.is_dir():
             raise UserError(
@@ -71,6 +76,8 @@ class SugarCrepeSource(Source):
                 "download the data/ folder of RAIVNLab/sugar-crepe"
             )
         self.image_root = self.images or first_dir([self.path / "val2017", self.path.parent / "val2017"])
+        if self.image_root is None and text_only:
+            self.image_root = self.path / "val2017"
         if self.image_root is None:
             raise UserError(
                 f"{self.name}: no image folder {self.path / 'val2017'}; pass images=DIR (COCO val2017 images)"

@@ -4,8 +4,9 @@
 what a benchmark's re-phrased negative changes besides its edit: case, punctuation, articles,
 forms of "be" and "do", "and", relative "that/which/who", noun number, verb inflection
 ("sits"/"sitting"), comparative degree ("larger" -> "large") and hyphenated compounds
-("four-wheelers" -> "four", "wheeler"). Each word also carries a ``cls``: "quantity"
-(numerals, "several", "a pair of", "many"), "comparative" ("larger", "tallest", "more"),
+("four-wheelers" -> "four", "wheeler"); a numeral reads as its value whether written as a word
+or as digits ("two", "2" -> "2"). Each word also carries a ``cls``: "quantity" (numerals, also
+as digits, "several", "a pair of", "many"), "comparative" ("larger", "tallest", "more"),
 "negation" ("not", "no", "without"), "noun", "attribute", "relation" or "other".
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tflocal.concepts.structure import Caption
-from tflocal.concepts.tagger import NUMBERS, PREPOSITIONS, noun_lemma, verb_lemma
+from tflocal.concepts.tagger import NUMBERS, PREPOSITIONS, noun_lemma, number_value, verb_lemma
 from tflocal.concepts.vocab import Vocabulary
 
 QUANTITY = set(NUMBERS) | {
@@ -104,6 +105,9 @@ def _norm(word: str, cls: str, v: Vocabulary) -> str:
         return "<pronoun>"
     if word in _HAVE:
         return "have"
+    value = number_value(word) if cls == "quantity" else None
+    if value is not None:
+        return str(value)  # "two" and "2" read alike
     if cls == "comparative" and word not in _DEGREE_WORDS:
         return degree_base(word) or word
     if (word,) in v.noun_lemma:

@@ -17,14 +17,16 @@ class NegativesConfig:
     """Instead: lines ``{"caption": ..., "negative": ...}`` to label with op and kind."""
     replicate: str | None = None
     """Instead: ``BENCH:PATH`` (sugarcrepe, aro, vg_relation, vg_attribution, coco_order, valse) to
-    measure how many of the benchmark's negatives the operators make at depth <= 2; ``--out``
-    gets JSON (one object per subset) and a markdown table next to it."""
+    measure how many of the benchmark's negatives the operators make at depth <= ``--depth`` (2
+    unless given); ``--out`` gets JSON (one object per subset) and a markdown table next to it.
+    SugarCrepe needs only its JSON files, not the COCO images."""
     out: str = ""
     """Output JSONL."""
     ops: list[str] = field(default_factory=lambda: ["swap", "replace", "add"])
     """Operators applied (comma-separated on the command line)."""
-    depth: list[int] = field(default_factory=lambda: [1])
-    """Operators applied in a row: 1, 2, 3 or a list like 1,2,3."""
+    depth: list[int] = field(default_factory=list)
+    """Operators applied in a row: 1, 2, 3 or a list like 1,2,3 (1 unless given). With
+    --replicate: one N in 1..3, the most operators in a row tried (2 unless given)."""
     per_caption: int = 3
     """Negatives per caption and depth."""
     seed: int = 0
@@ -43,8 +45,14 @@ class NegativesConfig:
         bad = [o for o in self.ops if o not in OPERATORS]
         if bad or not self.ops:
             raise UserError(f"--ops: unknown operator(s) {bad}; choose from {sorted(OPERATORS)}")
-        if not self.depth or any(d not in (1, 2, 3) for d in self.depth):
+        if not self.depth:
+            self.depth = [2] if self.replicate else [1]
+        if any(d not in (1, 2, 3) for d in self.depth):
             raise UserError(f"--depth must be integers in 1..3 (got {self.depth!r})")
+        if self.replicate and len(self.depth) != 1:
+            raise UserError(
+                f"--replicate takes one --depth N (1, 2 or 3: the most operators in a row tried), got {self.depth!r}"
+            )
         if self.kinds not in ("benchmark", "tflocal"):
             raise UserError(f"--kinds {self.kinds!r}: choose benchmark or tflocal")
         if self.per_caption < 1:

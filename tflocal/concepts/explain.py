@@ -29,7 +29,8 @@ the word-by-word one finds none, or to name its class (``detail``, see :data:`DE
 
 - only words added, one a noun -> ``add`` ``object`` ("rephrased"); nothing but inflection
   changed -> ``none``;
-- counts or comparatives moved ("two men on four-wheelers" -> "four men on two-wheelers",
+- counts (words or digits: "2 dogs" reads as "two dogs") or comparatives moved ("two men on
+  four-wheelers" -> "four men on two-wheelers", "2 men on 4-wheelers" -> "4 men on 2-wheelers",
   "a large boat ... a smaller boat" -> "a smaller boat ... a larger boat") -> ``swap``
   ``attribute`` ("quantity" / "comparative"), as the benchmarks label them;
 - a negation added or removed ("has" -> "does not have", "with" -> "without", "dressed in"

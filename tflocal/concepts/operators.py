@@ -283,7 +283,33 @@ def add_object(cap: Caption, v: Vocabulary) -> list[Candidate]:
 # ------------------------------------------------------------------------------ numbers, comparatives, negation
 NUMBERS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 QUANTITIES = [*NUMBERS, "several", "many", "few", "some"]
-"""Words that state how many: the numbers (REPLACE'able) and vague quantities (SWAP only)."""
+"""Words that state how many: the numbers (REPLACE'able) and vague quantities (SWAP only).
+Numerals written as digits ("2 dogs", "4-wheelers") are numbers too (:func:`is_number`)."""
+
+
+def is_number(word: str) -> bool:
+    """A number word of :data:`NUMBERS` or a numeral written as digits ("2", "12")."""
+    return word in NUMBERS or _digits(word)
+
+
+def _digits(word: str) -> bool:
+    return word.isascii() and word.isdigit()
+
+
+def _is_quantity(word: str) -> bool:
+    return word in QUANTITIES or _digits(word)
+
+
+def _next_numbers(word: str) -> list[str]:
+    """The numbers one up and one down, in the form ``word`` is written in ("two" -> "three",
+    "one"; "2" -> "3", "1"; "1" -> "2": no "0")."""
+    if _digits(word):
+        k = int(word)
+        return [str(j) for j in (k + 1, k - 1) if j >= 1]
+    k = NUMBERS.index(word)
+    return [NUMBERS[j] for j in (k + 1, k - 1) if 0 <= j < len(NUMBERS)]
+
+
 COMPARATIVES = {
     "big": "bigger", "small": "smaller", "large": "larger", "tall": "taller", "short": "shorter",
     "long": "longer", "old": "older", "young": "younger", "wide": "wider", "thin": "thinner",
@@ -296,16 +322,16 @@ _BASE_OF = {er: base for base, er in COMPARATIVES.items()}
 
 def _quantity_slots(cap: Caption) -> list[tuple[int, str, int | None]]:
     """``(token, quantity word, object index or None)`` for each quantity in the caption: a
-    determiner of an object ("two men"), or the first part of a hyphenated compound
-    ("four-wheelers", object None: the compound keeps its form)."""
+    determiner of an object ("two men", "2 men"), or the first part of a hyphenated compound
+    ("four-wheelers", "4-wheelers"; object None: the compound keeps its form)."""
     det_of = {o.det[0]: i for i, o in enumerate(cap.objects) if o.det[1] == o.det[0] + 1}
     out = []
     for q, t in enumerate(cap.tokens):
         if not t.is_word:
             continue
-        if t.lower in QUANTITIES and q in det_of:
+        if _is_quantity(t.lower) and q in det_of:
             out.append((q, t.lower, det_of[q]))
-        elif "-" in t.lower and t.lower.split("-", 1)[0] in NUMBERS:
+        elif "-" in t.lower and is_number(t.lower.split("-", 1)[0]):
             out.append((q, t.lower.split("-", 1)[0], None))
     return out
 
@@ -316,29 +342,34 @@ def _cased(word: str, like: str) -> str:
 
 def _number_edits(cap: Caption, v: Vocabulary, slot: tuple[int, str, int | None], new: str) -> Edit:
     """Edits putting quantity ``new`` at ``slot``: the word itself, and for an object's
-    determiner the head noun's number and the words that agree with it ("is" -> "are")."""
+    determiner the head noun's number and the words that agree with it ("is" -> "are", also
+    an existential "there is" before the object)."""
     q, old, i = slot
     tok = cap.tokens[q].text
     if i is None:
         return [((q, q + 1), [new + tok[len(old) :]])]
     o = cap.objects[i]
-    plural = new != "one"
+    plural = new not in ("one", "1")
     edit: Edit = [((q, q + 1), [_cased(new, tok)])]
     if plural != o.plural and o.lemma not in v.mass_nouns:
         edit.append((o.span, v.inflect(o.lemma, plural).split()))
         edit += agreement_edits(cap, i, o.category, plural, [o.phrase])
+        table = _PLUR_COPULA if plural else _SING_COPULA
         if not any(s[0] >= o.phrase[1] for s, _ in edit[2:]):
             nxt = o.phrase[1]
-            table = _PLUR_COPULA if plural else _SING_COPULA
             if nxt < len(cap.tokens) and cap.tokens[nxt].lower in table:
                 edit.append(((nxt, nxt + 1), [table[cap.tokens[nxt].lower]]))
+        be = o.phrase[0] - 1  # "there are two dogs" -> "there is one dog"
+        if be >= 1 and cap.tokens[be].lower in table and cap.tokens[be - 1].lower == "there":
+            edit.append(((be, be + 1), [_cased(table[cap.tokens[be].lower], cap.tokens[be].text)]))
     return edit
 
 
 def swap_quantity(cap: Caption, v: Vocabulary) -> list[Candidate]:
-    """Exchange two quantities ("two men on four-wheelers" -> "four men on two-wheelers"); the
-    nouns and verbs follow the new numbers ("one plane and several cars" -> "several planes
-    and one car"). Kind ``attribute``, as the benchmarks label it."""
+    """Exchange two quantities ("two men on four-wheelers" -> "four men on two-wheelers",
+    digits too: "2 men on 4-wheelers"); the nouns and verbs follow the new numbers ("one plane
+    and several cars" -> "several planes and one car", "1 dog and 3 cats" -> "3 dogs and 1
+    cat"). Kind ``attribute``, as the benchmarks label it."""
     slots = _quantity_slots(cap)
     out = []
     for a in range(len(slots)):
@@ -353,14 +384,13 @@ def swap_quantity(cap: Caption, v: Vocabulary) -> list[Candidate]:
 
 def replace_number(cap: Caption, v: Vocabulary) -> list[Candidate]:
     """Replace a number by the next one up or down ("two" -> "three"; "one dog is" -> "two
-    dogs are"). Kind ``attribute``."""
+    dogs are"; digits stay digits: "2 dogs" -> "3 dogs" / "1 dog"). Kind ``attribute``."""
     words = set(cap.words())
     out = []
     for slot in _quantity_slots(cap):
-        if slot[1] not in NUMBERS:
+        if not is_number(slot[1]):
             continue
-        k = NUMBERS.index(slot[1])
-        for new in [NUMBERS[j] for j in (k + 1, k - 1) if 0 <= j < len(NUMBERS)]:
+        for new in _next_numbers(slot[1]):
             if new in words:
                 continue
             edit = _number_edits(cap, v, slot, new)

@@ -3,7 +3,8 @@
 An edit is a list of ``(span, words)``: the tokens of ``span`` are replaced by ``words``
 (an empty span ``(p, p)`` inserts before token ``p``; empty ``words`` deletes). Rendering
 keeps the original whitespace and punctuation, fixes "a"/"an" before the word that follows,
-lowercases a moved sentence-initial word and restores the capital at the start.
+lowercases a moved sentence-initial word and restores the capital at the start (none when the
+text now starts with a digit: "4 men on two-wheelers").
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def apply_edit(cap: Caption, edit: Edit, v: Vocabulary) -> str:
     _fix_articles(out)
     if cap.capitalized:
         for tok in out:
-            if tok[0][:1].isalpha():
+            if tok[0][:1].isalnum():  # a caption that now starts with a digit keeps its words as they are
                 tok[0] = tok[0][:1].upper() + tok[0][1:]
                 break
     return "".join(t + ws for t, ws in out).strip()

@@ -1,23 +1,27 @@
 """How many of a benchmark's published negatives the operators reproduce.
 
 For each (positive, negative) pair a benchmark's loader (:mod:`cache_tools.sources`) reads, the
-pair is *replicated* when the operators, at depth 1 or 2, make the same edit from the positive:
+pair is *replicated* when the operators, at depth <= ``depth`` (1, 2 or 3; 2 by default), make
+the same edit from the positive:
 
 - SWAP (and labels the operators lack, such as ARO's "order"): some SWAP output (of any kind:
   the benchmarks call a subject/object exchange an object swap, the operators a relation swap)
-  of depth <= 2 equals the negative once both are normalised (lowercase, punctuation dropped,
-  "an" -> "a", a plural -s dropped), so inflection, case and punctuation do not count;
+  of depth <= ``depth`` equals the negative once both are normalised (lowercase, punctuation
+  dropped, "an" -> "a", a plural -s dropped), so inflection, case and punctuation do not count;
 - REPLACE / ADD: a candidate of the same operator and kind changes the same token span of the
-  positive (the new words are free); two candidates together may cover two changed spans
-  (depth 2).
+  positive (the new words are free); up to ``depth`` candidates together may cover as many
+  changed spans.
 
-:func:`replicate` returns one row per benchmark subset (``n``, ``replicated``, ``rate`` and the
-same split by the benchmark's operator label).
+Each depth tests a superset of the pairs the one below it tests, so a rate never falls as the
+depth grows. SugarCrepe's files are read for their captions only: its COCO image folder need
+not be there. :func:`replicate` returns one row per benchmark subset (``depth``, ``n``,
+``replicated``, ``rate`` and the same split by the benchmark's operator label).
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -37,7 +41,11 @@ ARO subset whose file the folder holds."""
 ARO = ("vg_relation", "vg_attribution", "coco_order")
 KINDS = ("attribute", "object", "relation")
 MAX_SECOND_STEP = 64
-"""SWAP outputs of depth 1 that are swapped again for depth 2."""
+"""SWAP outputs of one depth that are swapped again for the next."""
+DEPTHS = (1, 2, 3)
+TEXT_ONLY = {"sugarcrepe"}
+"""Formats read without their image folder (the loader's ``text_only``): replication needs only
+the captions."""
 
 
 def normalize_words(text: str) -> list[str]:
@@ -68,30 +76,36 @@ def _outputs(text: str, op: str, kind: str | None) -> list[str]:
     return [apply_edit(cap, c.edit, v) for c in candidates(cap, v, op, kind)]
 
 
-def replicates(positive: str, negative: str, op: str, kind: str | None) -> bool:
-    """Do the operators at depth <= 2 make ``negative`` from ``positive`` (see the module doc)?
-    ``op``/``kind`` are the benchmark's labels. SWAP is tested over every kind (the benchmarks
-    call a subject/object exchange an object swap, the operators a relation swap); an op the
-    operators lack is tested as SWAP."""
+def replicates(positive: str, negative: str, op: str, kind: str | None, depth: int = 2) -> bool:
+    """Do the operators at depth <= ``depth`` make ``negative`` from ``positive`` (see the module
+    doc)? ``op``/``kind`` are the benchmark's labels. SWAP is tested over every kind (the
+    benchmarks call a subject/object exchange an object swap, the operators a relation swap); an
+    op the operators lack is tested as SWAP."""
+    if depth not in DEPTHS:
+        raise UserError(f"replicate: depth must be 1, 2 or 3 (got {depth!r})")
     kind = kind if kind in KINDS else None
     target = normalize_words(negative)
     pos = normalize_words(positive)
     if target == pos:
         return False
     if op not in ("replace", "add"):
-        first = _outputs(positive, "swap", None)
-        if any(normalize_words(t) == target for t in first):
-            return True
-        for t in dict.fromkeys(first[:MAX_SECOND_STEP]):
-            if any(normalize_words(t2) == target for t2 in _outputs(t, "swap", None)):
+        level = [positive]
+        for _ in range(depth):
+            nxt = [t2 for t in dict.fromkeys(level[:MAX_SECOND_STEP]) for t2 in _outputs(t, "swap", None)]
+            if any(normalize_words(t) == target for t in nxt):
                 return True
+            level = nxt
         return False
     want = _changed_spans(pos, target)
     have = {_changed_spans(pos, normalize_words(t)) for t in _outputs(positive, op, kind)}
     if want in have:
         return True
     singles = [s for s in have if s <= want]
-    return any(a | b == want for i, a in enumerate(singles) for b in singles[i + 1 :])
+    return any(
+        frozenset().union(*combo) == want
+        for r in range(2, depth + 1)
+        for combo in itertools.combinations(singles, r)
+    )
 
 
 def parse_spec(spec: str) -> list[tuple[str, str, str, dict]]:
@@ -127,7 +141,8 @@ def _pairs(fmt: str, path: str, options: dict) -> Iterator[tuple[str, str, str, 
     """``(subset, positive, negative, op, kind)`` for each negative the loader reads."""
     from cache_tools.sources import open_source
 
-    for rec in open_source(f"{fmt}:{path}", **options):
+    text_only = {"text_only": True} if fmt in TEXT_ONLY else {}
+    for rec in open_source(f"{fmt}:{path}", **options, **text_only):
         for t in rec.texts:
             if t.positive < 0:
                 continue
@@ -139,16 +154,19 @@ def _rate(n: int, k: int) -> float:
     return round(k / n, 4) if n else 0.0
 
 
-def replicate(spec: str) -> list[dict]:
-    """One row per subset: ``{"bench", "subset", "n", "replicated", "rate", "by_op": {op:
-    {"n", "replicated", "rate"}}}``, subsets in the order the loader reads them."""
+def replicate(spec: str, depth: int = 2) -> list[dict]:
+    """One row per subset: ``{"bench", "subset", "depth", "n", "replicated", "rate", "by_op": {op:
+    {"n", "replicated", "rate"}}}`` (``depth``: the most operators in a row tried), subsets in
+    the order the loader reads them."""
+    if depth not in DEPTHS:
+        raise UserError(f"--replicate: --depth must be one of 1, 2, 3 (got {depth!r})")
     rows: dict[tuple[str, str], dict] = {}
     for bench, fmt, path, options in parse_spec(spec):
         for subset, pos, neg, op, kind in _pairs(fmt, path, options):
             row = rows.setdefault(
-                (bench, subset), {"bench": bench, "subset": subset, "n": 0, "replicated": 0}
+                (bench, subset), {"bench": bench, "subset": subset, "depth": depth, "n": 0, "replicated": 0}
             )
-            ok = replicates(pos, neg, op, kind)
+            ok = replicates(pos, neg, op, kind, depth)
             row["n"] += 1
             row["replicated"] += int(ok)
             by = row.setdefault("by_op", {}).setdefault(op, {"n": 0, "replicated": 0})
@@ -159,20 +177,20 @@ def replicate(spec: str) -> list[dict]:
         row["rate"] = _rate(row["n"], row["replicated"])
         for by in row["by_op"].values():
             by["rate"] = _rate(by["n"], by["replicated"])
-        out.append({k: row[k] for k in ("bench", "subset", "n", "replicated", "rate", "by_op")})
+        out.append({k: row[k] for k in ("bench", "subset", "depth", "n", "replicated", "rate", "by_op")})
     return out
 
 
 def markdown(rows: list[dict]) -> str:
-    """The rows as a markdown table (one line per subset and operator label)."""
-    lines = ["| bench | subset | op | n | replicated | rate |", "|---|---|---|---:|---:|---:|"]
+    """The rows as a markdown table (one line per subset and operator label; ``depth``: the most
+    operators in a row tried)."""
+    lines = ["| bench | subset | op | depth | n | replicated | rate |", "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(
-            f"| {r['bench']} | {r['subset']} | all | {r['n']} | {r['replicated']} | {r['rate']:.1%} |"
-        )
+        head = f"| {r['bench']} | {r['subset']}"
+        lines.append(f"{head} | all | {r['depth']} | {r['n']} | {r['replicated']} | {r['rate']:.1%} |")
         for op, by in r["by_op"].items():
             lines.append(
-                f"| {r['bench']} | {r['subset']} | {op} | {by['n']} | {by['replicated']} | {by['rate']:.1%} |"
+                f"{head} | {op} | {r['depth']} | {by['n']} | {by['replicated']} | {by['rate']:.1%} |"
             )
     return "\n".join(lines) + "\n"
 

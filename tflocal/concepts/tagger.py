@@ -378,7 +378,7 @@ def tag(tokens: list[Token], v: Vocabulary) -> list[str]:
 
 
 def number_value(word: str) -> int | None:
-    """The count a numeral states ("two" -> 2, "12" -> 12), None for other words."""
-    if word.isdigit():
+    """The count a numeral states ("two" -> 2, "12" -> 12), None for other words ("²")."""
+    if word.isascii() and word.isdigit():
         return int(word)
     return NUMBERS.get(word)

@@ -119,6 +119,22 @@ def test_sugarcrepe_errors(tmp_path):
         open_source(f"sugarcrepe:{tmp_path}")
 
 
+def test_sugarcrepe_text_only_reads_captions_without_images(sugarcrepe, tmp_path):
+    with_images = list(open_source(f"sugarcrepe:{sugarcrepe}"))
+    (sugarcrepe / "val2017").rmdir()
+    with pytest.raises(UserError, match="val2017"):
+        open_source(f"sugarcrepe:{sugarcrepe}")
+    src = open_source(f"sugarcrepe:{sugarcrepe}", text_only=True)
+    assert list(src) == with_images  # the same texts, and the paths the images would have
+    assert src.skipped == [("swap_att/10", "empty or missing caption / negative_caption")]
+    empty = tmp_path / "no_json"
+    empty.mkdir()
+    with pytest.raises(UserError, match="swap_obj.json"):
+        open_source(f"sugarcrepe:{empty}", text_only=True)
+    with pytest.raises(UserError, match="text_only"):
+        open_source(f"valse:{sugarcrepe}", text_only=True)  # only SugarCrepe reads text alone
+
+
 # --- Winoground ----------------------------------------------------------------------------
 
 

@@ -128,6 +128,34 @@ def test_count_replace_is_named():
 
 
 @pytest.mark.parametrize(
+    "cap,neg,op",
+    [
+        ("2 men on 4-wheelers", "4 men on 2-wheelers", "swap"),
+        ("Two men riding 4-wheelers.", "Four men riding 2-wheelers.", "swap"),  # words and digits mixed
+        (
+            "3 giraffes and 1 zebra standing in a field",
+            "One giraffe and three zebras stand in a field.",
+            "swap",
+        ),
+        ("1 dog and 3 cats on a couch", "3 dogs and 1 cat are on the couch.", "swap"),
+        ("2 dogs on a bed", "3 dogs on a bed", "replace"),
+        ("1 dog is on a bed.", "2 dogs are on a bed.", "replace"),
+        ("There are 2 dogs.", "There is 1 dog.", "replace"),
+        ("A bus with 10 people", "A bus with 12 people", "replace"),
+    ],
+)
+def test_digits_are_counts(cap, neg, op):
+    got = explain(cap, neg)
+    assert (got["op"], got["kind"], got["detail"]) == (op, "attribute", "quantity"), got
+
+
+def test_a_count_rewritten_as_digits_is_no_edit():
+    assert explain("Two dogs on a bed", "2 dogs on a bed")["op"] == "none"
+    assert explain("A dozen eggs in a carton.", "12 eggs in a carton.")["op"] == "none"
+    assert explain("Two dogs on a bed", "3 dogs on a bed")["detail"] == "quantity"
+
+
+@pytest.mark.parametrize(
     "cap,neg",
     [
         ("a large boat beside a smaller boat", "a smaller boat beside a larger boat"),
@@ -220,6 +248,7 @@ def test_word_classes():
     assert degree_base("happier") == "happy" and degree_base("tower") is None
     assert degree_base("player") is None and degree_base("water") is None
     assert word_class("several", None, v) == "quantity" and word_class("12", None, v) == "quantity"
+    assert word_class("2", "det", v) == "quantity"
     assert word_class("without", None, v) == "negation" and word_class("doesn't", None, v) == "negation"
     assert word_class("taller", None, v) == "comparative"
 
@@ -233,4 +262,9 @@ def test_tolerant_words_ignore_articles_number_and_punctuation():
 
     assert norms("A dog is sitting on the couches.") == norms("dogs sit on a couch")
     assert norms("a pair of shoes") == ["pair", "shoe"]
+    assert (
+        norms("two men on four-wheelers")
+        == norms("2 men on 4-wheelers")
+        == ["2", "man", "on", "4", "wheeler"]
+    )
     assert norms("The bus doesn't stop.") == norms("the bus not stopping")

@@ -38,6 +38,23 @@ CASES = [
         ],
     ),  # fmt: skip
     (replace_number, "A dog on a bed.", []),  # an article is not a number
+    # numerals written as digits: the same edits, digits stay digits, nouns and verbs agree
+    (swap_quantity, "2 men on 4-wheelers", ["4 men on 2-wheelers"]),
+    (swap_quantity, "two men on 4-wheelers", ["4 men on two-wheelers"]),
+    (swap_quantity, "Two men on 4-wheelers", ["4 men on two-wheelers"]),  # no capital after a digit
+    (swap_quantity, "1 dog and 3 cats.", ["3 dogs and 1 cat."]),
+    (swap_quantity, "1 dog is next to 3 cats.", ["3 dogs are next to 1 cat."]),
+    (swap_quantity, "2 dogs and 2 cats.", []),
+    (replace_number, "2 dogs are on a bed.", ["3 dogs are on a bed.", "1 dog is on a bed."]),
+    (replace_number, "1 dog sits on a bed.", ["2 dogs sit on a bed."]),  # no "0"
+    (replace_number, "A bus with 10 people.", ["A bus with 11 people.", "A bus with 9 people."]),
+    (replace_number, "There are 2 dogs.", ["There are 3 dogs.", "There is 1 dog."]),
+    (replace_number, "There is one dog.", ["There are two dogs."]),
+    (
+        replace_number,
+        "2 men on 4-wheelers",
+        ["3 men on 4-wheelers", "1 man on 4-wheelers", "2 men on 5-wheelers", "2 men on 3-wheelers"],
+    ),
     (negate_relation, "a plate that has broccoli", ["a plate that does not have broccoli"]),
     (negate_relation, "a man wearing yellow", ["a man not wearing yellow"]),
     (negate_relation, "A man is riding a horse.", ["A man is not riding a horse."]),
@@ -63,6 +80,8 @@ def test_exact_outputs(gen, text, expected):
             "A smaller boat next to a larger boat.",
         ),
         ("Two dogs are on a bed.", "replace", "attribute", "Three dogs are on a bed."),
+        ("2 dogs are on a bed.", "replace", "attribute", "3 dogs are on a bed."),
+        ("1 dog and 3 cats.", "swap", "attribute", "3 dogs and 1 cat."),
         ("a plate that has broccoli", "replace", "relation", "a plate that does not have broccoli"),
     ],
 )

@@ -34,9 +34,9 @@ def aro_item(true: str, false: str, **kw) -> dict:
     return base | kw | {"true_caption": true, "false_caption": false}
 
 
-def run(tmp_path: Path, spec: str) -> list[dict]:
+def run(tmp_path: Path, spec: str, *flags: str) -> list[dict]:
     out = tmp_path / "rep" / "replicate.json"
-    assert main(["negatives", "--replicate", spec, "--out", str(out)]) == 0
+    assert main(["negatives", "--replicate", spec, "--out", str(out), *flags]) == 0
     assert out.with_suffix(".md").read_text().startswith("| bench | subset | op |")
     return json.loads(out.read_text())
 
@@ -45,9 +45,10 @@ def rates(rows: list[dict]) -> dict[str, tuple[int, int]]:
     return {r["subset"]: (r["n"], r["replicated"]) for r in rows}
 
 
-def test_sugarcrepe_rates(tmp_path, capsys):
-    d = tmp_path / "sc"
-    (d / "val2017").mkdir(parents=True)  # the published layout: COCO val2017 images next to the files
+def write_sugarcrepe(d: Path, images: bool = True) -> Path:
+    """SugarCrepe subset files; ``images``: with the COCO val2017 folder next to them, as published."""
+    if images:
+        (d / "val2017").mkdir(parents=True)
     dump(d / "swap_att.json", {
         "0": sc_item("A large boat next to a smaller boat.", "A smaller boat next to a larger boat."),
         "1": sc_item("White towels in a blue bathroom.", "blue towels in a white bathroom"),
@@ -65,6 +66,14 @@ def test_sugarcrepe_rates(tmp_path, capsys):
         "3": sc_item("A cat on a table.", "A cat on a big table."),  # an addition
     })  # fmt: skip
     dump(d / "add_obj.json", {"0": sc_item("A dog.", "A dog and a cat.")})
+    return d
+
+
+SUGARCREPE_RATES = {"add_obj": (1, 1), "replace_att": (2, 1), "replace_rel": (4, 3), "swap_att": (4, 3)}
+
+
+def test_sugarcrepe_rates(tmp_path, capsys):
+    d = write_sugarcrepe(tmp_path / "sc")
     rows = run(tmp_path, f"sugarcrepe:{d}")
     assert rates(rows) == {
         "add_obj": (1, 1),
@@ -80,8 +89,7 @@ def test_sugarcrepe_rates(tmp_path, capsys):
     assert "sugarcrepe\tswap_att\t4\t3\t75.0%" in out
 
 
-def test_aro_rates(tmp_path):
-    d = tmp_path / "aro"
+def write_aro(d: Path) -> Path:
     (d / "images").mkdir(parents=True)
     dump(d / "visual_genome_relation.json", [
         aro_item("the cup is on the table", "the table is on the cup", relation_name="on"),
@@ -94,6 +102,11 @@ def test_aro_rates(tmp_path):
         aro_item("the large cup and the red plate", "the red cup and the small plate",
                  attributes=["large", "red"], obj1_name="cup"),
     ])  # fmt: skip
+    return d
+
+
+def test_aro_rates(tmp_path):
+    d = write_aro(tmp_path / "aro")
     rows = run(tmp_path, f"aro:{d}")
     assert [(r["bench"], r["subset"], r["n"], r["replicated"]) for r in rows] == [
         ("vg_relation", "vg_relation", 3, 2),
@@ -102,8 +115,7 @@ def test_aro_rates(tmp_path):
     assert rates(run(tmp_path, f"vg_attribution:{d}")) == {"vg_attribution": (2, 1)}
 
 
-def test_valse_rates(tmp_path):
-    d = tmp_path / "valse"
+def write_valse(d: Path) -> Path:
     (d / "images").mkdir(parents=True)
     dump(d / "actant-swap.json", {
         "a0": valse_item("s1.jpg", "A man hugs a dog.", "A dog hugs a man."),
@@ -113,6 +125,11 @@ def test_valse_rates(tmp_path):
         "c0": valse_item("c1.jpg", "There are two dogs.", "There are three dogs."),
         "c1": valse_item("c2.jpg", "There are no dogs.", "There are dogs."),
     })  # fmt: skip
+    return d
+
+
+def test_valse_rates(tmp_path):
+    d = write_valse(tmp_path / "valse")
     assert rates(run(tmp_path, f"valse:{d}")) == {"actant-swap": (2, 1), "counting-hard": (2, 1)}
 
 
@@ -124,6 +141,80 @@ def test_matching_rules():
     # REPLACE: the same span, any new word; not another span
     assert replicates("A small dog on a bed.", "A tiny dog on a bed.", "replace", "attribute")
     assert not replicates("A small dog on a bed.", "A small dog on a sofa.", "replace", "attribute")
+
+
+def test_digits_are_numbers():
+    assert replicates("2 dogs on a bed.", "3 dogs on a bed.", "replace", "attribute")
+    assert replicates("There are 2 dogs.", "There is 1 dog.", "replace", "attribute")
+    assert replicates("2 men on 4-wheelers", "4 men on 2-wheelers", "swap", "attribute")
+    assert replicates("1 dog and 3 cats.", "3 dogs and 1 cat.", "swap", "attribute", depth=1)
+
+
+def test_sugarcrepe_needs_no_image_folder(tmp_path, capsys):
+    d = write_sugarcrepe(tmp_path / "sc", images=False)
+    assert not (d / "val2017").exists() and not (tmp_path / "val2017").exists()
+    assert rates(run(tmp_path, f"sugarcrepe:{d}")) == SUGARCREPE_RATES
+    empty = tmp_path / "no_json"
+    empty.mkdir()
+    assert main(["negatives", "--replicate", f"sugarcrepe:{empty}", "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "swap_obj.json" in err and str(empty) in err and len(err.strip().splitlines()) == 1
+
+
+DEEPER = {  # pairs two or three operators in a row make, and one a single one makes
+    "swap_obj.json": {
+        "0": sc_item("Two dogs and one cat on a bed.", "One cat and two dogs on a bed."),  # depth 2
+        "1": sc_item("A white dog and a black cat on a red bed.", "A black cat and a red dog on a white bed."),
+        "2": sc_item("A red cube left of a blue ball.", "A blue ball left of a red cube."),  # depth 1
+    },
+    "replace_obj.json": {
+        "0": sc_item("A dog on a bed.", "A cat on a sofa."),  # two spans: depth 2
+        "1": sc_item("A dog on a bed near a cat.", "A horse on a sofa near a bird."),  # three: depth 3
+        "2": sc_item("A dog on a bed.", "A cat on a bed."),  # depth 1
+    },
+}  # fmt: skip
+
+
+def test_depth_is_reported_and_never_lowers_a_rate(tmp_path, capsys):
+    sc = write_sugarcrepe(tmp_path / "sc", images=False)
+    for name, items in DEEPER.items():
+        dump(sc / name, items)
+    specs = [
+        f"sugarcrepe:{sc}",
+        f"aro:{write_aro(tmp_path / 'aro')}",
+        f"valse:{write_valse(tmp_path / 'valse')}",
+    ]
+    got: dict[int, dict[str, tuple[int, int]]] = {}
+    for depth in (1, 2, 3):
+        got[depth] = {}
+        for spec in specs:
+            capsys.readouterr()
+            rows = run(tmp_path, spec, "--depth", str(depth))
+            assert {r["depth"] for r in rows} == {depth}
+            assert f"replicated at depth <= {depth}" in capsys.readouterr().out
+            md = (tmp_path / "rep" / "replicate.md").read_text().splitlines()
+            assert md[0] == "| bench | subset | op | depth | n | replicated | rate |"
+            assert all(line.split(" | ")[3] == str(depth) for line in md[2:])
+            got[depth] |= rates(rows)
+    for subset, (n, k2) in got[2].items():
+        n1, k1 = got[1][subset]
+        n3, k3 = got[3][subset]
+        assert n1 == n == n3 and k1 <= k2 <= k3, subset
+    assert got[1]["swap_obj"] == (3, 1) and got[2]["swap_obj"] == (3, 2) and got[3]["swap_obj"] == (3, 3)
+    assert got[1]["replace_obj"] == (3, 1) and got[2]["replace_obj"] == (3, 2)
+    assert got[3]["replace_obj"] == (3, 3)
+    assert {s: got[2][s] for s in SUGARCREPE_RATES} == SUGARCREPE_RATES  # 2 is the default depth
+
+
+@pytest.mark.parametrize(
+    "depth,needle", [("1,2", "one --depth N"), ("4", "--depth must be integers in 1..3")]
+)
+def test_replicate_depth_must_be_one_of_1_to_3(tmp_path, capsys, depth, needle):
+    d = write_sugarcrepe(tmp_path / "sc", images=False)
+    out = str(tmp_path / "r.json")
+    assert main(["negatives", "--replicate", f"sugarcrepe:{d}", "--depth", depth, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

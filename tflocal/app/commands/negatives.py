@@ -13,7 +13,8 @@ EPILOG = """examples:
   tflocal negatives --in data/manifest.jsonl --out data/manifest_negatives.jsonl --depth 1,2
   tflocal negatives --in "karpathy:data/coco/dataset_coco.json?split=val" --out data/coco/val_negatives.jsonl
   tflocal negatives --explain pairs.jsonl --out pairs_explained.jsonl
-  tflocal negatives --replicate sugarcrepe:data/sugarcrepe --out replicate.json"""
+  tflocal negatives --replicate sugarcrepe:data/sugarcrepe --out replicate.json
+  tflocal negatives --replicate sugarcrepe:data/sugarcrepe --depth 1 --out replicate_depth1.json"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
 def _replicate(cfg: NegativesConfig) -> int:
     from tflocal.concepts.replicate import replicate, write_report
 
-    rows = replicate(cfg.replicate)
+    depth = cfg.depth[0]
+    rows = replicate(cfg.replicate, depth)
     md = write_report(rows, cfg.out)
+    print(f"replicated at depth <= {depth}")
     print("bench\tsubset\tn\treplicated\trate")
     for r in rows:
         print(f"{r['bench']}\t{r['subset']}\t{r['n']}\t{r['replicated']}\t{r['rate']:.1%}")
