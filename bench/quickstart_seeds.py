@@ -216,12 +216,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     ap.add_argument("--work", type=Path, help="folder for the seeds' runs and reports (default: RUN/seeds)")
     ap.add_argument("--progress", action="store_true", help="the pipeline's own progress bars")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        help="train both heads this many epochs instead of the run's (default work folder RUN/seeds_eN; "
+        "no seed then reproduces the run)",
+    )
     args = ap.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
         run = args.run.resolve()
         base = run_config(run)
-        work = (args.work or run / "seeds").resolve()
+        same_as_run = args.epochs is None or args.epochs == base.get("epochs")
+        if args.epochs is not None:
+            if args.epochs < 1:
+                raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
+            base = {**base, "epochs": args.epochs}
+        work = (args.work or run / ("seeds" if same_as_run else f"seeds_e{args.epochs}")).resolve()
         per_seed, records = {}, {}
         for seed in seeds:
             per_seed[seed], records[seed] = run_seed(base, run, work, seed, args.progress)
@@ -236,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {subset}: {str(ok).lower()}" + ("" if ok else f" (below in seeds {below[subset]})"))
     print(f"test_ood/swap: min over seeds of TFLocal - global head: {gain} points")
     run_rows = json.loads((run / "report" / "results.json").read_text())
-    matches = same_rows(per_seed[base["seed"]], run_rows) if base["seed"] in per_seed else None
+    matches = same_rows(per_seed[base["seed"]], run_rows) if same_as_run and base["seed"] in per_seed else None
     print(f"seed{base['seed']}_matches_run: {json.dumps(matches)}")
     figures = {
         "seeds": seeds,

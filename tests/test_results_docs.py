@@ -191,3 +191,49 @@ def test_headline_over_seeds_says_where_tflocal_is_below_in_a_seed(monkeypatch, 
     assert "| test_id/swap | SWAP, seen combinations | 50.0 ± 0.0 [50.0, 50.0] | 65.0 ± 14.1 [55.0, 75.0] | yes |" in head
     assert "over 2 training seeds (Test CPU 9000, 2 cores;" in head
     assert "on 1 of 2 SWAP and REPLACE subsets; not on test_ood/swap (seeds 1)." in head
+
+
+def test_headline_says_how_a_cpu_without_native_bf16_differs(monkeypatch, tmp_path):
+    """With quickstart_seeds_fp32.json beside the seeds' figures, the headline adds one line: that
+    run's machine and encoder, its claims, and the largest moves of the table's means; the fp32
+    seeds get a doc of their own."""
+    tool = load_tool()
+    fake = tmp_path / "data"
+    fake.mkdir()
+    for p in tool.DATA.glob("*.json"):
+        if not p.name.startswith("quickstart_seeds"):
+            (fake / p.name).write_text(p.read_text())
+    monkeypatch.setattr(tool, "DATA", fake)
+    figures = seeds_figures()
+    rows = []
+    for subset, _ in tool.HEADLINE:
+        rows += [dict(figures["rows"][2], subset=subset), dict(figures["rows"][3], subset=subset)]
+    figures["rows"] = rows
+    figures["tflocal_ge_global_every_seed"] = {"test_ood/swap": True, "test_id/swap": True}
+    figures["tflocal_below_global_seeds"] = {}
+    figures["test_ood_swap_min_gain_points"] = 5.0
+    log = tmp_path / "bench.log"
+    log.write_text(json.dumps(figures) + "\n")
+    tool.import_bench("quickstart_seeds", log, "python bench/quickstart_seeds.py", "Test CPU 9000, 2 cores")
+    assert "without native bf16" not in tool.render_headline()
+    other = copy.deepcopy(figures)
+    other["config"]["encoder"] = "towers:effnet-lite0+minilm"
+    for r in other["rows"]:
+        if r["subset"] == "test_novel/swap" and r["scorer"] == "TFLocal":
+            r["mean"] -= 4.25  # the largest move
+        if r["subset"] == "test_id/swap" and r["scorer"] == "global head":
+            r["mean"] += 1.0
+    other["tflocal_ge_global_every_seed"] = {"test_ood/swap": True, "test_id/swap": False}
+    other["tflocal_below_global_seeds"] = {"test_id/swap": [1]}
+    other["test_ood_swap_min_gain_points"] = 3.0
+    log.write_text(json.dumps(other) + "\n")
+    tool.import_bench("quickstart_seeds_fp32", log, "python bench/quickstart_seeds.py", "Old CPU 1000, AVX2")
+    head = tool.render_headline()
+    line = head.splitlines()[-1]
+    assert line.startswith("On a CPU without native bf16 (Old CPU 1000, AVX2; encoder `towers:effnet-lite0+minilm`")
+    assert "at or above the global head in every seed on 1 of 2 SWAP and REPLACE subsets (not on test_id/swap)" in line
+    assert "test_ood/swap gains at least 3.0 points in every seed" in line
+    assert "move by at most 4.2 points there (largest: test_novel/swap TFLocal 4.2, test_id/swap global head 1.0" in line
+    page = tool.DOCS / "quickstart_seeds_fp32.md"
+    assert page in tool.expected()
+    assert tool.expected()[page].startswith("# Quickstart over training seeds, on a CPU without native bf16")

@@ -263,7 +263,43 @@ def seeds_headline() -> str:
         if missed
         else "."
     )
-    return "\n".join([*out, "", line])
+    lines = [*out, "", line]
+    if (DATA / "quickstart_seeds_fp32.json").exists():
+        lines += ["", other_cpu_line(fig, table, base, cand)]
+    return "\n".join(lines)
+
+
+def other_cpu_line(fig: dict[str, Any], table: dict[tuple[str, str], dict[str, Any]], base: str, cand: str) -> str:
+    """How the seeds on a CPU without native bf16 (quickstart_seeds_fp32.json) differ from the
+    headline's: the claims there, and the largest moves of the headline subsets' means."""
+    doc = load("quickstart_seeds_fp32")
+    other = seeds_figures(doc, "quickstart_seeds_fp32")
+    o_table = {(r["subset"], r["scorer"]): r for r in other["rows"]}
+    moves = sorted(
+        (
+            (abs(o_table[(s, sc)]["mean"] - table[(s, sc)]["mean"]), s, sc)
+            for s, _ in HEADLINE
+            for sc in (base, cand)
+            if (s, sc) in o_table and (s, sc) in table
+        ),
+        reverse=True,
+    )
+    every = other["tflocal_ge_global_every_seed"]
+    held = [s for s, ok in every.items() if ok]
+    missed = [s for s, ok in every.items() if not ok]
+    cfg = other.get("config", {})
+    line = (
+        f"On a CPU without native bf16 ({doc['machine']}; encoder `{cfg.get('encoder', '?')}`, "
+        f"[docs/results/quickstart_seeds_fp32.md](docs/results/quickstart_seeds_fp32.md)), "
+        f"{len(other['seeds'])} seeds on that run's caches: {cand} is at or above the {base} in every seed on "
+        f"{len(held)} of {len(every)} SWAP and REPLACE subsets"
+        + (f" (not on {', '.join(missed)})" if missed else "")
+        + f"; test_ood/swap gains at least {other['test_ood_swap_min_gain_points']:.1f} points in every seed"
+    )
+    if moves:
+        top = ", ".join(f"{s} {sc} {d:.1f}" for d, s, sc in moves[:3])
+        line += f". The table's means move by at most {moves[0][0]:.1f} points there (largest: {top})"
+    return line + "."
 
 
 # -- bench figures -------------------------------------------------------------------------------
@@ -397,33 +433,41 @@ SEEDS_KEYS = (
 SEEDS_ROW_KEYS = ("subset", "scorer", "mean", "min", "max", "std", "n", "values")
 
 
-def seeds_figures(doc: dict[str, Any]) -> dict[str, Any]:
-    """The figures of quickstart_seeds.json (bench/quickstart_seeds.py's JSON line), checked."""
+def seeds_figures(doc: dict[str, Any], name: str = "quickstart_seeds") -> dict[str, Any]:
+    """The figures of NAME.json (bench/quickstart_seeds.py's JSON line), checked."""
     fig = doc["figures"]
     missing = [k for k in SEEDS_KEYS if k not in fig]
     if missing:
         raise StaleError(
-            f"quickstart_seeds.json: figures lack {', '.join(missing)} (import bench/quickstart_seeds.py's last line)"
+            f"{name}.json: figures lack {', '.join(missing)} (import bench/quickstart_seeds.py's last line)"
         )
     if not isinstance(fig["rows"], list) or not fig["rows"]:
-        raise StaleError("quickstart_seeds.json: figures.rows must be a non-empty list")
+        raise StaleError(f"{name}.json: figures.rows must be a non-empty list")
     for i, r in enumerate(fig["rows"]):
         lacking = [k for k in SEEDS_ROW_KEYS if k not in r]
         if lacking:
-            raise StaleError(f"quickstart_seeds.json: row {i} lacks {', '.join(lacking)}")
+            raise StaleError(f"{name}.json: row {i} lacks {', '.join(lacking)}")
     return fig
 
 
-def render_quickstart_seeds() -> str:
-    doc = load("quickstart_seeds")
-    fig = seeds_figures(doc)
+SEEDS_TITLES = {
+    "quickstart_seeds": "Quickstart over training seeds",
+    "quickstart_seeds_fp32": "Quickstart over training seeds, on a CPU without native bf16",
+}
+"""The seeds benches' data names and their docs' titles: the quickstart's default on the machine
+that ran it, and the same on a CPU without native bf16 (fp32 towers)."""
+
+
+def render_quickstart_seeds(name: str = "quickstart_seeds") -> str:
+    doc = load(name)
+    fig = seeds_figures(doc, name)
     rows = fig["rows"]
     scorers = list(dict.fromkeys(r["scorer"] for r in rows))
     table = {(r["subset"], r["scorer"]): r for r in rows}
     seeds = ", ".join(str(s) for s in fig["seeds"])
-    out = header("Quickstart over training seeds", ["quickstart_seeds"])
+    out = header(SEEDS_TITLES[name], [name])
     out += [
-        source_line(doc, "quickstart_seeds"),
+        source_line(doc, name),
         "",
         f"The quickstart's training and evaluation repeated with training seeds {seeds} on one render "
         "and its caches (only the seed changes; `bench/quickstart_seeds.py`). Pair accuracy (%) per "
@@ -494,10 +538,11 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "retrieval": lambda: render_benches("retrieval"),
     "performance": lambda: render_benches("performance"),
     "quickstart_seeds": render_quickstart_seeds,
+    "quickstart_seeds_fp32": lambda: render_quickstart_seeds("quickstart_seeds_fp32"),
 }
-OPTIONAL = {"quickstart_seeds": "quickstart_seeds"}
+OPTIONAL = {"quickstart_seeds": "quickstart_seeds", "quickstart_seeds_fp32": "quickstart_seeds_fp32"}
 """Docs written only once their data file (doc name -> data name) exists."""
-STANDALONE_BENCHES = ("quickstart_seeds",)
+STANDALONE_BENCHES = ("quickstart_seeds", "quickstart_seeds_fp32")
 """Benches with a doc of their own (not a section of retrieval.md or performance.md)."""
 
 

@@ -171,6 +171,11 @@ def pick_runtime(key: str, candidates: dict[str, Callable[[], Any]], what: str) 
     return choice
 
 
+def runtime_choices() -> dict[str, str]:
+    """The choices made so far in this process: key (tower:encoder:threads) -> runtime."""
+    return dict(_CHOSEN)
+
+
 def forget_choices() -> None:
     """Drop the per-process choices (tests)."""
     _CHOSEN.clear()
