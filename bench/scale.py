@@ -31,7 +31,8 @@ timed is the writer, not a model. Then it measures, in this order:
    (one virtual cache, no copy); build time and index bytes per image; query latency
    (``LateIndex.search``, k 10, median of ``--queries`` cached captions). 1M images are
    simulated as ceil(1M / N) shards of that N-image index searched one after another, their
-   top k merged by score (faiss ``IndexShards`` convention); the shards' content is the same
+   top k merged as ``tflocal search`` merges per-shard indexes (``late_shards.merge_topk``:
+   faiss ``ResultHeap``, ``IndexShards``' successive ids); the shards' content is the same
    index, so each shard search costs what a shard of different images would (``--sharded-images``).
 
     .venv/bin/python bench/scale.py --dir /tmp/scale                # 30 GB, then deleted
@@ -401,6 +402,7 @@ def index_phase(shard_paths: list[Path], work: Path, min_images: int, queries: i
     from cache_tools.store.shards import merge_shards
     from tflocal.models import ModelConfig, build_head
     from tflocal.retrieval import LateIndex, build_late_index
+    from tflocal.retrieval.late_shards import merge_topk
     from tflocal.scoring.head import HeadScorer
 
     first = open_cache(work / "cache.h5")
@@ -437,9 +439,7 @@ def index_phase(shard_paths: list[Path], work: Path, min_images: int, queries: i
         for s in range(n_shards):  # each shard: the same index, its rows offset by the shard
             ids, scores, _ = late.search(texts, k=10)
             hits.append((ids + s * cache.n_images, scores))
-        ids = np.concatenate([h[0] for h in hits])
-        scores = np.concatenate([h[1] for h in hits])
-        ids[np.argsort(-scores, kind="stable")[:10]]
+        merge_topk(hits, 10)
         many.append(time.perf_counter() - t)
     return {
         "index_images": int(cache.n_images),

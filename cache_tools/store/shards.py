@@ -5,12 +5,15 @@ rebases the index datasets (``texts/offsets``, ``texts/image_index``, ``texts/po
 With ``virtual=True`` the large payload datasets (patches, tokens, global embeddings, crops)
 become HDF5 virtual datasets that point into the source files (stored by relative path, so the
 folder can be moved as a whole); only the small index and string datasets are copied.
+:func:`shard_layout` reads back which rows of such a cache each shard file holds, and
+:func:`partition_shards` splits shards among processes, balanced by a count (images, pairs).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import h5py
 import numpy as np
 
 from cache_tools import __version__
+from cache_tools.errors import CacheFormatError
 from cache_tools.store.h5io import chunk_rows, create
 from cache_tools.store.schema import FORMAT_VERSION, STR, decode_attrs, encode_attr
 
@@ -167,3 +171,70 @@ def concat_caches(
 def merge_shards(out: str | Path, shard_paths: Sequence[str | Path]) -> Path:
     """Write ``out`` as one logical cache over ``shard_paths`` (virtual payload, no copy)."""
     return concat_caches(shard_paths, out, virtual=True)
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """One shard file of a merged cache and the rows of the merged cache it holds:
+    images ``image_start:image_stop``, texts ``text_start:text_stop`` (stop exclusive)."""
+
+    path: Path
+    image_start: int
+    image_stop: int
+    text_start: int
+    text_stop: int
+
+    @property
+    def n_images(self) -> int:
+        return self.image_stop - self.image_start
+
+
+def _source_rows(dset: h5py.Dataset) -> dict[str, tuple[int, int]]:
+    """A virtual dataset's source file names -> the [start, stop) rows of it they fill."""
+    out = {}
+    for vs in dset.virtual_sources():
+        lo, hi = vs.vspace.get_select_bounds()
+        out[vs.file_name] = (int(lo[0]), int(hi[0]) + 1)
+    return out
+
+
+def shard_layout(path: str | Path) -> list[ShardRows]:
+    """The shard files of a cache written by :func:`merge_shards` (its ``shards`` attribute), in
+    row order, with the image and text rows each holds; ``[]`` for a cache that is one file.
+
+    Reads the merged file's attributes and virtual-dataset mappings only: no shard file is opened.
+    """
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        names = decode_attrs(f.attrs).get("shards") or []
+        if not names:
+            return []
+        img, txt = _source_rows(f["images/global"]), _source_rows(f["texts/global"])
+        n_img, n_txt = f["images/global"].shape[0], f["texts/global"].shape[0]
+    out, at_img, at_txt = [], 0, 0
+    for name in names:
+        i0, i1 = img.get(name, (at_img, at_img))  # an empty shard has no mapping
+        t0, t1 = txt.get(name, (at_txt, at_txt))
+        if i0 != at_img or t0 != at_txt:
+            raise CacheFormatError(
+                f"{path}: shard {name} does not follow the one before it in the merged cache: merge the shards again"
+            )
+        out.append(ShardRows((path.parent / name).resolve(), i0, i1, t0, t1))
+        at_img, at_txt = i1, t1
+    if (at_img, at_txt) != (n_img, n_txt):
+        raise CacheFormatError(f"{path}: its shards do not cover its rows: merge the shards again")
+    return out
+
+
+def partition_shards(weights: Sequence[int], parts: int) -> list[list[int]]:
+    """Split shards with ``weights`` (e.g. pairs per shard) into ``parts`` disjoint groups of
+    near-equal total weight: the heaviest shard first, each to the lightest group so far (ties:
+    the lower group). Each group lists its shard indices in increasing order; a group is empty
+    only when there are fewer shards than parts."""
+    load = [0] * parts
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    for s in sorted(range(len(weights)), key=lambda i: (-int(weights[i]), i)):
+        g = min(range(parts), key=lambda j: (load[j], j))
+        groups[g].append(s)
+        load[g] += int(weights[s])
+    return [sorted(g) for g in groups]

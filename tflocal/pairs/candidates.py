@@ -308,7 +308,8 @@ def make_batch(
 
 class BatchDataset(torch.utils.data.Dataset):
     """Item k = the CandidateBatch of batch k of the current epoch plan (use with
-    ``DataLoader(batch_size=None)``). The cache is opened lazily in each worker process."""
+    ``DataLoader(batch_size=None)``). The cache is opened lazily in each worker process.
+    ``max_batches``: the most batches an epoch takes (the plan's first ones; None: all)."""
 
     def __init__(
         self,
@@ -327,8 +328,10 @@ class BatchDataset(torch.utils.data.Dataset):
         world: int = 1,
         rank: int = 0,
         max_text_tokens: int | None = None,
+        max_batches: int | None = None,
     ):
         self._cache = cache_or_path
+        self.max_batches = max_batches
         self.units = units
         self.batch_size, self.n_neg, self.k_inbatch, self.needs = batch_size, n_neg, k_inbatch, tuple(needs)
         self.seed, self.t2i, self.shuffle, self.shuffle_chunk = seed, t2i, shuffle, shuffle_chunk
@@ -355,7 +358,7 @@ class BatchDataset(torch.utils.data.Dataset):
             self.drop_last,
             self.world,
             self.rank,
-        )[start:]
+        )[: self.max_batches][start:]
 
     def batches_per_epoch(self) -> int:
         return len(
@@ -369,7 +372,7 @@ class BatchDataset(torch.utils.data.Dataset):
                 self.drop_last,
                 self.world,
                 self.rank,
-            )
+            )[: self.max_batches]
         )
 
     def __len__(self) -> int:

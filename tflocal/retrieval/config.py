@@ -29,6 +29,10 @@ class IndexConfig:
     batch_size: int = 256
     """Images per forward of the head's image tower."""
     device: str = "cpu"
+    per_shard: bool = False
+    """One index per shard file of a cache written by several processes (out/shard00000/, ...,
+    out/shards.json), each over its shard alone; under ``accelerate launch`` process k of N builds
+    shards k, k + N, ... ``tflocal search --late-index out`` searches them all and merges their top k."""
 
     def __post_init__(self) -> None:
         for name in ("cache", "scorer", "out"):
@@ -62,7 +66,8 @@ class SearchConfig:
     """First-stage candidates re-ranked."""
     late_index: str | None = None
     """Index folder from `tflocal index` for the scorer: a late-interaction first stage over the
-    whole corpus when it exists (else the global first stage)."""
+    whole corpus when it exists (else the global first stage); a folder from `tflocal index
+    --per-shard` searches every shard's index and merges their top k."""
     fuse: bool = False
     """With late_index: also score the global first stage's top k_rerank exactly."""
     nprobe: int = 8

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,9 @@ class LateIndex:
     ``score_bytes`` of float32 image vectors per forward (at least the scorer's ``batch_size``
     images): a query's candidates in one forward, rather than in many small ones.
     global_candidates: with a separable global path, the images of best global term that are
-    also scored exactly (None: ``n_candidates // 2``; 0: none).
+    also scored exactly (None: ``n_candidates // 2``; 0: none). cache: the cache whose images
+    the store holds (None: the scorer's; a shard file of it for one index of a
+    :class:`~tflocal.retrieval.late_shards.ShardedLateIndex`).
     """
 
     def __init__(
@@ -81,10 +84,11 @@ class LateIndex:
         refine: int = 4,
         score_bytes: int = 64 << 20,
         global_candidates: int | None = None,
+        cache: Any = None,
     ):
         self.store = store if isinstance(store, VectorStore) else VectorStore(store)
         self.scorer, self.head = scorer, getattr(scorer, "run_head", scorer.head)  # forwards run this copy
-        self.cache = scorer.cache
+        self.cache = scorer.cache if cache is None else cache
         self.tower = tower_of(self.head, scorer.name)
         self.store.check(scorer.head, self.cache, scorer.name)  # the float32 weights it was built with
         self.nprobe, self.n_candidates, self.refine = int(nprobe), int(n_candidates), int(refine)
@@ -229,13 +233,18 @@ class LateIndex:
         return out
 
     def search(
-        self, texts: TextSide | str, k: int = 10, extra: np.ndarray | None = None
+        self,
+        texts: TextSide | str,
+        k: int = 10,
+        extra: np.ndarray | None = None,
+        states: torch.Tensor | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """One caption (a string or a TextSide of 1) -> (image rows [k], exact scores [k],
-        number of images scored exactly). ``extra``: more candidate rows scored exactly (fusion)."""
+        number of images scored exactly). ``extra``: more candidate rows scored exactly (fusion).
+        ``states``: :meth:`text_states` of the caption when already computed."""
         if isinstance(texts, str):
             texts = self.encode_caption(texts)
-        states = self.text_states(texts)
+        states = self.text_states(texts) if states is None else states
         ids, _ = self.candidates(self.query_vectors(texts, states), self.global_prior(texts))
         if extra is not None:
             extra = np.asarray(extra, dtype=np.int64).reshape(-1)
@@ -261,6 +270,12 @@ class LateIndex:
         return order.astype(np.int64), s[order]
 
 
-def open_late_index(path: str, scorer: Any, **kwargs: Any) -> LateIndex:
-    """``LateIndex(VectorStore(path), scorer, **kwargs)``: refuses another checkpoint or cache."""
+def open_late_index(path: str, scorer: Any, **kwargs: Any) -> Any:
+    """``LateIndex(VectorStore(path), scorer, **kwargs)``: refuses another checkpoint or cache.
+    A folder of per-shard indexes (``shards.json``, ``tflocal index --per-shard``) opens as a
+    :class:`~tflocal.retrieval.late_shards.ShardedLateIndex` with the same search."""
+    from tflocal.retrieval.late_shards import MANIFEST, ShardedLateIndex
+
+    if (Path(path) / MANIFEST).is_file():
+        return ShardedLateIndex(path, scorer, **kwargs)
     return LateIndex(VectorStore(path), scorer, **kwargs)

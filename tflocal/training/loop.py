@@ -47,6 +47,7 @@ from tflocal.training.run_folder import (
     stop_advice,
     will_resume,
 )
+from tflocal.training.shard_reads import gather_counts, merged_info, merged_ops
 from tflocal.training.shuffle import shuffle_chunk_for
 from tflocal.training.validation import validate
 
@@ -88,6 +89,9 @@ class Run:
     best: float = -1.0
     best_step: int | None = None
     last_val: dict[str, float] | None = None
+    has_val: bool = False  # whether any process has validation units (all validate together)
+    val_ops: Any = None  # own shards: the whole cache's operator names (validate's shard_ops)
+    cache_info: dict[str, Any] | None = None  # own shards: the merged cache's CACHE_INFO
 
     @property
     def last_path(self) -> Path:
@@ -109,7 +113,8 @@ class Run:
             "best_step": self.best_step,
             "val": self.last_val,
             "total_steps": self.total,
-            "cache": {k: self.cache.attrs.get(k) for k in CACHE_INFO} | {"path": str(self.cfg.cache)},
+            "cache": (self.cache_info or {k: self.cache.attrs.get(k) for k in CACHE_INFO})
+            | {"path": str(self.cfg.cache)},
         }
         save_checkpoint(
             path,
@@ -126,10 +131,14 @@ class Run:
 
 
 def setup(cfg: TrainConfig) -> Run:
-    """Data (units, split, batches) -> head -> AdamW + schedule -> resume -> log, on the accelerator."""
+    """Data (units, split, batches) -> head -> AdamW + schedule -> resume -> log, on the accelerator.
+
+    Several processes on a cache written as shards: each reads its own shards
+    (:mod:`tflocal.training.shard_reads`), all with the same number of batches an epoch."""
     acc = accelerator(cfg)
     set_seed(cfg.seed)
-    cache, val_cache, train_units, val_units = load_data(cfg)
+    cache, val_cache, train_units, val_units, shards = load_data(cfg, acc.num_processes, acc.process_index)
+    own = shards is not None  # this process's units are its own: no striding over processes
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)  # train() made and locked it already; setup() alone works too
     model = build_head(cfg.head, cfg.model, cache.spec)
@@ -146,10 +155,15 @@ def setup(cfg: TrainConfig) -> Run:
         shuffle_chunk=shuffle_chunk_for(
             cfg.data.shuffle, cfg.data.shuffle_chunk, cache, len(train_units), cfg.data.in_memory
         ),
-        world=acc.num_processes,
-        rank=acc.process_index,
+        world=1 if own else acc.num_processes,
+        rank=0 if own else acc.process_index,
         max_text_tokens=cfg.model.max_text_tokens,
     )
+    has_val = val_units is not None and len(val_units) > 0
+    if own:
+        dataset.max_batches = int(gather_counts(acc, dataset.batches_per_epoch()).min())
+        dataset.set_epoch(0)
+        has_val = val_units is not None and int(gather_counts(acc, len(val_units)).sum()) > 0
     per_epoch = dataset.batches_per_epoch()
     if per_epoch == 0:
         raise UserError(
@@ -176,10 +190,14 @@ def setup(cfg: TrainConfig) -> Run:
         total,
         resumed,
         count_parameters(model),
+        has_val=has_val,
     )
+    if own:
+        run.cache_info = merged_info(cfg.cache, CACHE_INFO)
+        run.val_ops = None if cfg.val_cache else merged_ops(cfg.cache)
     if resumed:
         resume(run)
-    if val_units is None or not len(val_units):
+    if not has_val:
         note_no_validation(run)
     if acc.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -193,6 +211,7 @@ def setup(cfg: TrainConfig) -> Run:
         train_units=len(train_units),
         val_units=len(val_units) if val_units is not None else 0,
         resumed=resumed,
+        **({"shard_files": [str(p) for p in shards]} if own else {}),
     )
     run.model, run.opt = acc.prepare(model, opt)
     run.raw = acc.unwrap_model(run.model)
@@ -277,8 +296,8 @@ def fit(run: Run) -> dict[str, Any]:
             if run.step >= stop:
                 break
         end_of_epoch = run.step % run.per_epoch == 0 and (run.step // run.per_epoch) % cfg.val_every == 0
-        if (end_of_epoch or run.step >= run.total) and run.val_units is not None and len(run.val_units):
-            run.last_val = validate(run.model, run.val_cache, run.val_units, cfg, acc)
+        if (end_of_epoch or run.step >= run.total) and run.has_val:
+            run.last_val = validate(run.model, run.val_cache, run.val_units, cfg, acc, run.val_ops)
             run.log(event="val", step=run.step, epoch=epoch, **run.last_val)
             if run.last_val.get("val_nonfinite", 0):
                 raise NonFiniteLossError(

@@ -23,6 +23,7 @@ from tflocal.config import to_dict
 from tflocal.errors import UserError
 from tflocal.models.checkpoint import check_signature, load_checkpoint
 from tflocal.pairs.candidates import Units, build_units, split_by_image
+from tflocal.training.shard_reads import shards_for
 
 ARTIFACTS = ("last.pt", "best.pt")
 SCHEDULE_KEYS = ("epochs", "max_steps")
@@ -53,7 +54,7 @@ def accelerator(cfg: Any) -> Any:
         ) from err
 
 
-def open_for_training(path: str, in_memory: bool) -> Any:
+def open_for_training(path: str | list[Path], in_memory: bool) -> Any:
     cache = open_cache(path)
     return cache.load_into_memory() if in_memory else cache
 
@@ -86,17 +87,25 @@ def will_resume(cfg: Any) -> bool:
     )
 
 
-def load_data(cfg: Any) -> tuple[Any, Any, Units, Units | None]:
-    """(train cache, validation cache, training units, validation units or None)."""
-    cache = open_for_training(cfg.cache, cfg.data.in_memory)
+def load_data(
+    cfg: Any, world: int = 1, rank: int = 0
+) -> tuple[Any, Any, Units, Units | None, list[Path] | None]:
+    """(train cache, validation cache, training units, validation units or None, shard files).
+
+    Process ``rank`` of ``world`` > 1 on a cache written as shards opens only its share of the
+    shard files (:mod:`tflocal.training.shard_reads`; the last item lists them) and builds its
+    units and validation split from them; otherwise the last item is None and the whole cache
+    is read."""
+    shards = shards_for(cfg.cache, world, rank, say)
+    cache = open_for_training(shards if shards else cfg.cache, cfg.data.in_memory)
     units = build_units(cache, max_negs=cfg.data.max_negs)
     if cfg.val_cache:
         val_cache = open_for_training(cfg.val_cache, cfg.data.in_memory)
         check_signature(cache.signature, val_cache, f"training cache {cfg.cache}")
-        return cache, val_cache, units, build_units(val_cache, max_negs=cfg.data.max_negs)
+        return cache, val_cache, units, build_units(val_cache, max_negs=cfg.data.max_negs), shards
     if cfg.data.val_fraction > 0:
-        return cache, cache, *split_by_image(units, cfg.data.val_fraction, cfg.seed)
-    return cache, cache, units, None
+        return cache, cache, *split_by_image(units, cfg.data.val_fraction, cfg.seed), shards
+    return cache, cache, units, None, shards
 
 
 def note_no_validation(run: Any) -> None:

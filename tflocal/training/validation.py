@@ -14,11 +14,21 @@ from tflocal.pairs.candidates import Units, make_batch
 
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module, cache: Any, units: Units, cfg: Any, accelerator: Any
+    model: torch.nn.Module,
+    cache: Any,
+    units: Units,
+    cfg: Any,
+    accelerator: Any,
+    shard_ops: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Pair accuracy against hard negatives: score(positive) > score(negative), over every
     (caption, hard negative) pair; group accuracy: all of a caption's negatives beaten; top-1
-    within the candidate set with k in-batch negatives (the metric when there are no hard negatives)."""
+    within the candidate set with k in-batch negatives (the metric when there are no hard negatives).
+
+    ``shard_ops`` None: ``units`` are the same on every process, each scores every W-th batch.
+    Else each process holds its own units (its shards of the cache) and scores all of them;
+    ``shard_ops`` (str [O], sorted, the whole cache's operator names) line up the per-operator
+    sums across processes."""
     was_training = model.training
     model.eval()
     raw = model if isinstance(model, Head) else accelerator.unwrap_model(model)
@@ -26,12 +36,17 @@ def validate(
     dedup = bool(raw.accepts_pair_image)
     n_neg = units.negs.shape[1]
     sums = torch.zeros(6, dtype=torch.float64)  # pair ok, pairs, group ok, groups, top1 ok, sets
-    op_names, text_op = np.unique(np.asarray(getattr(cache, "op", []), dtype=str), return_inverse=True)
+    if shard_ops is None:
+        op_names, text_op = np.unique(np.asarray(getattr(cache, "op", []), dtype=str), return_inverse=True)
+    else:
+        op_names = np.asarray(shard_ops, dtype=str)
+        text_op = np.searchsorted(op_names, np.asarray(getattr(cache, "op", []), dtype=str))
     text_op = np.where(op_names[text_op] == "", -1, text_op).astype(np.int64)  # "" = a positive
     by_op = torch.zeros(2, len(op_names), dtype=torch.float64)  # pair ok, pairs per operator
     bs = cfg.data.val_batch_size
     nonfinite = 0  # scores the model returned as NaN/inf: a broken state, never a result
-    for b in range(accelerator.process_index, -(-len(units) // bs), accelerator.num_processes):
+    first, stride = (accelerator.process_index, accelerator.num_processes) if shard_ops is None else (0, 1)
+    for b in range(first, -(-len(units) // bs), stride):
         sub = units.subset(np.arange(b * bs, min((b + 1) * bs, len(units))))
         batch = make_batch(
             cache,

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.scorer, cache, encoder=encoder, device=cfg.device, progress=False, precision=cfg.precision
     )
     late = None
-    if cfg.late_index and Path(cfg.late_index, "meta.json").is_file():
+    if cfg.late_index and any(Path(cfg.late_index, m).is_file() for m in ("meta.json", "shards.json")):
         late = open_late_index(
             cfg.late_index,
             scorer,
