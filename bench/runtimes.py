@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             n = args.images if tower == "image" else args.captions
             best = {case: float("inf") for case in cases}
             outputs = {}
-            for case, enc in encoders.items():  # warm-up: exports, sessions, the runtime each holds
+            for case, enc in encoders.items():  # warm-up: exports, runtimes loaded, the choice each holds
                 forget_choices()  # the choice is kept per encoder name, which two cases share
                 os.environ[RUNTIME_ENV] = cases[case][1]
                 outputs[case] = call(enc, tower, pixels, texts).float()

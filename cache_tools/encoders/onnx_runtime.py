@@ -107,8 +107,8 @@ def export(
     return path
 
 
-def session(path: Path) -> Any:
-    """An ONNX Runtime CPU session on ``torch.get_num_threads()`` intra-op threads."""
+def inference_runner(path: Path) -> Any:
+    """An ONNX Runtime CPU InferenceSession on ``torch.get_num_threads()`` intra-op threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -128,7 +128,7 @@ def onnx_forward(
     """``module``'s forward on ONNX Runtime: a callable taking the same tensors as ``module``
     (positionally, CPU) and returning its single output as a float32 CPU tensor."""
     path = export(module, example, onnx_dir() / weights_key(module, name), input_names, dynamic_axes)
-    sess = session(path)
+    sess = inference_runner(path)
 
     def run(*inputs: torch.Tensor) -> torch.Tensor:
         feed = {k: v.detach().cpu().contiguous().numpy() for k, v in zip(input_names, inputs)}
