@@ -115,6 +115,9 @@ def inference_runner(path: Path) -> Any:
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # idle threads block instead of spinning: the caching loop interleaves these forwards with
+    # torch's (the other tower, or the runtime timing), which spinning threads would starve
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
