@@ -10,7 +10,8 @@ stand-in (:class:`SyntheticEncoder`) that returns random arrays of the right sha
 timed is the writer, not a model. Then it measures, in this order:
 
 1. raw disk write throughput: ``--dd-gb`` of zeros written in 16 MiB blocks, fsync'd, deleted;
-   cache write throughput (MB/s of finished files over the write's wall time) and their ratio;
+   cache write throughput (MB/s of finished files over the write's wall time, every file fsync'd
+   in it as the raw write is) and their ratio (``--only write`` stops here);
 2. the training input pipeline (``BatchDataset`` + ``make_loader`` as ``tflocal train`` builds
    them: batch 256 units, 4 hard negatives, 3 in-batch negatives, the default head's ``needs``,
    ``--workers`` DataLoader workers) in pairs/s, over ``--read-batches`` batches after one of
@@ -37,6 +38,7 @@ timed is the writer, not a model. Then it measures, in this order:
 
     .venv/bin/python bench/scale.py --dir /tmp/scale                # 30 GB, then deleted
     .venv/bin/python bench/scale.py --dir /tmp/scale --images 64 --index-images 256 --dd-gb 0.05
+    .venv/bin/python bench/scale.py --dir /tmp/scale --images 3000 --dd-gb 1.5 --only write
 
 The last line printed is a JSON object of the figures (ratios end in ``_ratio``).
 """
@@ -192,19 +194,27 @@ class SyntheticEncoder(Encoder):
 
     def encode_images(self, pixels: torch.Tensor) -> ImageOutput:
         b = pixels.shape[0]
-        rows = (self._i + torch.arange(b)) % len(self._patches)
+        rows = (self._i + np.arange(b)) % len(self._patches)
         self._i += b
-        return ImageOutput(self._patches[rows], self._globals[rows % len(self._globals)])
+        return ImageOutput(
+            self._take(self._patches, rows), self._take(self._globals, rows % len(self._globals))
+        )
+
+    @staticmethod
+    def _take(pool: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        """Rows ``rows`` of a pool [N, ...] -> [len(rows), ...], gathered by numpy (cheaper than torch's
+        CPU gather, so the stand-in costs a copy)."""
+        return torch.from_numpy(pool.numpy()[rows])
 
     def encode_texts(self, texts: list[str]) -> TextOutput:
         strings = [["<start_of_text>", *t.split(), "<end_of_text>"] for t in texts]
-        tokens = []
+        tokens, span = [], self._tokens.shape[0] - MAX_TOKENS - 64
         for s in strings:
-            o = self._t % (len(self._tokens) - MAX_TOKENS - 64)
+            o = self._t % span
             tokens.append(self._tokens[o : o + len(s)])
             self._t += 61
-        rows = (self._t + torch.arange(len(texts))) % len(self._globals)
-        return TextOutput(tokens, strings, self._globals[rows], [False] * len(texts))
+        rows = (self._t + np.arange(len(texts))) % len(self._globals)
+        return TextOutput(tokens, strings, self._take(self._globals, rows), [False] * len(texts))
 
 
 def bytes_per_image() -> float:
@@ -249,8 +259,9 @@ def write_shards(out: Path, n_images: int, shards: int, batch_size: int) -> tupl
         print(f"  shard {i + 1}/{shards} written ({time.perf_counter() - t0:.0f} s)", flush=True)
     if shards > 1:
         merge_shards(out, paths)
-    with open(out, "rb") as fh:
-        os.fsync(fh.fileno())
+    for p in {*paths, out}:  # on disk, as the raw write is: not only in the page cache
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
     dt = time.perf_counter() - t0
     return paths, dt, float(sum(p.stat().st_size for p in paths))
 
@@ -470,6 +481,12 @@ def main() -> None:
     ap.add_argument("--sharded-images", type=int, default=1_000_000, help="corpus simulated by shards")
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument(
+        "--only",
+        choices=["write"],
+        default=None,
+        help="run only this stage ('write': the raw disk write and the cache write)",
+    )
     ap.add_argument("--read-cache", help=argparse.SUPPRESS)
     ap.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--chunk-shuffle", action="store_true", help=argparse.SUPPRESS)
@@ -526,6 +543,8 @@ def run(args: argparse.Namespace, work: Path, n_images: int) -> dict:
         cache_write_mb_s=round(write_mbs, 0),
         write_over_raw_disk_ratio=round(write_mbs / dd, 3),
     )
+    if args.only == "write":
+        return fig
     rates = {}
     for name, cache, mem, chunk in (
         ("disk_full_shuffle", out, False, False),

@@ -15,12 +15,12 @@ import numpy as np
 
 from cache_tools import __version__
 from cache_tools.encoders.images import crop_boxes
-from cache_tools.store.h5io import create, dumps
+from cache_tools.store.h5io import chunk_rows, create, dumps
 from cache_tools.store.schema import FORMAT_VERSION, STR, encode_attr
 
 
 def write_arrays(
-    path: str | Path,
+    path: str | Path | h5py.File,
     attrs: dict[str, Any],
     image_ids: Sequence[str],
     patches: np.ndarray,
@@ -44,6 +44,8 @@ def write_arrays(
     """Write a complete, valid cache directly from arrays (tests, synthetic caches, parts).
 
     Args:
+        path: the file to write (through a temporary name, atomically), or an empty h5py file
+            open for writing to write into.
         attrs: root attributes; must include the encoder keys of ``schema.ENCODER_KEYS``,
             ``space`` and ``global_space`` at least (missing dims are inferred from the arrays).
         patches: [N_img, P, D_img]; image_global: [N_img, D_gi].
@@ -51,7 +53,7 @@ def write_arrays(
         image_index, positive_index: [N_txt] (see ``cache_tools.store.schema``).
         crops_global: optional [N_img, C, D_gi] for the boxes of :func:`crop_boxes`.
     """
-    path = Path(path)
+    path = path if isinstance(path, h5py.File) else Path(path)
     _require_spaces(attrs)
     patches = np.asarray(patches, dtype=np.float16)
     d_txt = next((t.shape[1] for t in tokens), int(attrs.get("text_dim", 0)))
@@ -60,7 +62,7 @@ def write_arrays(
         raise ValueError("patches / image_global rows must match image_ids")
     if len(tokens) != n_txt or len(text_global) != n_txt or len(image_index) != n_txt:
         raise ValueError("tokens / text_global / image_index rows must match texts")
-    lengths, offsets, packed = _pack(tokens, d_txt)
+    lengths, offsets = _offsets(tokens)
     image_global = np.asarray(image_global, dtype=np.float32).reshape(n_img, -1)
     text_global = np.asarray(text_global, dtype=np.float32).reshape(n_txt, -1)
     token_strings = _token_strings(token_strings, lengths)
@@ -78,7 +80,8 @@ def write_arrays(
     )
     captions = TextColumns(
         strings=list(texts),
-        tokens=packed.astype(np.float16, copy=False),
+        tokens=list(tokens),
+        d_txt=int(d_txt),
         offsets=offsets,
         token_strings=token_strings,
         global_=text_global,
@@ -115,13 +118,15 @@ class TextColumns:
     """The caption rows of one cache as they are written, N_txt rows each.
 
     strings, op, kind: N_txt strings; meta: N_txt JSON objects; token_strings: N_txt JSON lists;
-    tokens: [sum of T_t, D_txt] float16, caption t at rows ``offsets[t]:offsets[t + 1]``;
-    offsets: [N_txt + 1] int64; global_: [N_txt, D_gt] float32;
+    tokens: N_txt arrays [T_t, D_txt], stored packed as float16 [sum of T_t, D_txt], caption t at
+    rows ``offsets[t]:offsets[t + 1]``; d_txt: D_txt; offsets: [N_txt + 1] int64;
+    global_: [N_txt, D_gt] float32;
     image_index, positive_index: [N_txt] int64; truncated: [N_txt] bool.
     """
 
     strings: list[str]
-    tokens: np.ndarray
+    tokens: list[np.ndarray]
+    d_txt: int
     offsets: np.ndarray
     token_strings: list[str]
     global_: np.ndarray
@@ -133,14 +138,46 @@ class TextColumns:
     meta: list[str]
 
 
-def _pack(tokens: Sequence[np.ndarray], d_txt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """N_txt arrays [T_t, D_txt] -> lengths [N_txt] int64, offsets [N_txt + 1] int64 and the
-    concatenated rows [sum of T_t, D_txt] ([0, D_txt] when there are none)."""
+def _offsets(tokens: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """N_txt arrays [T_t, D_txt] -> lengths [N_txt] int64 and offsets [N_txt + 1] int64."""
     lengths = np.asarray([len(t) for t in tokens], dtype=np.int64)
     offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    packed = np.concatenate(tokens, axis=0) if len(tokens) else np.zeros((0, d_txt))
-    return lengths, offsets, packed
+    return lengths, offsets
+
+
+PACK_BLOCK_BYTES = 32 << 20
+"""Bytes of caption tokens gathered per write when they are packed into ``texts/tokens``."""
+
+
+def _write_tokens(txt: h5py.Group, captions: TextColumns) -> None:
+    """``texts/tokens``: the captions' arrays packed as float16 [sum of T_t, D_txt], as
+    ``create`` writes one array, gathered and written a block at a time (no packed copy in RAM)."""
+    n_tok, d = int(captions.offsets[-1]), captions.d_txt
+    if n_tok == 0:
+        create(txt, "tokens", np.zeros((0, d), np.float16))
+        return
+    dset = txt.create_dataset(
+        "tokens", shape=(n_tok, d), dtype=np.float16, chunks=(chunk_rows(2 * d, n_tok), d), maxshape=(None, d)
+    )
+    buf = np.empty((min(max(1, PACK_BLOCK_BYTES // (2 * d)), n_tok), d), np.float16)
+    group: list[np.ndarray] = []
+    pos = rows = 0  # rows written; rows gathered in ``group``
+    for t in [*captions.tokens, None]:
+        n = 0 if t is None else len(t)
+        if group and (t is None or rows + n > len(buf)):
+            if rows:
+                np.concatenate(group, axis=0, out=buf[:rows])
+                dset[pos : pos + rows] = buf[:rows]
+            pos, rows, group = pos + rows, 0, []
+        if t is None:
+            break
+        if n > len(buf):  # a caption longer than a block: written alone
+            dset[pos : pos + n] = np.asarray(t, np.float16)
+            pos += n
+        else:
+            group.append(t)
+            rows += n
 
 
 def _require_spaces(attrs: dict[str, Any]) -> None:
@@ -204,24 +241,37 @@ def _full_attrs(
 
 
 def _write_file(
-    path: Path,
+    path: Path | h5py.File,
     attrs: dict[str, Any],
     images: ImageColumns,
     captions: TextColumns,
     skipped: Sequence[tuple[str, str]],
 ) -> Path:
-    """Write the cache to ``path`` through a temporary name, atomically."""
+    """Write the cache to ``path`` through a temporary name, atomically (or into an open file)."""
+    if isinstance(path, h5py.File):
+        _fill(path, attrs, images, captions, skipped)
+        return Path(path.filename)
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
-        for k, v in attrs.items():
-            f.attrs[k] = encode_attr(v)
-        _write_images(f.create_group("images"), images)
-        _write_texts(f.create_group("texts"), captions)
-        sk = f.create_group("skipped")
-        create(sk, "item", [s[0] for s in skipped], STR)
-        create(sk, "reason", [s[1] for s in skipped], STR)
+        _fill(f, attrs, images, captions, skipped)
     os.replace(tmp, path)
     return path
+
+
+def _fill(
+    f: h5py.File,
+    attrs: dict[str, Any],
+    images: ImageColumns,
+    captions: TextColumns,
+    skipped: Sequence[tuple[str, str]],
+) -> None:
+    for k, v in attrs.items():
+        f.attrs[k] = encode_attr(v)
+    _write_images(f.create_group("images"), images)
+    _write_texts(f.create_group("texts"), captions)
+    sk = f.create_group("skipped")
+    create(sk, "item", [s[0] for s in skipped], STR)
+    create(sk, "reason", [s[1] for s in skipped], STR)
 
 
 def _write_images(img: h5py.Group, images: ImageColumns) -> None:
@@ -239,7 +289,7 @@ def _write_images(img: h5py.Group, images: ImageColumns) -> None:
 
 def _write_texts(txt: h5py.Group, captions: TextColumns) -> None:
     create(txt, "strings", captions.strings, STR)
-    create(txt, "tokens", captions.tokens)
+    _write_tokens(txt, captions)
     create(txt, "offsets", captions.offsets)
     create(txt, "token_strings", captions.token_strings, STR)
     create(txt, "global", captions.global_)

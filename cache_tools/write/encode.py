@@ -57,7 +57,7 @@ def encode_pixels(
     """pixels [B, 3, H, W] (one forward) and crop pixels [B*C, 3, H, W] (forwards of
     ``batch_size``) -> :class:`EncodedImages`."""
     out = encoder.encode_images(pixels.to(encoder.device))
-    patches = out.patches.float().cpu().numpy().astype(np.float16)
+    patches = _fp16(out.patches)
     global_ = out.global_.float().cpu().numpy()
     crops = None
     if crop_pixels is not None:
@@ -89,6 +89,36 @@ def encode_images(
     )
 
 
+def _fp16(x: torch.Tensor) -> np.ndarray:
+    """A tensor of any float dtype on any device -> a new float16 array of its shape, with the
+    values of converting it to float32 and then float16 (a float16 tensor is copied as it is)."""
+    x = x.detach().cpu()
+    if x.dtype == torch.float16:
+        return np.array(x.numpy())  # a copy: the encoder may reuse its output buffer
+    return x.float().numpy().astype(np.float16)
+
+
+def _tokens_fp16(tokens: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """B token tensors [T_i, D] (any float dtype, any device) -> B float16 arrays [T_i, D].
+
+    The same values as converting each tensor to float32 and then float16, in one concatenation
+    and one device transfer: row views into one [sum of T_i, D] array (float16 tensors are copied,
+    never converted; float16 -> float32 -> float16 is exact).
+    """
+    if not tokens:
+        return []
+    first = tokens[0]
+    if not all(t.ndim == 2 and t.dtype == first.dtype and t.shape[1] == first.shape[1] for t in tokens):
+        return [t.float().cpu().numpy().astype(np.float16) for t in tokens]
+    if first.dtype == torch.float16 and all(t.device.type == "cpu" for t in tokens):
+        arr = np.concatenate([t.detach().numpy() for t in tokens])
+    else:
+        flat = torch.cat([t.to(first.device) for t in tokens]).cpu()
+        arr = flat.numpy() if flat.dtype == torch.float16 else flat.float().numpy().astype(np.float16)
+    bounds = np.cumsum([t.shape[0] for t in tokens])[:-1]
+    return np.split(arr, bounds)
+
+
 TEXT_CALL_BATCHES = 16
 """An encoder that sorts and sub-batches captions itself (``sorts_texts``) gets this many
 batches of distinct captions per call."""
@@ -116,8 +146,9 @@ def encode_texts(
             on_batch(i, len(unique))
         out = encoder.encode_texts(chunk)
         g = out.global_.float().cpu().numpy()
-        for s, tok, ts, gl, tr in zip(chunk, out.tokens, out.token_strings, g, out.truncated):
-            encoded[s] = (tok.float().cpu().numpy().astype(np.float16), list(ts), gl, bool(tr))
+        tokens = _tokens_fp16(out.tokens)
+        for s, tok, ts, gl, tr in zip(chunk, tokens, out.token_strings, g, out.truncated):
+            encoded[s] = (tok, list(ts), gl, bool(tr))
     if on_batch is not None:
         on_batch(len(unique), len(unique))
     rows = [encoded[s] for s in texts]

@@ -111,8 +111,15 @@ def unreadable(text: str, token_strings: list[str]) -> bool:
     """A caption with no letter or digit, or whose every word token is the unknown token."""
     if not any(ch.isalnum() for ch in text):
         return True
-    words = [s.lower() for s in token_strings if s.lower() not in SPECIAL]
-    return bool(words) and all(w in UNKNOWN_TOKENS for w in words)
+    words = 0
+    for s in token_strings:
+        w = s.lower()
+        if w in SPECIAL:
+            continue
+        if w not in UNKNOWN_TOKENS:
+            return False  # a known word: readable (most captions stop at their first word)
+        words += 1
+    return words > 0
 
 
 def _add_record(part: Part, record: ImageRecord, row: int, keep: list[int]) -> None:

@@ -5,10 +5,12 @@ How a run is made safe to kill at any point (``kill -9`` included):
 * records are encoded in fixed *parts* (a few hundred records; the part boundaries and the
   batches inside them depend only on the plan, so a resumed run encodes exactly the batches an
   uninterrupted run would);
-* each finished part is written to ``OUT.parts/part-NNNNNN.h5`` under a temporary name and
-  renamed atomically, so a part file either is complete or does not exist;
-* when all parts exist they are assembled into ``OUT`` (again through a temporary name) and the
-  parts folder is removed. Starting the same command again skips finished parts.
+* the parts go into one growing file, ``OUT.parts/cache.h5``, so each byte is written once: the
+  first part makes it (under a temporary name, renamed atomically), each later part is appended
+  to it under an undo journal (:mod:`cache_tools.write.journal`), which a resumed run applies
+  first, so the file always holds whole parts and a kill loses the part being added at most;
+* when all parts are there its attributes are set (again journaled), it is renamed to ``OUT``
+  and the parts folder is removed. Starting the same command again skips finished parts.
 
 What is guaranteed: a resumed run writes a file identical (every dataset) to an uninterrupted
 run of the same *plan* (encoder signature, source, batch size, part size, crops, record range);
@@ -34,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from cache_tools import __version__
 from cache_tools.encoders.base import Encoder
 from cache_tools.encoders.images import crop_boxes
 from cache_tools.errors import UserError
@@ -48,16 +52,18 @@ from cache_tools.infra.locks import OutputLock
 from cache_tools.infra.progress import progress as progress_bar
 from cache_tools.infra.space import check_space, no_space, space_reason
 from cache_tools.sources.records import ImageRecord
-from cache_tools.store.schema import FORMAT_VERSION, encoder_signature
-from cache_tools.store.shards import concat_caches
+from cache_tools.store.h5io import chunk_rows
+from cache_tools.store.schema import FORMAT_VERSION, decode_attrs, encode_attr, encoder_signature
+from cache_tools.store.shards import COPIED, PAYLOAD, concat_caches
 from cache_tools.write.arrays import write_arrays
+from cache_tools.write.journal import journaled, recover
 from cache_tools.write.parts import ImageLoader, Part, encode_part
 
 PART_BYTES = 256 << 20
 """Target payload per part; a part is also the most work a kill can lose."""
 
 
-def _write_part(path: Path, part: Part, encoder: Encoder, crops: bool) -> None:
+def _write_part(path: Path | h5py.File, part: Part, encoder: Encoder, crops: bool) -> None:
     meta = encoder.metadata()
     n_img = len(part.image_ids)
     p = encoder.grid[0] * encoder.grid[1]
@@ -260,9 +266,6 @@ class _Plan:
         """Records this run encodes (None: unknown until the source ends)."""
         return None if self.hi is None else self.hi - self.lo
 
-    def part_file(self, i: int) -> Path:
-        return self.parts_dir / f"part-{i:06d}.h5"
-
 
 def _write_locked(run: _Run) -> WriteSummary:
     plan = _plan_of(run)
@@ -276,11 +279,11 @@ def _write_locked(run: _Run) -> WriteSummary:
         _no_records(run.source, run.skipped_from_source)
     target.parent.mkdir(parents=True, exist_ok=True)
     _claim_parts_dir(plan)
-    part_paths, n_parts_done = _encode_parts(run, plan)
-    if not part_paths:
+    n_parts, n_parts_done, finalized = _encode_parts(run, plan)
+    if not n_parts:
         shutil.rmtree(plan.parts_dir, ignore_errors=True)
         _no_records(run.source, run.skipped_from_source)
-    _assemble_run(run, plan, part_paths)
+    _assemble_run(run, plan, finalized)
     return WriteSummary.of(target, time.perf_counter() - run.t0, n_parts_done)
 
 
@@ -374,9 +377,47 @@ def _chunks(it: Iterator[ImageRecord], part_size: int, n_range: int | None) -> I
             return
 
 
-def _encode_parts(run: _Run, plan: _Plan) -> tuple[list[Path], int]:
-    """Encode and write every part not yet on disk; returns all the run's part paths and how many
-    of them an earlier run had finished."""
+PARTS_DONE = "parts_done"
+"""Attribute of the growing file's ``texts`` group: how many parts it holds (absent: all of them,
+with the cache's attributes set; only the rename to the output is left)."""
+
+
+def _growing(plan: _Plan) -> Path:
+    """The file the run's parts go into, one after another: the cache once they are all there."""
+    return plan.parts_dir / "cache.h5"
+
+
+def _parts_done(grow: Path) -> tuple[int, bool]:
+    """(parts the growing file holds, whether it is finished), after undoing an interrupted append."""
+    recover(grow)
+    if not grow.exists():
+        return 0, False
+    with h5py.File(grow, "r") as f:
+        done = f["texts"].attrs.get(PARTS_DONE)
+    return (sys.maxsize, True) if done is None else (int(done), False)
+
+
+def _add_part(grow: Path, i: int, part: Part, encoder: Encoder, crops: bool) -> None:
+    """Write part ``i`` into the growing file: part 0 makes it (through a temporary name); a later
+    part is appended to it under an undo journal, so a kill loses that part only. Each part's bytes
+    are written to disk once."""
+    if i == 0:
+        tmp = grow.with_name(grow.name + ".tmp")
+        with h5py.File(tmp, "w") as f:
+            _write_part(f, part, encoder, crops)
+            f["texts"].attrs[PARTS_DONE] = 1
+        os.replace(tmp, grow)
+        return
+    with h5py.File(f"{grow}.part{i}", "w", driver="core", backing_store=False, block_size=64 << 20) as mem:
+        _write_part(mem, part, encoder, crops)
+        with journaled(grow) as f:
+            _append_parts(f, [mem], {}, ())
+            f["texts"].attrs[PARTS_DONE] = i + 1
+
+
+def _encode_parts(run: _Run, plan: _Plan) -> tuple[int, int, bool]:
+    """Encode every part the growing file does not hold yet and add it there; returns how many
+    parts the run has, how many an earlier run had finished, and whether the file is finished."""
     warn = _warner()
     n_parts_done = 0
     bar = progress_bar(
@@ -388,30 +429,33 @@ def _encode_parts(run: _Run, plan: _Plan) -> tuple[list[Path], int]:
     )
     loader = ImageLoader(run.encoder, run.crops)
     pool = ThreadPoolExecutor(max_workers=max(1, run.num_workers))
-    part_paths: list[Path] = []
+    grow = _growing(plan)
+    done, finalized = _parts_done(grow)
+    n_parts = 0
     try:
         it = _source_iter(run, plan)
         for i, chunk in enumerate(_chunks(it, plan.part_size, plan.n_range)):
-            path = plan.part_file(i)
-            part_paths.append(path)
-            if path.exists():
+            n_parts += 1
+            if i < done:
                 n_parts_done += 1
                 bar.update(len(chunk))
             else:
                 part = encode_part(chunk, run.encoder, run.batch_size, loader, pool, bar, warn)
-                check_space(path, part_bytes(part), "the cache part", SPACE_ADVICE)
-                _write_part(path, part, run.encoder, run.crops)
+                check_space(grow, part_bytes(part), "the cache part", SPACE_ADVICE)
+                _add_part(grow, i, part, run.encoder, run.crops)
         if run.shard[0] == 0:  # read the source to its end: entries it skips after the last record count too
             for _ in it:
                 pass
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
-    return part_paths, n_parts_done
+    return n_parts, n_parts_done, finalized
 
 
-def _assemble_run(run: _Run, plan: _Plan, part_paths: list[Path]) -> None:
-    """Assemble the run's parts into ``run.target`` and remove the parts folder."""
+def _assemble_run(run: _Run, plan: _Plan, finalized: bool) -> None:
+    """Finish the growing file as ``run.target`` (its attributes set and ``skipped`` completed, as
+    :func:`concat_caches` gives them; then renamed) and remove the parts folder. When its payload chunks are
+    not the concatenation's (a first part smaller than a chunk), it is copied instead."""
     index, count = run.shard
     source_skipped = run.skipped_from_source() if run.skipped_from_source else []
     attrs = {
@@ -421,8 +465,18 @@ def _assemble_run(run: _Run, plan: _Plan, part_paths: list[Path]) -> None:
         "plan": plan.settings,
         "shard": [index, count],
     }
-    check_space(run.target, sum(p.stat().st_size for p in part_paths), "the cache", SPACE_ADVICE)
-    assemble(part_paths, run.target, attrs, extra_skipped=source_skipped if index == 0 else [])
+    extra = source_skipped if index == 0 else []
+    grow = _growing(plan)
+    if not finalized and not _payload_chunks_match([grow]):
+        check_space(run.target, grow.stat().st_size, "the cache", SPACE_ADVICE)
+        # a copy: the texts group's attributes (PARTS_DONE) are not copied
+        concat_caches([grow], run.target, attrs, extra_skipped=extra)
+    else:
+        if not finalized:
+            with journaled(grow) as f:
+                _append_parts(f, [], attrs, extra)
+                del f["texts"].attrs[PARTS_DONE]
+        os.replace(grow, run.target)
     shutil.rmtree(plan.parts_dir, ignore_errors=True)
 
 
@@ -447,8 +501,92 @@ def _no_records(source: str, skipped_from_source: Callable[[], list[tuple[str, s
     )
 
 
-def assemble(
-    parts: Sequence[Path], out: Path, attrs: dict[str, Any], extra_skipped: Sequence[tuple[str, str]] = ()
-) -> Path:
-    """Concatenate part caches into one cache at ``out`` (indices rebased), atomically."""
-    return concat_caches(parts, out, attrs, extra_skipped=extra_skipped, virtual=False)
+def _payload_chunks_match(parts: Sequence[Path]) -> bool:
+    """Whether every payload dataset of ``parts[0]`` has the chunk shape that
+    :func:`concat_caches` gives the concatenation of ``parts``."""
+    files = [h5py.File(p, "r") for p in parts]
+    try:
+        for name in PAYLOAD:
+            if name not in files[0]:
+                continue
+            d = files[0][name]
+            total = sum(f[name].shape[0] for f in files if name in f)
+            row_bytes = int(np.prod(d.shape[1:], dtype=np.int64)) * d.dtype.itemsize
+            if total == 0 or d.chunks is None or d.chunks[0] != chunk_rows(row_bytes, total):
+                return False
+        return True
+    finally:
+        for f in files:
+            f.close()
+
+
+APPEND_BLOCK_BYTES = 64 << 20
+"""Bytes per read-then-write step when a part's rows are appended to the cache."""
+
+
+def _append_parts(
+    f: h5py.File, others: Sequence[h5py.File], attrs: dict[str, Any], extra_skipped: Sequence[tuple[str, str]]
+) -> None:
+    """Append the rows of part files ``others`` to the part cache open in ``f`` (every dataset
+    of ``PAYLOAD`` and ``COPIED``; index datasets rebased), add ``extra_skipped``, and set the
+    root attributes ``concat_caches`` gives a concatenation: the first part's, then ``attrs``,
+    then the counts."""
+    merged = {**decode_attrs(f.attrs), **attrs}
+    names = [n for n in (*PAYLOAD, *COPIED) if n in f and all(n in o for o in others)]
+    n_img = [f["images/ids"].shape[0], *(o["images/ids"].shape[0] for o in others)]
+    n_txt = [f["texts/strings"].shape[0], *(o["texts/strings"].shape[0] for o in others)]
+    n_tok = [f["texts/tokens"].shape[0], *(o["texts/tokens"].shape[0] for o in others)]
+    img_base, txt_base, tok_base = np.cumsum([0, *n_img]), np.cumsum([0, *n_txt]), np.cumsum([0, *n_tok])
+    for name in names:
+        _append(f[name], [o[name] for o in others])
+    for k, o in enumerate(others, start=1):
+        _extend(f["texts/offsets"], o["texts/offsets"][1:] + tok_base[k])
+        ii, pi = o["texts/image_index"][()], o["texts/positive_index"][()]
+        _extend(f["texts/image_index"], np.where(ii >= 0, ii + img_base[k], -1).astype(np.int64))
+        _extend(f["texts/positive_index"], np.where(pi >= 0, pi + txt_base[k], -1).astype(np.int64))
+    for key, col in (("item", 0), ("reason", 1)):
+        if extra_skipped:
+            _extend(f["skipped"][key], [s[col] for s in extra_skipped])
+    merged.update(
+        format_version=FORMAT_VERSION,
+        package_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        n_images=int(img_base[-1]),
+        n_texts=int(txt_base[-1]),
+        n_tokens=int(tok_base[-1]),
+        n_skipped=int(f["skipped/item"].shape[0]),
+        n_truncated=int(f["texts/truncated"][()].sum()),
+        complete=True,
+    )
+    for k, v in merged.items():
+        f.attrs[k] = encode_attr(v)
+
+
+def _extend(dset: h5py.Dataset, rows: np.ndarray | list) -> None:
+    """Append ``rows`` [n, ...] to ``dset`` along its first axis."""
+    n = len(rows)
+    if n:
+        dset.resize((dset.shape[0] + n, *dset.shape[1:]))
+        dset[-n:] = rows
+
+
+def _append(dset: h5py.Dataset, sources: Sequence[h5py.Dataset]) -> None:
+    """Append every row of ``sources`` to ``dset``, in blocks of about ``APPEND_BLOCK_BYTES``."""
+    pos = dset.shape[0]
+    dset.resize((pos + sum(s.shape[0] for s in sources), *dset.shape[1:]))
+    is_str = h5py.check_string_dtype(dset.dtype) is not None
+    row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * (16 if is_str else dset.dtype.itemsize)
+    step = max(1, APPEND_BLOCK_BYTES // max(1, row_bytes))
+    buf = None  # one block buffer, reused (numeric datasets)
+    for src in sources:
+        n = src.shape[0]
+        for i in range(0, n, step):
+            m = min(step, n - i)
+            if is_str:
+                dset[pos + i : pos + i + m] = src[i : i + m]
+                continue
+            if buf is None:
+                buf = np.empty((min(step, max(s.shape[0] for s in sources)), *dset.shape[1:]), dset.dtype)
+            src.read_direct(buf, np.s_[i : i + m], np.s_[0:m])
+            dset.write_direct(buf, np.s_[0:m], np.s_[pos + i : pos + i + m])
+        pos += n

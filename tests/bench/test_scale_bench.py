@@ -55,3 +55,14 @@ def test_scale_bench_prints_its_figures_last(tmp_path):
 def test_scale_bench_bad_input_says_so(tmp_path):
     out = run(["--dir", str(tmp_path / "s"), "--images", "3", "--shards", "2"])
     assert out.returncode == 2 and "at least 2 images per shard" in out.stderr and out.stdout == ""
+
+
+def test_scale_bench_only_write_stops_after_the_write(tmp_path):
+    work = tmp_path / "scale"
+    out = run(["--dir", str(work), "--images", "32", "--shards", "2", "--dd-gb", "0.02", "--only", "write"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    fig = json.loads(out.stdout.strip().splitlines()[-1])
+    assert fig["images"] == 32 and fig["cache_write_mb_s"] > 0 and fig["raw_disk_write_mb_s"] > 0
+    assert "write_over_raw_disk_ratio" in fig
+    assert "memory_pairs_per_s" not in fig and "index_images" not in fig
+    assert not work.exists()

@@ -154,3 +154,75 @@ def test_same_command_twice_is_a_no_op_and_settings_change_is_refused(tmp_path):
 
     with pytest.raises(UserError, match="exists"):
         write_cache(recs, FakeEncoder(), tmp_path / "c.h5", batch_size=3, progress=False)
+
+
+def _part(path, seed: int, n_img: int, crops: bool) -> None:
+    """A part cache of ``n_img`` images, 3 captions each (the last a negative of the first), with
+    rows wide enough that a part holds several HDF5 chunks of every payload dataset."""
+    from cache_tools.write.arrays import write_arrays
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(12, 20, 3 * n_img)
+    write_arrays(
+        path,
+        {"encoder": "wide:test", "space": "joint", "global_space": "joint", "grid": [4, 4]},
+        [f"s{seed}i{i}" for i in range(n_img)],
+        rng.standard_normal((n_img, 16, 1024)).astype(np.float16),
+        rng.standard_normal((n_img, 8192)).astype(np.float32),
+        [f"caption {seed} {t}" for t in range(3 * n_img)],
+        [rng.standard_normal((int(n), 1024)).astype(np.float16) for n in lengths],
+        rng.standard_normal((3 * n_img, 8192)).astype(np.float32),
+        np.repeat(np.arange(n_img), 3),
+        [-1 if t % 3 < 2 else t - 2 for t in range(3 * n_img)],
+        op=["" if t % 3 < 2 else "swap" for t in range(3 * n_img)],
+        text_meta=[{"t": t} for t in range(3 * n_img)],
+        truncated=[t % 5 == 0 for t in range(3 * n_img)],
+        crops_global=rng.standard_normal((n_img, 5, 8192)).astype(np.float32) if crops else None,
+        skipped=[(f"s{seed}/bad", "unreadable")],
+    )
+
+
+@pytest.mark.parametrize("n_img, crops", [(12, False), (12, True), (3, False)])
+def test_assembly_equals_concatenation(tmp_path, n_img, crops):
+    """The writer's assembly (the first part's file becomes the cache and the others are appended
+    to it; or a copy when parts are smaller than a chunk) gives the datasets, chunk shapes and
+    attributes of :func:`concat_caches` over the same parts."""
+    import shutil
+
+    import h5py
+
+    from cache_tools.store.shards import PAYLOAD, concat_caches
+    from cache_tools.write.writer import _append_parts, _payload_chunks_match
+    from helpers.cache_records import arrays
+
+    parts = [tmp_path / f"part-{k}.h5" for k in range(3)]
+    for k, p in enumerate(parts):
+        _part(p, k, n_img - k, crops)
+    attrs = {"source": "src", "plan": {"batch_size": 4}, "shard": [0, 1]}
+    extra = [("src/x", "bad"), ("src/y", "worse")]
+    concat_caches(parts, tmp_path / "ref.h5", attrs, extra_skipped=extra)
+    # the writer's two ways: append to the first part's file, or copy when its chunks differ
+    if _payload_chunks_match(parts):
+        shutil.copy(parts[0], tmp_path / "out.h5")
+        others = [h5py.File(p, "r") for p in parts[1:]]
+        with h5py.File(tmp_path / "out.h5", "r+") as f:
+            _append_parts(f, others, attrs, extra)
+        for o in others:
+            o.close()
+    else:
+        concat_caches(parts, tmp_path / "out.h5", attrs, extra_skipped=extra, virtual=False)
+    assert _payload_chunks_match(parts) == (n_img >= 8)
+    ref, out = arrays(tmp_path / "ref.h5"), arrays(tmp_path / "out.h5")
+    assert sorted(ref) == sorted(out) and ("images/crops/global" in out) == crops
+    for name in ref:
+        assert ref[name].dtype == out[name].dtype, name
+        np.testing.assert_array_equal(ref[name], out[name], err_msg=name)
+    with h5py.File(tmp_path / "ref.h5", "r") as a, h5py.File(tmp_path / "out.h5", "r") as b:
+        for name in PAYLOAD:
+            if name in a:
+                assert a[name].chunks == b[name].chunks, name
+        ka, kb = dict(a.attrs), dict(b.attrs)
+        assert sorted(ka) == sorted(kb) and int(kb["n_skipped"]) == 3 + len(extra)
+        for k in ka:
+            if k != "created":
+                assert np.array_equal(np.asarray(ka[k]), np.asarray(kb[k])), k

@@ -1,0 +1,129 @@
+"""Kill-safe appends to one HDF5 file: an undo journal under h5py's file-object driver.
+
+HDF5 updates its metadata in place, so a process killed while it appends to a file can leave
+that file unreadable. :func:`journaled` opens the file through :class:`UndoFile`, which copies
+the bytes each write would overwrite (anything below the file's size when it was opened) to
+``PATH.undo`` before the write happens; new bytes past that size need no copy. A clean close
+deletes the journal. :func:`recover` (run before the file is opened again) puts the saved bytes
+back, newest first, and cuts the file to its old size, so the file is exactly what it was before
+the interrupted session. What is guaranteed is survival of a killed process (``kill -9``), as
+for the rest of the writer; nothing is fsync'd.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+
+_HEAD = struct.Struct("<Q")  # the file's size when the session began
+_ENTRY = struct.Struct("<QQ")  # offset, length; then the bytes that were there
+
+
+def journal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".undo")
+
+
+class UndoFile:
+    """A read-write file object for ``h5py.File(fileobj)`` that journals overwrites (see module)."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDWR)
+        self.pos = 0
+        self.base = os.fstat(self.fd).st_size
+        self.journal = os.open(journal_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(self.journal, _HEAD.pack(self.base))
+
+    def _save(self, lo: int, hi: int) -> None:
+        if lo < hi:
+            os.write(self.journal, _ENTRY.pack(lo, hi - lo) + os.pread(self.fd, hi - lo, lo))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            self.pos = offset
+        elif whence == 1:
+            self.pos += offset
+        else:
+            self.pos = os.fstat(self.fd).st_size + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buf) -> int:
+        n = os.preadv(self.fd, [buf], self.pos)
+        self.pos += n
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = max(0, os.fstat(self.fd).st_size - self.pos)
+        data = os.pread(self.fd, n, self.pos)
+        self.pos += len(data)
+        return data
+
+    def write(self, buf) -> int:
+        n = memoryview(buf).nbytes
+        if self.pos < self.base:
+            self._save(self.pos, min(self.pos + n, self.base))
+        done = os.pwrite(self.fd, buf, self.pos)
+        self.pos += done
+        return done
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.pos if size is None else size
+        if size < self.base:
+            self._save(size, self.base)
+        os.ftruncate(self.fd, size)
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self.journal)
+
+
+def recover(path: Path) -> bool:
+    """Undo the unfinished session on ``path`` whose journal is there; False when there is none."""
+    jp = journal_path(path)
+    if not jp.exists():
+        return False
+    data = jp.read_bytes()
+    if len(data) >= _HEAD.size and path.exists():
+        (base,) = _HEAD.unpack_from(data)
+        entries, k = [], _HEAD.size
+        while k + _ENTRY.size <= len(data):
+            lo, n = _ENTRY.unpack_from(data, k)
+            if k + _ENTRY.size + n > len(data):
+                break  # a torn last entry: the write it guarded never started
+            entries.append((lo, data[k + _ENTRY.size : k + _ENTRY.size + n]))
+            k += _ENTRY.size + n
+        fd = os.open(path, os.O_RDWR)
+        try:
+            for lo, old in reversed(entries):
+                os.pwrite(fd, old, lo)
+            os.ftruncate(fd, base)
+        finally:
+            os.close(fd)
+    jp.unlink()
+    return True
+
+
+@contextmanager
+def journaled(path: Path) -> Iterator[h5py.File]:
+    """``path`` open read-write as an h5py file whose changes are undone by :func:`recover` if the
+    process dies before the block ends (the journal is deleted once the file is closed)."""
+    recover(path)
+    fobj = UndoFile(path)
+    try:
+        with h5py.File(fobj, "r+") as f:
+            yield f
+    finally:
+        fobj.close()
+    journal_path(path).unlink()
