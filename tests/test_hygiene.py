@@ -15,7 +15,10 @@ COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,12}\b")
 """A short commit hash: 7-12 hex digits with a letter and a digit (a full sha256 is longer)."""
 ISSUE = re.compile(r"\bissues? ?#?\d+|(?<![\w&/'\"])#\d{1,3}\b(?!['\"])", re.IGNORECASE)
 SESSION = re.compile(r"\bsessions?\b", re.IGNORECASE)
-PYTEST_SESSION = re.compile(r"scope=\"session\"|session-scoped|test session", re.IGNORECASE)
+PYTEST_SESSION = re.compile(
+    r"scope=\"session\"|session-scoped|test session|\"session\.intra_op\.\w+\"", re.IGNORECASE
+)
+"""API names that hold the word: pytest's fixture scope, ONNX Runtime's config keys."""
 
 
 def files():
@@ -39,6 +42,7 @@ def test_the_checks_catch_what_they_should():
     assert offences("the parser of issue 12 and #15") == ["issue 12", "#15"]
     assert offences("measured last session") == ["session"]
     assert offences('@pytest.fixture(scope="session")\ncolour "#123" and sha256 ' + "ab12" * 16) == []
+    assert offences('add_session_config_entry("session.intra_op.allow_spinning", "0")') == []
 
 
 def text_of(path: Path) -> str:

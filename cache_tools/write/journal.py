@@ -6,7 +6,7 @@ the bytes each write would overwrite (anything below the file's size when it was
 ``PATH.undo`` before the write happens; new bytes past that size need no copy. A clean close
 deletes the journal. :func:`recover` (run before the file is opened again) puts the saved bytes
 back, newest first, and cuts the file to its old size, so the file is exactly what it was before
-the interrupted session. What is guaranteed is survival of a killed process (``kill -9``), as
+the interrupted append. What is guaranteed is survival of a killed process (``kill -9``), as
 for the rest of the writer; nothing is fsync'd.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import h5py
 
-_HEAD = struct.Struct("<Q")  # the file's size when the session began
+_HEAD = struct.Struct("<Q")  # the file's size when the append began
 _ENTRY = struct.Struct("<QQ")  # offset, length; then the bytes that were there
 
 
@@ -90,7 +90,7 @@ class UndoFile:
 
 
 def recover(path: Path) -> bool:
-    """Undo the unfinished session on ``path`` whose journal is there; False when there is none."""
+    """Undo the unfinished append on ``path`` whose journal is there; False when there is none."""
     jp = journal_path(path)
     if not jp.exists():
         return False

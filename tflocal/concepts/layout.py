@@ -91,18 +91,21 @@ def caption_layout_counts(
     vocab: Vocabulary | None = None,
     max_objects: int = MAX_OBJECTS,
     max_relations: int = MAX_RELATIONS,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`caption_layout` (one parse) plus ``counts`` int64 [K]: the number each object
     phrase states ("two cubes": 2, "both", "a pair of": 2, "a cube": 1), 0 where it states none
-    ("the cube", "cubes") or where there is no object k."""
+    ("the cube", "cubes") or where there is no object k; and ``number_tokens`` bool [K, T]: the
+    tokens of the number words of each phrase stating 2 or more (its determiner: "two", "both",
+    "a pair of"), all False for the others."""
     T = len(token_strings)
     objects = np.zeros((max_objects, T), dtype=bool)
     rel_tokens = np.zeros((max_relations, T), dtype=bool)
     rel_args = np.full((max_relations, 2), -1, dtype=np.int64)
     counts = np.zeros(max_objects, dtype=np.int64)
+    numbers = np.zeros((max_objects, T), dtype=bool)
     cap = parse(text, vocab)
     if not cap.objects:
-        return objects, rel_tokens, rel_args, counts
+        return objects, rel_tokens, rel_args, counts, numbers
     spans = token_char_spans(text, token_strings)
     starts = np.array([s[0] if s else -1 for s in spans], dtype=np.int64)
     ends = np.array([s[1] if s else -1 for s in spans], dtype=np.int64)
@@ -119,13 +122,15 @@ def caption_layout_counts(
     for k, obj in enumerate(cap.objects[:max_objects]):
         objects[k] = mask([obj.phrase, *(a.span for a in cap.object_attributes(k))])
         counts[k] = _stated_count(cap, obj)
+        if counts[k] >= 2:
+            numbers[k] = mask([obj.det]) & objects[k]
     r = 0
     for rel in cap.relations:
         if r < max_relations and rel.subject < max_objects and rel.object < max_objects:
             rel_tokens[r] = mask([rel.span])
             rel_args[r] = (rel.subject, rel.object)
             r += 1
-    return objects, rel_tokens, rel_args, counts
+    return objects, rel_tokens, rel_args, counts, numbers
 
 
 def _stated_count(cap: Any, obj: Any) -> int:
@@ -147,7 +152,8 @@ def layout_tensors(
     """Layouts of N captions padded to ``n_tokens`` token positions (None: the longest token
     list), as PairBatch fields: ``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool
     [N, R, n_tokens], ``relations`` long [N, R, 2] (see :func:`caption_layout`), ``counts`` long
-    [N, K] (see :func:`caption_layout_counts`). Tokens past ``n_tokens`` are cut."""
+    [N, K] and ``number_tokens`` bool [N, K, n_tokens] (see :func:`caption_layout_counts`).
+    Tokens past ``n_tokens`` are cut."""
     if len(texts) != len(token_strings):
         raise ValueError(f"layout_tensors: {len(texts)} captions but {len(token_strings)} token lists")
     if n_tokens is None:
@@ -165,27 +171,32 @@ def stack_layouts(
     max_objects: int = MAX_OBJECTS,
     max_relations: int = MAX_RELATIONS,
 ) -> dict[str, torch.Tensor]:
-    """N :func:`caption_layout_counts` (or :func:`caption_layout`: counts 0) results padded or
-    cut to ``n_tokens`` token positions, as the PairBatch fields of :func:`layout_tensors`."""
+    """N :func:`caption_layout_counts` (or :func:`caption_layout`: counts 0, no number tokens)
+    results padded or cut to ``n_tokens`` token positions, as the PairBatch fields of
+    :func:`layout_tensors`."""
     N = len(layouts)
     seg = np.zeros((N, max_objects, n_tokens), dtype=bool)
     rtok = np.zeros((N, max_relations, n_tokens), dtype=bool)
     rel = np.full((N, max_relations, 2), -1, dtype=np.int64)
     cnt = np.zeros((N, max_objects), dtype=np.int64)
+    num = np.zeros((N, max_objects, n_tokens), dtype=bool)
     for i, (o, rt, ra, *c) in enumerate(layouts):
         t = min(n_tokens, o.shape[1])
         seg[i, :, :t], rtok[i, :, :t], rel[i] = o[:, :t], rt[:, :t], ra
         if c:
             cnt[i] = c[0]
+        if len(c) > 1:
+            num[i, :, :t] = c[1][:, :t]
     return {
         "segments": torch.from_numpy(seg),
         "relation_tokens": torch.from_numpy(rtok),
         "relations": torch.from_numpy(rel),
         "counts": torch.from_numpy(cnt),
+        "number_tokens": torch.from_numpy(num),
     }
 
 
-LAYOUT_FIELDS = ("segments", "relation_tokens", "relations", "counts")
+LAYOUT_FIELDS = ("segments", "relation_tokens", "relations", "counts", "number_tokens")
 """PairBatch fields :func:`layout_tensors` fills."""
 
 

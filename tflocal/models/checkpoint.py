@@ -34,12 +34,17 @@ LEGACY_MODEL_KEYS = {
     "relation_form": "direction",
     "count_term": False,
     "pair_features": "full",
+    "number_words": "keep",
+    "count_form": "classes",
+    "count_peaks": False,
+    "compare_term": False,
 }
 """Model config keys a checkpoint may lack, with what a head saved without them was: saved
 before read-outs had a global path (``global_path``, ``local_loss``), before there was a
 choice of read-out (``readout``: the joint summary read-out, the only one then), or before the
-``segments`` read-out had its pair relation and count terms (``relation_form``: the plane
-direction alone; ``count_term``: off). A checkpoint
+``segments`` read-out had its pair relation, count and compare terms (``relation_form``: the
+plane direction alone; ``count_term``, ``count_peaks``, ``compare_term``: off; ``number_words``:
+'keep'; ``count_form``: 'classes'). A checkpoint
 stores its resolved config in full (``model_cfg``), so one saved with a key at its default
 holds the key and is loaded as it was, whatever the default is now."""
 

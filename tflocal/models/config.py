@@ -11,6 +11,8 @@ READOUTS = ("summary", "summary+align", "segments")
 GLOBAL_FORMS = ("mlp", "dual")
 RELATION_FORMS = ("direction", "pair", "both")
 PAIR_FEATURES = ("full", "relational")
+NUMBER_WORDS = ("keep", "count", "drop")
+COUNT_FORMS = ("classes", "ordinal")
 
 
 @dataclass
@@ -72,6 +74,31 @@ class ModelConfig:
     cosines -> a small MLP -> log-probability of the stated count), so "two" and "three" differ.
     Reads ``PairBatch.counts``; starts at exactly 0. Checkpoints saved before this key existed
     load with False."""
+    count_form: str = "classes"
+    """``segments`` read-out, with ``count_term``: how the count MLP's output gives p(n).
+    'classes' (the default): one logit per count 1..8; 'ordinal': a count estimate ``μ`` and a
+    confidence ``g`` with logits ``−g (n − μ)²``, so a count the MLP never saw for a phrase is
+    still nearer to the counts around its estimate. Checkpoints saved before this key existed
+    load with 'classes'."""
+    number_words: str = "keep"
+    """``segments`` read-out: what a phrase stating a number ("three spheres") pools. 'keep' (the
+    default): all its tokens; 'count': the count term pools it without its number words
+    ("spheres"), so that a count never stated of a shape in training is read from a phrase that
+    was; 'drop': every term does (best-region match, relations, counts). Reads
+    ``PairBatch.number_tokens``. Checkpoints saved before this key existed load with 'keep'."""
+    count_peaks: bool = False
+    """``segments`` read-out, with ``count_term``: the count MLP also reads counts relative to
+    the phrase's best region (regions within learned margins of its cosine; the same of local
+    peaks only, regions above their 8 grid neighbours, which count objects rather than the
+    regions they cover; the top cosines minus the best), which do not move when a phrase's
+    cosines all shift. Checkpoints saved before this key existed load with False."""
+    compare_term: bool = False
+    """``segments`` read-out: score each relation also by comparing its two objects' regions in
+    ``COMPARE_HEADS`` learned subspaces: ``log Σ_pq att_s[p] att_o[q] exp(Σ_j w_j cos_j(v_p, v_q))``,
+    ``w`` a linear function of the predicate starting at 0 (so the term starts at exactly 0),
+    ``cos_j`` the cosine of the two region vectors in subspace j. What "same color as" needs: one
+    subspace can hold colour alone, and the object is searched among the regions its phrase
+    fits. Checkpoints saved before this key existed load with False."""
     local_loss: bool | None = None
     """With ``global_path``: also train the localized score on a candidate-set loss of its own (as
     without the global path), besides the mixed score's loss. None: on for ``segments`` (whose
@@ -104,6 +131,14 @@ class ModelConfig:
         if self.pair_features not in PAIR_FEATURES:
             raise UserError(
                 f"model.pair_features={self.pair_features!r} unknown; choices: {', '.join(PAIR_FEATURES)}"
+            )
+        if self.count_form not in COUNT_FORMS:
+            raise UserError(
+                f"model.count_form={self.count_form!r} unknown; choices: {', '.join(COUNT_FORMS)}"
+            )
+        if self.number_words not in NUMBER_WORDS:
+            raise UserError(
+                f"model.number_words={self.number_words!r} unknown; choices: {', '.join(NUMBER_WORDS)}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")

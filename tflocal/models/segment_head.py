@@ -25,12 +25,28 @@ Each modality is contextualized on its own (``depth`` transformer blocks over th
   ``sum_p sigmoid(a_j (cos_p − b_j))`` at 4 learned thresholds ``b_j`` and its 8 highest
   cosines -> an MLP (hidden 64) -> logits over counts 1..8 (8 = "8 or more"); the term is
   ``log_softmax[n] − log(1/8)``, the log-likelihood ratio of n against a uniform guess. The
-  MLP's last layer starts at 0, so the term starts at exactly 0.
+  MLP's last layer starts at 0, so the term starts at exactly 0. With ``model.number_words``
+  'count' the counted phrase is pooled without its number words (``PairBatch.number_tokens``:
+  "spheres" for "three spheres"), so a count never stated of a shape in training is read from a
+  phrase that was; 'drop' pools every phrase so. ``model.count_peaks`` adds counts relative to
+  the phrase's best region to the MLP's input: soft counts of regions within learned margins of
+  it, the same of local peaks only (regions above their 8 grid neighbours: an object covering
+  several regions counts about once), and the top cosines minus the best. With
+  ``model.count_form: ordinal`` the MLP gives a count estimate ``μ`` and a confidence ``g``
+  instead of one logit per count: logits ``−g (n − μ)²``, so a count never seen for a phrase is
+  still ranked by its distance to the estimate (both outputs start at 0: the term too).
+* **compare** (``model.compare_term``) — each relation is also scored by comparing its two
+  objects' regions in ``COMPARE_HEADS`` learned subspaces: ``log Σ_pq att_s[p] att_o[q]
+  exp(h_pq) − log Σ_pq att_s[p] att_o[q]``, ``h_pq = Σ_j w_j cos(z_j(v_p), z_j(v_q))`` with
+  ``w`` a linear function of the predicate tokens starting at 0. What "same color as" needs: one
+  subspace can hold colour alone, and the object is searched among all the regions its phrase
+  fits (weighted by its attention) rather than at its best one. Starts at exactly 0.
 
 score = scale · mean over objects of their best cosine + relation_scale · mean over relations
-of the direction term + pair_scale · mean over relations of ``f`` + count_scale · mean over
-counted phrases of the count term (each term only where configured). Both new terms start at
-exactly 0, so a head with them scores as one without them at initialization.
+of the direction term + pair_scale · mean over relations of ``f`` (+ compare_scale · mean over
+relations of the compare term) + count_scale · mean over counted phrases of the count term (each
+term only where configured). The pair, count and compare terms start at exactly 0, so a head with
+them scores as one without them at initialization.
 A caption without a parsed object falls back to word-level MaxSim over the projected tokens.
 
 With ``global_path`` (the default; :mod:`tflocal.models.global_path`) the score also holds the
@@ -80,6 +96,10 @@ MAX_COUNT = 8
 """Counts the count term tells apart: 1..MAX_COUNT, the last one meaning "MAX_COUNT or more"."""
 COUNT_HIDDEN = 64
 """Hidden width of the count term's MLP."""
+COMPARE_HEADS = 8
+"""Learned subspaces in which the compare term takes the cosine of two regions."""
+COMPARE_DIM = 8
+"""Width of each of the compare term's subspaces."""
 
 
 def _zero_last(mlp: nn.Sequential) -> nn.Sequential:
@@ -87,6 +107,15 @@ def _zero_last(mlp: nn.Sequential) -> nn.Sequential:
     nn.init.zeros_(mlp[-1].weight)
     nn.init.zeros_(mlp[-1].bias)
     return mlp
+
+
+def without_numbers(segments: torch.Tensor, number_tokens: torch.Tensor | None) -> torch.Tensor:
+    """segments [B, K, T] less number_tokens [B, K, T] (a phrase made of number words alone keeps
+    them): what a phrase pools with ``model.number_words`` other than 'keep'."""
+    if number_tokens is None:
+        return segments
+    out = segments & ~number_tokens.to(segments.device)
+    return torch.where(out.any(-1, keepdim=True), out, segments)
 
 
 def _phrases(
@@ -101,6 +130,7 @@ def _phrases(
 class SegmentHead(Head):
     """patches [B|U, P, D_img], patch_mask, tokens [B, T, D_txt], token_mask [B, T], segments
     [B, K, T], relation_tokens [B, R, T], relations [B, R, 2] (+ counts [B, K] with
+    ``count_term``; + number_tokens [B, K, T] with ``number_words`` 'drop', or 'count' and
     ``count_term``; + image_global [B, D_gi], text_global [B, D_gt] with the global path) ->
     scores [B] (see module docstring)."""
 
@@ -160,11 +190,27 @@ class SegmentHead(Head):
                 nn.Sequential(
                     nn.Linear(COUNT_THRESHOLDS + COUNT_TOP, COUNT_HIDDEN),
                     nn.GELU(),
-                    nn.Linear(COUNT_HIDDEN, MAX_COUNT),
+                    nn.Linear(COUNT_HIDDEN, MAX_COUNT if cfg.count_form == "classes" else 2),
                 )
             )
             self.count_scale = nn.Parameter(torch.tensor(1.0))
             self.needs = (*self.needs, "counts")
+            if cfg.count_peaks:  # counts relative to the best region: more MLP inputs
+                self.peak_sharpness = nn.Parameter(torch.tensor(20.0))
+                self.count_margins = nn.Parameter(torch.linspace(0.05, 0.4, COUNT_THRESHOLDS))
+                n_in = 3 * COUNT_THRESHOLDS + 2 * COUNT_TOP
+                self.count_mlp[0] = nn.Linear(n_in, COUNT_HIDDEN)
+        # which phrases leave their number words out: none ('keep'), the count term's, or all
+        self.number_words = cfg.number_words if (cfg.number_words == "drop" or cfg.count_term) else "keep"
+        if self.number_words != "keep":
+            self.needs = (*self.needs, "number_tokens")
+        self.compare_in: nn.Sequential | None = None
+        if cfg.compare_term:  # compare term: exactly 0 until trained
+            self.compare_proj = nn.Linear(d, COMPARE_HEADS * COMPARE_DIM)
+            self.compare_in = _zero_last(
+                nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, COMPARE_HEADS))
+            )
+            self.compare_scale = nn.Parameter(torch.tensor(1.0))
 
     # -- the two towers --------------------------------------------------------------------
     def encode_image(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
@@ -222,11 +268,21 @@ class SegmentHead(Head):
             )
 
     def phrase_similarity(
-        self, batch: PairBatch, v: torch.Tensor, pmask: torch.Tensor, u: torch.Tensor
+        self,
+        batch: PairBatch,
+        v: torch.Tensor,
+        pmask: torch.Tensor,
+        u: torch.Tensor,
+        segments: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cosine of each object phrase with each region: ([B, K, P] with -inf at padded patches,
-        has_object [B, K] bool)."""
-        e, has_object = once_per_caption(_phrases, batch.segments, batch.token_mask, u)
+        has_object [B, K] bool). ``segments`` [B, K, T]: the phrases' tokens (None: the batch's,
+        less their number words with ``number_words: drop``)."""
+        if segments is None:
+            segments = batch.segments
+            if self.number_words == "drop":
+                segments = without_numbers(segments, batch.number_tokens)
+        e, has_object = once_per_caption(_phrases, segments, batch.token_mask, u)
         # regions as the left operand: v [B, P, d] is read row by row (faster than e @ v^T).
         # Outside autocast, in v's dtype (float32): under bf16 autocast casting v would cost
         # more than the product itself on a CPU.
@@ -265,9 +321,16 @@ class SegmentHead(Head):
             relations = self.relation_scale.float() * self._relations(batch, sim, pmask, att)
         if self.pair_mlp is not None:
             relations = relations + self.pair_scale.float() * self._pair_relations(batch, att, v)
+        if self.compare_in is not None:
+            relations = relations + self.compare_scale.float() * self._compare(batch, sim, v)
         matched = self.scale.float() * objects
         if self.count_mlp is not None:
-            matched = matched + self.count_scale.float() * self._counts(batch, sim, pmask, has_obj)
+            count_sim = sim
+            if self.number_words == "count":  # the counted noun phrase, without its number words
+                count_sim, _ = self.phrase_similarity(
+                    batch, v, pmask, u, without_numbers(batch.segments, batch.number_tokens)
+                )
+            matched = matched + self.count_scale.float() * self._counts(batch, count_sim, pmask, has_obj)
         if self.global_path is None:
             return torch.where(n_obj > 0, matched, self.scale.float() * words) + relations
         local = torch.where(n_obj > 0, matched, self.word_scale.float() * words)
@@ -282,6 +345,8 @@ class SegmentHead(Head):
             out["mix/pair_relations"] = float(self.pair_scale.detach())
         if self.count_mlp is not None:
             out["mix/counts"] = float(self.count_scale.detach())
+        if self.compare_in is not None:
+            out["mix/compare"] = float(self.compare_scale.detach())
         if self.global_path is not None:
             out.update(
                 {
@@ -370,8 +435,15 @@ class SegmentHead(Head):
         top = cos.topk(min(COUNT_TOP, cos.shape[-1]), dim=-1).values
         if top.shape[-1] < COUNT_TOP:
             top = torch.cat([top, top.new_full((*top.shape[:2], COUNT_TOP - top.shape[-1]), -1.0)], -1)
-        feats = torch.cat([soft, top], dim=-1)  # [B, K, J + COUNT_TOP]
+        blocks = [soft, top]
+        if self.cfg.count_peaks:
+            blocks.extend([*self._relative_counts(cos), top - top[..., :1]])
+        feats = torch.cat(blocks, dim=-1)  # [B, K, J + COUNT_TOP (+ 2 J + COUNT_TOP)]
         logits = self.count_mlp(feats.to(self.count_mlp[0].weight.dtype)).float()  # [B, K, C]
+        if self.cfg.count_form == "ordinal":  # estimate mu and confidence g: logits -g (n - mu)^2
+            n_of = torch.arange(1, MAX_COUNT + 1, device=logits.device, dtype=logits.dtype)
+            mu, g = 1.0 + logits[..., :1], logits[..., 1:]
+            logits = -g * (n_of - mu).square()  # [B, K, C]
         # minus the log-probability of a uniform guess, computed the same way: exactly 0 at init
         logp = F.log_softmax(logits, dim=-1) - F.log_softmax(torch.zeros_like(logits), dim=-1)
         n = batch.counts.to(sim.device)
@@ -379,6 +451,62 @@ class SegmentHead(Head):
         term = logp.gather(-1, (n.clamp(1, MAX_COUNT) - 1)[..., None])[..., 0]  # [B, K]
         term = torch.where(counted, term, torch.zeros_like(term))
         return term.sum(-1) / counted.sum(-1).clamp(min=1)
+
+    def _relative_counts(self, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Counts relative to a phrase's best region, from cos [B, K, P] (-1 at padded patches):
+        (soft counts of regions within margin m_j of the best, ``Σ_p sigmoid(a_j (cos_p − max +
+        m_j))``; the same counting only local peaks, each times ``sigmoid(c (cos_p − max of its 8
+        grid neighbours))`` so that an object covering several regions counts about once), both
+        [B, K, J]."""
+        gh, gw = int(self.grid[0]), int(self.grid[1])
+        B, K, P = cos.shape
+        n = gh * gw
+        on_grid = cos[..., :n] if P >= n else torch.cat([cos, cos.new_full((B, K, n - P), -1.0)], -1)
+        x = F.pad(on_grid.reshape(B * K, 1, gh, gw), (1, 1, 1, 1), value=-2.0)
+        nbr = F.unfold(x, 3).view(B * K, 9, n)  # the 3x3 neighbourhood of each region
+        nbr = torch.cat([nbr[:, :4], nbr[:, 5:]], 1).amax(1).view(B, K, n)  # the 8 neighbours
+        peak = torch.sigmoid(self.peak_sharpness.float() * (on_grid - nbr))  # [B, K, n]
+        below_best = on_grid - on_grid.amax(-1, keepdim=True)  # <= 0
+        near = torch.sigmoid(
+            self.count_sharpness.float() * (below_best[..., None] + self.count_margins.float())
+        )  # [B, K, n, J]
+        return near.sum(2), (near * peak[..., None]).sum(2)
+
+    def _compare(self, batch: PairBatch, sim: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Mean over a caption's relations of the compare term (``model.compare_term``):
+        ``log Σ_pq att_s[p] att_o[q] exp(h_pq) − log Σ_pq att_s[p] att_o[q]``, h_pq = Σ_j w_j ·
+        cos(z_j(v_p), z_j(v_q)), z_j the j-th of ``COMPARE_HEADS`` learned projections, w [j] from
+        the predicate (0 at init: the term is exactly 0): [B]. sim [B, K, P] (-inf at padded
+        patches), v [B, P, d] the region vectors."""
+        B, P, _ = v.shape
+        args = batch.relations
+        has_rel = (args[..., 0] >= 0) & (args[..., 1] >= 0)  # [B, R]
+        out = torch.zeros(B, device=v.device)
+        rows = has_rel.any(-1).nonzero()[:, 0]  # only the pairs whose caption has a relation
+        if rows.numel() == 0:
+            return out + 0.0 * self.compare_scale  # keeps every parameter in the graph
+        n_rel = int(has_rel.any(0).nonzero().max()) + 1  # slots past the last one used are empty
+        has_rel, idx = has_rel[rows], args[rows].clamp(min=0)
+        with torch.autocast(v.device.type, enabled=False):
+            w_ = self.compare_proj.weight
+            z = (
+                self.compare_proj(v[rows].to(w_.dtype))
+                .float()
+                .view(rows.numel(), P, COMPARE_HEADS, COMPARE_DIM)
+            )
+            z = F.normalize(z, dim=-1)
+            cmp = torch.einsum("bphe,bqhe->bhpq", z, z)  # [B', H, P, P]
+        pred = once_per_caption(self._pooled_predicate, batch.relation_tokens, batch.token_mask, batch.tokens)
+        w = self.compare_in(pred[rows].to(self.compare_in[1].weight.dtype)).float()  # [B', R, H]
+        w, has_rel, idx = w[:, :n_rel], has_rel[:, :n_rel], idx[:, :n_rel]
+        h = torch.einsum("brh,bhpq->brpq", w, cmp)  # [B', R', P, P]
+        log_att = torch.log_softmax(self.sharpness.float() * sim[rows], dim=-1)  # [B', K, P]
+        ls = torch.gather(log_att, 1, idx[..., :1].expand(-1, -1, P))  # [B', R', P]
+        lo = torch.gather(log_att, 1, idx[..., 1:].expand(-1, -1, P))
+        joint = ls[..., :, None] + lo[..., None, :]  # [B', R', P, P]
+        rel = torch.logsumexp((joint + h).flatten(2), -1) - torch.logsumexp(joint.flatten(2), -1)
+        rel = torch.where(has_rel, rel, torch.zeros_like(rel))
+        return out.index_copy(0, rows, rel.sum(-1) / has_rel.sum(-1).clamp(min=1))
 
     @staticmethod
     def _pooled_predicate(relation_tokens: torch.Tensor, token_mask: torch.Tensor, tokens: torch.Tensor):

@@ -65,8 +65,8 @@ class ImageSide:
 class TextSide:
     """NT distinct captions. tokens: float16 [NT, T, D_txt] zero-padded; token_mask: bool [NT, T];
     text_global: float32 [NT, D_gt]; segments: bool [NT, K, T]; relation_tokens: bool [NT, R, T];
-    relations: long [NT, R, 2]; counts: long [NT, K] (:mod:`tflocal.concepts.layout`); captions:
-    NT strings. Unneeded fields are None."""
+    relations: long [NT, R, 2]; counts: long [NT, K]; number_tokens: bool [NT, K, T]
+    (:mod:`tflocal.concepts.layout`); captions: NT strings. Unneeded fields are None."""
 
     tokens: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
@@ -75,6 +75,7 @@ class TextSide:
     relation_tokens: torch.Tensor | None = None
     relations: torch.Tensor | None = None
     counts: torch.Tensor | None = None
+    number_tokens: torch.Tensor | None = None
     captions: list[str] | None = None
 
     def to(self, device: torch.device | str) -> TextSide:
@@ -149,8 +150,8 @@ not in every batch it appears in (parsing was most of a segments-head batch's bu
 def layouts_from_cache(cache: Any, rows: np.ndarray, n_tokens: int | None = None) -> dict[str, torch.Tensor]:
     """:func:`tflocal.concepts.layout.layout_tensors` of cache texts ``rows`` [N], the same
     tensors (``segments`` bool [N, K, n_tokens], ``relation_tokens`` bool [N, R, n_tokens],
-    ``relations`` long [N, R, 2], ``counts`` long [N, K]), with each row's layout computed once
-    per cache and reused."""
+    ``relations`` long [N, R, 2], ``counts`` long [N, K], ``number_tokens`` bool [N, K, n_tokens]),
+    with each row's layout computed once per cache and reused."""
     memo = _LAYOUTS.setdefault(cache, {})
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     missing = [r for r in dict.fromkeys(rows.tolist()) if r not in memo]

@@ -17,9 +17,10 @@ class PairBatch:
     segments: [B, K, T] bool, the caption tokens of each parsed object phrase; relation_tokens:
     [B, R, T] bool, the predicate tokens of each parsed relation; relations: [B, R, 2] long, its
     (subject, object) indices into the K objects, -1 = no relation; counts: [B, K] long, the
-    number each object phrase states ("two cubes": 2), 0 = none (see
+    number each object phrase states ("two cubes": 2), 0 = none; number_tokens: [B, K, T] bool,
+    the tokens of that number ("two") in each phrase stating 2 or more (see
     :mod:`tflocal.concepts.layout`; read by TFLocal's ``segments`` read-out, ``counts`` only with
-    ``model.count_term``).
+    ``model.count_term``, ``number_tokens`` only with ``model.number_words`` other than 'keep').
 
     pair_image: optional [B] long. When set, ``patches`` / ``patch_mask`` hold U distinct images
     ([U, P, D_img] / [U, P]) and pair b uses row ``pair_image[b]``: heads that accept it
@@ -45,6 +46,7 @@ class PairBatch:
     relation_tokens: torch.Tensor | None = None
     relations: torch.Tensor | None = None
     counts: torch.Tensor | None = None
+    number_tokens: torch.Tensor | None = None
     pair_image: torch.Tensor | None = None
     regions: torch.Tensor | None = None
     text_states: torch.Tensor | None = None

@@ -26,7 +26,7 @@ from torch import nn
 from tflocal.errors import UserError
 from tflocal.models.base import Head
 from tflocal.models.maxsim import MaxSimHead
-from tflocal.models.segment_head import SegmentHead
+from tflocal.models.segment_head import SegmentHead, without_numbers
 from tflocal.pairs.assemble import ImageSide, TextSide, pair_batch
 from tflocal.pairs.batch import PairBatch
 
@@ -59,7 +59,10 @@ def _segments_query(head: SegmentHead, texts: TextSide, states: torch.Tensor | N
     a caption with no phrase: its normalized token vectors (the head's MaxSim fallback).
     ``states``: ``head.encode_text`` of the caption [1, T, d] when already computed."""
     u = head.encode_text(texts.tokens, texts.token_mask) if states is None else states  # [1, T, d]
-    seg = (texts.segments & texts.token_mask[:, None, :]).float()[0]  # [K, T]
+    segments = texts.segments
+    if getattr(head, "number_words", "keep") == "drop":  # phrases as the head pools them
+        segments = without_numbers(segments, texts.number_tokens)
+    seg = (segments & texts.token_mask[:, None, :]).float()[0]  # [K, T]
     seg = seg[seg.sum(-1) > 0]
     if seg.shape[0] == 0:
         return _real_tokens(u, texts.token_mask)
@@ -181,6 +184,10 @@ ADDED_CONFIG_KEYS = {
     "relation_form": "direction",
     "count_term": False,
     "pair_features": "full",
+    "number_words": "keep",
+    "count_form": "classes",
+    "count_peaks": False,
+    "compare_term": False,
 }
 """Config keys added after indexes were first written, with the value every earlier head had:
 they enter the fingerprint only when set otherwise, so an index built before stays valid."""

@@ -71,6 +71,11 @@ class WorldConfig:
     held_out_triples: list = field(default_factory=lambda: [list(t) for t in HELD_OUT_TRIPLES])
     held_out_counts: list = field(default_factory=lambda: [list(c) for c in HELD_OUT_COUNTS])
     held_out_facts: list = field(default_factory=lambda: [list(f) for f in HELD_OUT_FACTS])
+    equality_negatives: int = 0
+    """Per ``train`` caption "A is the same color as B": up to this many more negatives with B
+    replaced by another object of the scene, described without its colour, that is not A's
+    colour (false only because of the colours). 0: none (renders made before this setting
+    existed; the key is then left out of ``meta.json``)."""
 
 
 def _held(cfg: dict) -> tuple[list, list, list]:
@@ -152,9 +157,9 @@ def _hints(category: str, rng: random.Random, cfg: dict, forced: bool) -> tuple[
     return kw, [0, rel, 1]
 
 
-def _negatives(structs, captions, scene, cfg, key: str, closed: bool) -> list[dict]:
+def _negatives(structs, captions, scene, cfg, key: str, closed: bool, train: bool = False) -> list[dict]:
     from tflocal.concepts.negatives import compose
-    from tflocal.world3d.captions import from_text, mentions_held_out
+    from tflocal.world3d.captions import from_text, mentions_held_out, to_text
     from tflocal.world3d.truth import caption_true_for_scene
     from tflocal.world3d.vocab import world_vocabulary
 
@@ -167,6 +172,7 @@ def _negatives(structs, captions, scene, cfg, key: str, closed: bool) -> list[di
         return not (closed and mentions_held_out(st, triples, counts, facts))
 
     out = []
+    n_equal = int(cfg.get("equality_negatives", 0)) if train else 0
     for ci, (struct, cap) in enumerate(zip(structs, captions)):
         plan = PLAN_RELATION if struct["relations"] else PLAN_OTHER
         seen = {cap.lower()}
@@ -176,6 +182,52 @@ def _negatives(structs, captions, scene, cfg, key: str, closed: bool) -> list[di
                 continue
             seen.add(neg.text.lower())
             out.append(neg.to_json(positive=ci))
+        if n_equal:
+            rng = random.Random(f"{key}-{ci}-equal")
+            for neg_struct in equality_negatives(struct, scene, rng, n_equal):
+                text = to_text(neg_struct, rng)
+                if text.lower() in seen or not accept(text):
+                    continue
+                seen.add(text.lower())
+                out.append(
+                    {
+                        "text": text,
+                        "op": "replace",
+                        "kind": "object",
+                        "depth": 1,
+                        "chain": "replace",
+                        "positive": ci,
+                    }
+                )
+    return out
+
+
+def equality_negatives(struct: dict, scene: dict, rng: random.Random, n: int) -> list[dict]:
+    """Up to ``n`` structured negatives of a caption "A is the same color as B": B replaced by
+    another scene object described without its colour, such that both mentions still fit
+    objects of the scene but the caption is false (no fitting object has A's colour)."""
+    from tflocal.world3d.captions import describe
+    from tflocal.world3d.truth import caption_true_for_scene
+
+    rels = [r for r in struct["relations"] if r[1] == "same color as"]
+    if not rels:
+        return []
+    _, rel, j = rels[0]
+    objs = scene["objects"]
+    out: list[dict] = []
+    seen: set[str] = set()
+    for k in rng.sample(range(len(objs)), len(objs)):
+        mentions = [dict(m) for m in struct["objects"]]
+        mentions[j] = describe(objs[k], rng, omit=("color",))
+        neg = {"objects": mentions, "relations": [list(r) for r in struct["relations"]]}
+        exists = {"objects": mentions, "relations": [r for r in neg["relations"] if r[1] != rel]}
+        sig = json.dumps(mentions, sort_keys=True)
+        if sig in seen or caption_true_for_scene(neg, scene) or not caption_true_for_scene(exists, scene):
+            continue
+        seen.add(sig)
+        out.append(neg)
+        if len(out) == n:
+            break
     return out
 
 
@@ -187,7 +239,7 @@ def _line(item_id, rel, split, scene, structs, key, cfg, closed, rng, extra) -> 
         "id": item_id,
         "image": rel,
         "captions": captions,
-        "negatives": _negatives(structs, captions, scene, cfg, key, closed),
+        "negatives": _negatives(structs, captions, scene, cfg, key, closed, split == "train"),
         "split": split,
         "scene": scene,
         "structured_captions": structs,
@@ -305,6 +357,7 @@ def generate(
     workers: int = 2,
     train_pairs: float = 0.5,
     progress: bool = True,
+    equality_negatives: int = 0,
 ) -> dict[str, Any]:
     """Write the world under ``out_dir`` (see the module docstring): ``n_train`` train items,
     ``n_test`` minimal pairs in each of test_id and test_ood, ``n_novel`` (default ``n_test``) in
@@ -321,7 +374,15 @@ def generate(
     if not 0.0 <= train_pairs <= 1.0:
         raise UserError(f"world3d: --train-pairs is a share of the train items, 0..1 (got {train_pairs})")
     out = Path(out_dir)
-    cfg = asdict(WorldConfig(seed=seed, image_size=image_size, train_pairs=train_pairs))
+    if equality_negatives < 0:
+        raise UserError(f"world3d: equality_negatives must be >= 0 (got {equality_negatives})")
+    cfg = asdict(
+        WorldConfig(
+            seed=seed, image_size=image_size, train_pairs=train_pairs, equality_negatives=equality_negatives
+        )
+    )
+    if not cfg["equality_negatives"]:
+        del cfg["equality_negatives"]  # the settings of renders made before the key existed
     meta_path = out / "meta.json"
     config_path = out / "parts" / "config.json"
     if config_path.exists() and json.loads(config_path.read_text()) != cfg:
