@@ -88,6 +88,38 @@ def _copy(out: h5py.File, name: str, files: list[h5py.File]) -> None:
         pos += n
 
 
+def row_bases(files: Sequence[h5py.File]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each of ``files``' images, texts and tokens start in their concatenation: three
+    int64 [len(files) + 1] cumulative counts (the last entry is the total)."""
+    counts = [[f[name].shape[0] for f in files] for name in ("images/ids", "texts/strings", "texts/tokens")]
+    img, txt, tok = (np.cumsum([0, *c]).astype(np.int64) for c in counts)
+    return img, txt, tok
+
+
+def rebased(index: np.ndarray, base: int) -> np.ndarray:
+    """A row index column [n] shifted by ``base``, -1 (no row) kept: int64 [n]."""
+    return np.where(index >= 0, index + base, -1).astype(np.int64)
+
+
+def completed_attrs(
+    f: h5py.File, img_base: np.ndarray, txt_base: np.ndarray, tok_base: np.ndarray
+) -> dict[str, Any]:
+    """The root attributes that mark the concatenated cache ``f`` complete: format and package
+    versions, creation time, and its counts (totals from the bases of :func:`row_bases`; skipped
+    and truncated counted in ``f``)."""
+    return dict(
+        format_version=FORMAT_VERSION,
+        package_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        n_images=int(img_base[-1]),
+        n_texts=int(txt_base[-1]),
+        n_tokens=int(tok_base[-1]),
+        n_skipped=int(f["skipped/item"].shape[0]),
+        n_truncated=int(f["texts/truncated"][()].sum()),
+        complete=True,
+    )
+
+
 def concat_caches(
     paths: Sequence[str | Path],
     out: str | Path,
@@ -111,9 +143,7 @@ def concat_caches(
         base = decode_attrs(files[0].attrs)
         merged = {**base, **(attrs or {})}
         has_crops = all("images/crops/global" in f for f in files)
-        n_img = [f["images/ids"].shape[0] for f in files]
-        n_txt = [f["texts/strings"].shape[0] for f in files]
-        n_tok = [f["texts/tokens"].shape[0] for f in files]
+        img_base, txt_base, tok_base = row_bases(files)
         with h5py.File(tmp, "w") as o:
             for name in PAYLOAD:
                 if name.startswith("images/crops") and not has_crops:
@@ -123,38 +153,22 @@ def concat_caches(
                 _copy(o, name, files)
             if has_crops:
                 o["images/crops"].create_dataset("boxes", data=files[0]["images/crops/boxes"][()])
-            img_base = np.cumsum([0, *n_img])
-            txt_base = np.cumsum([0, *n_txt])
-            tok_base = np.cumsum([0, *n_tok])
             offsets = [np.zeros(1, np.int64)]
             image_index, positive_index = [], []
             for k, f in enumerate(files):
                 offsets.append(f["texts/offsets"][1:] + tok_base[k])
-                ii = f["texts/image_index"][()]
-                image_index.append(np.where(ii >= 0, ii + img_base[k], -1))
-                pi = f["texts/positive_index"][()]
-                positive_index.append(np.where(pi >= 0, pi + txt_base[k], -1))
+                image_index.append(rebased(f["texts/image_index"][()], img_base[k]))
+                positive_index.append(rebased(f["texts/positive_index"][()], txt_base[k]))
             create(o["texts"], "offsets", np.concatenate(offsets))
-            create(o["texts"], "image_index", np.concatenate(image_index).astype(np.int64))
-            create(o["texts"], "positive_index", np.concatenate(positive_index).astype(np.int64))
+            create(o["texts"], "image_index", np.concatenate(image_index))
+            create(o["texts"], "positive_index", np.concatenate(positive_index))
             if extra_skipped:
                 sk = o["skipped"]
                 for key, col in (("item", 0), ("reason", 1)):
                     d = sk[key]
                     d.resize((d.shape[0] + len(extra_skipped),))
                     d[-len(extra_skipped) :] = [s[col] for s in extra_skipped]
-            n_trunc = int(o["texts/truncated"][()].sum())
-            merged.update(
-                format_version=FORMAT_VERSION,
-                package_version=__version__,
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                n_images=int(img_base[-1]),
-                n_texts=int(txt_base[-1]),
-                n_tokens=int(tok_base[-1]),
-                n_skipped=int(o["skipped/item"].shape[0]),
-                n_truncated=n_trunc,
-                complete=True,
-            )
+            merged.update(completed_attrs(o, img_base, txt_base, tok_base))
             if virtual:
                 merged["shards"] = [
                     os.path.relpath(os.path.abspath(p), os.path.abspath(out.parent)) for p in paths

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,6 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from cache_tools import __version__
 from cache_tools.encoders.base import Encoder
 from cache_tools.encoders.images import crop_boxes
 from cache_tools.errors import UserError
@@ -54,7 +52,7 @@ from cache_tools.infra.space import check_space, no_space, space_reason
 from cache_tools.sources.records import ImageRecord
 from cache_tools.store.h5io import chunk_rows
 from cache_tools.store.schema import FORMAT_VERSION, decode_attrs, encode_attr, encoder_signature
-from cache_tools.store.shards import COPIED, PAYLOAD, concat_caches
+from cache_tools.store.shards import COPIED, PAYLOAD, completed_attrs, concat_caches, rebased, row_bases
 from cache_tools.write.arrays import write_arrays
 from cache_tools.write.journal import journaled, recover
 from cache_tools.write.parts import ImageLoader, Part, encode_part
@@ -533,31 +531,17 @@ def _append_parts(
     then the counts."""
     merged = {**decode_attrs(f.attrs), **attrs}
     names = [n for n in (*PAYLOAD, *COPIED) if n in f and all(n in o for o in others)]
-    n_img = [f["images/ids"].shape[0], *(o["images/ids"].shape[0] for o in others)]
-    n_txt = [f["texts/strings"].shape[0], *(o["texts/strings"].shape[0] for o in others)]
-    n_tok = [f["texts/tokens"].shape[0], *(o["texts/tokens"].shape[0] for o in others)]
-    img_base, txt_base, tok_base = np.cumsum([0, *n_img]), np.cumsum([0, *n_txt]), np.cumsum([0, *n_tok])
+    img_base, txt_base, tok_base = row_bases([f, *others])
     for name in names:
         _append(f[name], [o[name] for o in others])
     for k, o in enumerate(others, start=1):
         _extend(f["texts/offsets"], o["texts/offsets"][1:] + tok_base[k])
-        ii, pi = o["texts/image_index"][()], o["texts/positive_index"][()]
-        _extend(f["texts/image_index"], np.where(ii >= 0, ii + img_base[k], -1).astype(np.int64))
-        _extend(f["texts/positive_index"], np.where(pi >= 0, pi + txt_base[k], -1).astype(np.int64))
+        _extend(f["texts/image_index"], rebased(o["texts/image_index"][()], img_base[k]))
+        _extend(f["texts/positive_index"], rebased(o["texts/positive_index"][()], txt_base[k]))
     for key, col in (("item", 0), ("reason", 1)):
         if extra_skipped:
             _extend(f["skipped"][key], [s[col] for s in extra_skipped])
-    merged.update(
-        format_version=FORMAT_VERSION,
-        package_version=__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        n_images=int(img_base[-1]),
-        n_texts=int(txt_base[-1]),
-        n_tokens=int(tok_base[-1]),
-        n_skipped=int(f["skipped/item"].shape[0]),
-        n_truncated=int(f["texts/truncated"][()].sum()),
-        complete=True,
-    )
+    merged.update(completed_attrs(f, img_base, txt_base, tok_base))
     for k, v in merged.items():
         f.attrs[k] = encode_attr(v)
 
