@@ -116,30 +116,18 @@ class ModelConfig:
             raise UserError(
                 f"model.width={self.width} is not divisible by model.heads={self.heads}: pick heads dividing width"
             )
-        if self.pos not in POSITIONS:
-            raise UserError(f"model.pos={self.pos!r} unknown; choices: {', '.join(POSITIONS)}")
-        if self.readout not in READOUTS:
-            raise UserError(f"model.readout={self.readout!r} unknown; choices: {', '.join(READOUTS)}")
-        if self.global_form not in GLOBAL_FORMS:
-            raise UserError(
-                f"model.global_form={self.global_form!r} unknown; choices: {', '.join(GLOBAL_FORMS)}"
-            )
-        if self.relation_form not in RELATION_FORMS:
-            raise UserError(
-                f"model.relation_form={self.relation_form!r} unknown; choices: {', '.join(RELATION_FORMS)}"
-            )
-        if self.pair_features not in PAIR_FEATURES:
-            raise UserError(
-                f"model.pair_features={self.pair_features!r} unknown; choices: {', '.join(PAIR_FEATURES)}"
-            )
-        if self.count_form not in COUNT_FORMS:
-            raise UserError(
-                f"model.count_form={self.count_form!r} unknown; choices: {', '.join(COUNT_FORMS)}"
-            )
-        if self.number_words not in NUMBER_WORDS:
-            raise UserError(
-                f"model.number_words={self.number_words!r} unknown; choices: {', '.join(NUMBER_WORDS)}"
-            )
+        for name, choices in (
+            ("pos", POSITIONS),
+            ("readout", READOUTS),
+            ("global_form", GLOBAL_FORMS),
+            ("relation_form", RELATION_FORMS),
+            ("pair_features", PAIR_FEATURES),
+            ("count_form", COUNT_FORMS),
+            ("number_words", NUMBER_WORDS),
+        ):
+            value = getattr(self, name)
+            if value not in choices:
+                raise UserError(f"model.{name}={value!r} unknown; choices: {', '.join(choices)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.mlp_ratio <= 0 or self.global_mlp_ratio <= 0:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.pair_batches import TOWERS, make_batch, with_layout
+from helpers.tiny_worlds import D, P, caption_batch, tiny, train, unit
 from tflocal.concepts.layout import caption_layout_counts, layout_tensors
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, PairBatch, SegmentHead, build_head
@@ -139,44 +140,6 @@ def test_checkpoints_saved_before_the_new_keys_load_as_before(tmp_path):
 
 
 # -- tiny synthetic worlds -----------------------------------------------------------------
-D, GRID = 16, (4, 4)
-P = GRID[0] * GRID[1]
-SPEC = dict(TOWERS, image_dim=D, text_dim=D, global_image_dim=D, global_text_dim=D, grid=list(GRID))
-TINY = dict(width=32, depth=0, heads=4, readout="segments", global_path=False)
-
-
-def tiny(**over) -> SegmentHead:
-    """A tiny head (seed 0) whose text projections start equal to its image ones (image and
-    caption vectors share one space here)."""
-    torch.manual_seed(0)
-    head = build_head("tflocal", {**TINY, **over}, SPEC)
-    head.token_in.load_state_dict(head.patch_in.state_dict())
-    head.text_out.load_state_dict(head.image_out.state_dict())
-    return head
-
-
-def unit(g: torch.Generator, *shape: int) -> torch.Tensor:
-    return F.normalize(torch.randn(*shape, D, generator=g), dim=-1)
-
-
-def batch_of(patches, tokens, segments, relations, rel_tokens, counts, numbers) -> PairBatch:
-    """N images [N, P, D] each paired with its C captions [N, C, T, D] -> PairBatch of N*C."""
-    N, C, T, _ = tokens.shape
-    rep = lambda x: x[:, None].expand(N, C, *x.shape[1:]).reshape(N * C, *x.shape[1:])  # noqa: E731
-    flat = lambda x: x.reshape(N * C, *x.shape[2:])  # noqa: E731
-    return PairBatch(
-        patches=rep(patches),
-        patch_mask=torch.ones(N * C, P, dtype=torch.bool),
-        tokens=flat(tokens),
-        token_mask=torch.ones(N * C, T, dtype=torch.bool),
-        segments=flat(segments),
-        relation_tokens=flat(rel_tokens),
-        relations=flat(relations),
-        counts=flat(counts),
-        number_tokens=flat(numbers),
-    )
-
-
 KINDS = unit(torch.Generator().manual_seed(97), 3)  # three object words ("cube", "sphere", ...)
 NUMBER = unit(torch.Generator().manual_seed(99), 8)  # the number words
 HELD = (3, 0)
@@ -204,20 +167,7 @@ def held_out_count_world(n: int, seed: int, test: bool = False) -> PairBatch:
     numbers = torch.zeros_like(seg)
     numbers[..., 0] = True
     none = torch.zeros(n, 3, 1, 2, dtype=torch.bool)
-    return batch_of(patches, tokens, seg, torch.full((n, 3, 1, 2), -1), none, nums[..., None], numbers)
-
-
-def train(head: torch.nn.Module, world, steps: int = 300, n: int = 32) -> torch.nn.Module:
-    """Candidate sets of 3 captions per image (the true one first)."""
-    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
-    head.train()
-    for step in range(steps):
-        scores = head(world(n, seed=1000 + step)).view(n, 3)
-        loss = F.cross_entropy(scores, torch.zeros(n, dtype=torch.long))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return head.eval()
+    return caption_batch(patches, tokens, seg, torch.full((n, 3, 1, 2), -1), none, nums[..., None], numbers)
 
 
 def held_out_accuracy(head: torch.nn.Module) -> float:
@@ -271,7 +221,7 @@ def same_colour_world(n: int, seed: int) -> PairBatch:
     rel_tok[..., 0, 1] = True
     rels = torch.tensor([0, 1]).expand(n, 3, 1, 2)
     none = torch.zeros(n, 3, 2, 3, dtype=torch.bool)
-    return batch_of(patches, tokens, seg, rels, rel_tok, torch.zeros(n, 3, 2, dtype=torch.long), none)
+    return caption_batch(patches, tokens, seg, rels, rel_tok, torch.zeros(n, 3, 2, dtype=torch.long), none)
 
 
 def test_an_attribute_equality_is_learned_by_the_compare_term(one_thread):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from helpers.pair_batches import TOWERS, make_batch, with_layout
+from helpers.tiny_worlds import GRID, D, P, caption_batch, tiny, train, unit
 from tflocal.errors import UserError
 from tflocal.models import ModelConfig, PairBatch, SegmentHead, build_head
 from tflocal.models.checkpoint import load_checkpoint, load_head, save_checkpoint
@@ -102,38 +102,6 @@ def test_checkpoints_saved_before_the_new_keys_load_as_before(tmp_path):
 
 
 # -- tiny synthetic worlds -----------------------------------------------------------------
-D, GRID = 16, (4, 4)
-P = GRID[0] * GRID[1]
-SPEC = dict(TOWERS, image_dim=D, text_dim=D, global_image_dim=D, global_text_dim=D, grid=list(GRID))
-TINY = dict(width=32, depth=0, heads=4, readout="segments", global_path=False)
-
-
-def unit(g: torch.Generator, *shape: int) -> torch.Tensor:
-    return F.normalize(torch.randn(*shape, D, generator=g), dim=-1)
-
-
-def caption_batch(
-    patches: torch.Tensor, tokens: torch.Tensor, segments, relations, rel_tokens, counts
-) -> PairBatch:
-    """N images [N, P, D] each paired with its C captions [N, C, T, D] -> PairBatch of N*C pairs
-    (global embeddings: the mean patch and the mean token, what a pooled encoder would give)."""
-    N, C, T, _ = tokens.shape
-    rep = lambda x: x[:, None].expand(N, C, *x.shape[1:]).reshape(N * C, *x.shape[1:])  # noqa: E731
-    flat = lambda x: x.reshape(N * C, *x.shape[2:])  # noqa: E731
-    return PairBatch(
-        patches=rep(patches),
-        patch_mask=torch.ones(N * C, P, dtype=torch.bool),
-        tokens=flat(tokens),
-        token_mask=torch.ones(N * C, T, dtype=torch.bool),
-        image_global=rep(patches.mean(1)),
-        text_global=flat(tokens.mean(2)),
-        segments=flat(segments),
-        relation_tokens=flat(rel_tokens),
-        relations=flat(relations),
-        counts=flat(counts),
-    )
-
-
 NUMBER = unit(torch.Generator().manual_seed(99), 8)  # token vectors of the number words
 BIGGER = unit(torch.Generator().manual_seed(98), 1)[0]  # the token of "bigger than"
 
@@ -188,30 +156,10 @@ def bigger_world(n: int, seed: int) -> PairBatch:
 def train_and_test(head: torch.nn.Module, world, steps: int = 300, n: int = 32) -> float:
     """Train on candidate sets of 3 captions per image (positive first), then the share of 400
     held-out images whose true caption outscores the hard negative (caption 1)."""
-    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
-    head.train()
-    for step in range(steps):
-        scores = head(world(n, seed=1000 + step)).view(n, 3)
-        loss = F.cross_entropy(scores, torch.zeros(n, dtype=torch.long))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    head.eval()
+    head = train(head, world, steps, n)
     with torch.no_grad():
         scores = head(world(400, seed=7)).view(400, 3)
     return float((scores[:, 0] > scores[:, 1]).float().mean())
-
-
-def tiny(name: str = "tflocal", **over) -> torch.nn.Module:
-    """A tiny head for the synthetic worlds (seed 0). A segments head starts with its text
-    projections equal to its image ones: image and caption vectors share one space here, so the
-    test is about reading counts and relations, not about learning that alignment."""
-    torch.manual_seed(0)
-    head = build_head(name, {**TINY, **over}, SPEC)
-    if isinstance(head, SegmentHead):
-        head.token_in.load_state_dict(head.patch_in.state_dict())
-        head.text_out.load_state_dict(head.image_out.state_dict())
-    return head
 
 
 def test_a_count_is_learned_by_the_count_term_only(one_thread):
