@@ -46,6 +46,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -322,8 +323,12 @@ class TowersEncoder(Encoder):
         CPU (:mod:`cache_tools.encoders.onnx_runtime`; fp32 on CPU only, else torch)."""
         if self._image_onnx is None:
             self._image_onnx = False
-            if self._onnx_eligible(self.precision):
-                onnx = _onnx_image(self.image_model)
+            onnx = (
+                _onnx_or_none(_onnx_image, self.image_model, "image")
+                if self._onnx_eligible(self.precision)
+                else None
+            )
+            if onnx is not None:
                 choice = pick_runtime(
                     f"image:{self.name}:{torch.get_num_threads()}",
                     {"torch": lambda: self._torch_image(pixels), "onnx": lambda: onnx(pixels)},
@@ -344,8 +349,12 @@ class TowersEncoder(Encoder):
         [g, width, 384], on the runtime picked for this CPU (as :meth:`_image_forward`)."""
         if self._text_onnx is None:
             self._text_onnx = False
-            if self._onnx_eligible(self.text_precision):
-                onnx = _onnx_text(self.text_model)
+            onnx = (
+                _onnx_or_none(_onnx_text, self.text_model, "text")
+                if self._onnx_eligible(self.text_precision)
+                else None
+            )
+            if onnx is not None:
                 inputs = [batch[k] for k in TEXT_INPUTS]
                 choice = pick_runtime(
                     f"text:{self.name}:{torch.get_num_threads()}",
@@ -437,6 +446,22 @@ class _Hidden(nn.Module):
         return self.model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
+
+
+def _onnx_or_none(build: Callable[[nn.Module], Any], model: nn.Module, tower: str) -> Any:
+    """``build(model)`` (the tower on ONNX Runtime), or None with a one-line warning when exporting
+    or loading it fails here (e.g. an unwritable cache folder): that tower then runs in torch.
+    With ``TFLOCAL_RUNTIME=onnx`` the failure is an error instead."""
+    try:
+        return build(model)
+    except Exception as err:  # the exporter and the runtime raise many kinds; torch always works
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
+        if runtime_override() == "onnx":
+            raise UserError(
+                f"TFLOCAL_RUNTIME=onnx: the {tower} tower cannot run on ONNX Runtime here ({reason})"
+            ) from None
+        _say_once(f"{tower} tower: ONNX Runtime is not usable here ({reason}); it runs in torch")
+        return None
 
 
 def _onnx_image(model: nn.Module) -> Any:

