@@ -389,13 +389,24 @@ SECTIONS: dict[str, tuple[str, str]] = {
         "Caching time against the encoder's own forward on the same batches, file size against the raw "
         "fp16 payload, and batch reads (sequential, chunk-shuffled, per-sample).",
     ),
+    "runtimes": (
+        "The towers' runtimes, native bf16",
+        "`bench/runtimes.py`: each offline tower on torch fp32, ONNX Runtime fp32 and torch bf16, side by "
+        "side in one process (64 images, 512 captions, best of 3), ratios to torch fp32, the largest output "
+        "difference from it, and what the quickstart's default picks on this CPU.",
+    ),
+    "runtimes_avx2": (
+        "The towers' runtimes, torch limited to AVX2",
+        "The same bench with torch limited to AVX2 (no native bf16). ONNX Runtime's own kernels cannot be "
+        "limited so: its figures are an upper bound for a CPU that has only AVX2.",
+    ),
     "train": ("Training throughput", "Pairs per second and peak RSS of a few training steps per head and preset."),
     "train_step": (
         "The quickstart's TFLocal training step",
         "Batch build and training step times on the quickstart's training cache.",
     ),
 }
-DOC_SECTIONS = {"retrieval": ("late_shapes", "rerank"), "performance": ("serve", "cache", "train", "train_step", "scale")}
+DOC_SECTIONS = {"retrieval": ("late_shapes", "rerank"), "performance": ("serve", "cache", "runtimes", "runtimes_avx2", "train", "train_step", "scale")}
 TITLES = {"retrieval": "Retrieval results", "performance": "Performance results"}
 
 
