@@ -47,6 +47,14 @@ def create(group: h5py.Group, name: str, data: np.ndarray | list, dtype: Any = N
     )
 
 
+def extend(dset: h5py.Dataset, rows: np.ndarray | list) -> None:
+    """Append ``rows`` [n, ...] to the resizable ``dset`` along its first axis."""
+    n = len(rows)
+    if n:
+        dset.resize((dset.shape[0] + n, *dset.shape[1:]))
+        dset[-n:] = rows
+
+
 def read_str(dset: h5py.Dataset) -> np.ndarray:
     """A string dataset as a numpy array of Python ``str`` (object dtype)."""
     if dset.shape[0] == 0:

@@ -15,12 +15,25 @@ import numpy as np
 
 from cache_tools import __version__
 from cache_tools.encoders.images import crop_boxes
-from cache_tools.store.h5io import chunk_rows, create, dumps
+from cache_tools.store.h5io import chunk_rows, create, dumps, extend
 from cache_tools.store.schema import FORMAT_VERSION, STR, encode_attr
+from cache_tools.store.shards import completed_attrs, rebased, row_bases
 
 
-def write_arrays(
-    path: str | Path | h5py.File,
+def write_arrays(path: str | Path | h5py.File, *args: Any, **kwargs: Any) -> Path:
+    """Write a complete, valid cache directly from arrays (tests, synthetic caches, parts).
+
+    Args:
+        path: the file to write (through a temporary name, atomically), or an empty h5py file
+            open for writing to write into.
+        args, kwargs: the columns, as :func:`columns` takes them.
+    """
+    path = path if isinstance(path, h5py.File) else Path(path)
+    full_attrs, images, captions = columns(*args, **kwargs)
+    return _write_file(path, full_attrs, images, captions, kwargs.get("skipped", ()))
+
+
+def columns(
     attrs: dict[str, Any],
     image_ids: Sequence[str],
     patches: np.ndarray,
@@ -39,21 +52,21 @@ def write_arrays(
     truncated: Sequence[bool] | None = None,
     image_box: np.ndarray | None = None,
     crops_global: np.ndarray | None = None,
+    *,
     skipped: Sequence[tuple[str, str]] = (),
-) -> Path:
-    """Write a complete, valid cache directly from arrays (tests, synthetic caches, parts).
+) -> tuple[dict[str, Any], ImageColumns, TextColumns]:
+    """One cache's rows checked and completed: (root attributes, image columns, caption columns),
+    indices local to these rows.
 
     Args:
-        path: the file to write (through a temporary name, atomically), or an empty h5py file
-            open for writing to write into.
         attrs: root attributes; must include the encoder keys of ``schema.ENCODER_KEYS``,
             ``space`` and ``global_space`` at least (missing dims are inferred from the arrays).
         patches: [N_img, P, D_img]; image_global: [N_img, D_gi].
         tokens: N_txt arrays [T_t, D_txt]; text_global: [N_txt, D_gt].
         image_index, positive_index: [N_txt] (see ``cache_tools.store.schema``).
         crops_global: optional [N_img, C, D_gi] for the boxes of :func:`crop_boxes`.
+        skipped: (item, reason) rows; counted in the attributes.
     """
-    path = path if isinstance(path, h5py.File) else Path(path)
     _require_spaces(attrs)
     patches = np.asarray(patches, dtype=np.float16)
     d_txt = next((t.shape[1] for t in tokens), int(attrs.get("text_dim", 0)))
@@ -92,7 +105,7 @@ def write_arrays(
         truncated=np.asarray(truncated if truncated is not None else [False] * n_txt, bool),
         meta=_meta(text_meta, n_txt),
     )
-    return _write_file(path, full_attrs, images, captions, skipped)
+    return full_attrs, images, captions
 
 
 @dataclass(frozen=True)
@@ -150,9 +163,9 @@ PACK_BLOCK_BYTES = 32 << 20
 """Bytes of caption tokens gathered per write when they are packed into ``texts/tokens``."""
 
 
-def _write_tokens(txt: h5py.Group, captions: TextColumns) -> None:
-    """``texts/tokens``: the captions' arrays packed as float16 [sum of T_t, D_txt], as
-    ``create`` writes one array, gathered and written a block at a time (no packed copy in RAM)."""
+def _create_tokens(txt: h5py.Group, captions: TextColumns) -> None:
+    """``texts/tokens``: the captions' arrays packed as float16 [sum of T_t, D_txt], chunked as
+    ``create`` chunks one array, written by :func:`_pack_tokens` (no packed copy in RAM)."""
     n_tok, d = int(captions.offsets[-1]), captions.d_txt
     if n_tok == 0:
         create(txt, "tokens", np.zeros((0, d), np.float16))
@@ -160,10 +173,20 @@ def _write_tokens(txt: h5py.Group, captions: TextColumns) -> None:
     dset = txt.create_dataset(
         "tokens", shape=(n_tok, d), dtype=np.float16, chunks=(chunk_rows(2 * d, n_tok), d), maxshape=(None, d)
     )
-    buf = np.empty((min(max(1, PACK_BLOCK_BYTES // (2 * d)), n_tok), d), np.float16)
+    _pack_tokens(dset, captions.tokens, 0)
+
+
+def _pack_tokens(dset: h5py.Dataset, tokens: Sequence[np.ndarray], pos: int) -> None:
+    """Write caption arrays ``tokens`` (each [T_t, D_txt]) one after another into ``dset`` from row
+    ``pos`` on (rows already there), gathered ``PACK_BLOCK_BYTES`` a write."""
+    d = dset.shape[1]
+    total = sum(len(t) for t in tokens)
+    if total == 0:
+        return
+    buf = np.empty((min(max(1, PACK_BLOCK_BYTES // (2 * d)), total), d), np.float16)
     group: list[np.ndarray] = []
-    pos = rows = 0  # rows written; rows gathered in ``group``
-    for t in [*captions.tokens, None]:
+    rows = 0  # rows gathered in ``group``
+    for t in [*tokens, None]:
         n = 0 if t is None else len(t)
         if group and (t is None or rows + n > len(buf)):
             if rows:
@@ -178,6 +201,28 @@ def _write_tokens(txt: h5py.Group, captions: TextColumns) -> None:
         else:
             group.append(t)
             rows += n
+
+
+def append_arrays(f: h5py.File, *args: Any, **kwargs: Any) -> None:
+    """Append one cache's rows (the columns as :func:`columns` takes them, indices local to
+    them) to the cache open read-write in ``f``, which has the same datasets: index columns
+    rebased, the root attributes' counts and creation time updated, the others kept."""
+    _, images, captions = columns(*args, **kwargs)
+    img_base, txt_base = f["images/ids"].shape[0], f["texts/strings"].shape[0]
+    tok = f["texts/tokens"]
+    tok_base = tok.shape[0]
+    rows = _rows(images, captions, kwargs.get("skipped", ()))
+    rows["texts/offsets"] = (captions.offsets[1:] + tok_base, None)
+    rows["texts/image_index"] = (rebased(captions.image_index, img_base), None)
+    rows["texts/positive_index"] = (rebased(captions.positive_index, txt_base), None)
+    for name, (data, dtype) in rows.items():
+        if name == "texts/tokens":
+            tok.resize((tok_base + int(captions.offsets[-1]), tok.shape[1]))
+            _pack_tokens(tok, captions.tokens, tok_base)
+        elif data is not None:
+            extend(f[name], np.asarray(data, dtype=object) if dtype is STR else data)
+    for k, v in completed_attrs(f, *row_bases([f])).items():
+        f.attrs[k] = encode_attr(v)
 
 
 def _require_spaces(attrs: dict[str, Any]) -> None:
@@ -267,35 +312,41 @@ def _fill(
 ) -> None:
     for k, v in attrs.items():
         f.attrs[k] = encode_attr(v)
-    _write_images(f.create_group("images"), images)
-    _write_texts(f.create_group("texts"), captions)
-    sk = f.create_group("skipped")
-    create(sk, "item", [s[0] for s in skipped], STR)
-    create(sk, "reason", [s[1] for s in skipped], STR)
-
-
-def _write_images(img: h5py.Group, images: ImageColumns) -> None:
-    create(img, "ids", images.ids, STR)
-    create(img, "patches", images.patches.astype(np.float16, copy=False))
-    create(img, "global", images.global_)
-    create(img, "group", images.group, STR)
-    create(img, "meta", images.meta, STR)
-    create(img, "box", images.box)
+    for name, (data, dtype) in _rows(images, captions, skipped).items():
+        if name == "texts/tokens":
+            _create_tokens(f.require_group("texts"), captions)
+        elif data is not None:
+            group, _, leaf = name.rpartition("/")
+            create(f.require_group(group), leaf, data, dtype)
     if images.crops_global is not None:
-        crops = img.create_group("crops")
-        create(crops, "global", images.crops_global)
-        crops.create_dataset("boxes", data=crop_boxes())
+        f["images/crops"].create_dataset("boxes", data=crop_boxes())
 
 
-def _write_texts(txt: h5py.Group, captions: TextColumns) -> None:
-    create(txt, "strings", captions.strings, STR)
-    _write_tokens(txt, captions)
-    create(txt, "offsets", captions.offsets)
-    create(txt, "token_strings", captions.token_strings, STR)
-    create(txt, "global", captions.global_)
-    create(txt, "image_index", captions.image_index)
-    create(txt, "positive_index", captions.positive_index)
-    create(txt, "op", captions.op, STR)
-    create(txt, "kind", captions.kind, STR)
-    create(txt, "truncated", captions.truncated)
-    create(txt, "meta", captions.meta, STR)
+def _rows(
+    images: ImageColumns, captions: TextColumns, skipped: Sequence[tuple[str, str]]
+) -> dict[str, tuple[Any, Any]]:
+    """Every dataset of a cache with rows -> (its rows, ``STR`` for strings or None), in the
+    order they are created; ``texts/tokens`` (packed from ``captions.tokens``) has None rows, as
+    ``images/crops/global`` has when there are no crops."""
+    return {
+        "images/ids": (images.ids, STR),
+        "images/patches": (images.patches.astype(np.float16, copy=False), None),
+        "images/global": (images.global_, None),
+        "images/group": (images.group, STR),
+        "images/meta": (images.meta, STR),
+        "images/box": (images.box, None),
+        "images/crops/global": (images.crops_global, None),
+        "texts/strings": (captions.strings, STR),
+        "texts/tokens": (None, None),
+        "texts/offsets": (captions.offsets, None),
+        "texts/token_strings": (captions.token_strings, STR),
+        "texts/global": (captions.global_, None),
+        "texts/image_index": (captions.image_index, None),
+        "texts/positive_index": (captions.positive_index, None),
+        "texts/op": (captions.op, STR),
+        "texts/kind": (captions.kind, STR),
+        "texts/truncated": (captions.truncated, None),
+        "texts/meta": (captions.meta, STR),
+        "skipped/item": ([s[0] for s in skipped], STR),
+        "skipped/reason": ([s[1] for s in skipped], STR),
+    }

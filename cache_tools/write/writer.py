@@ -34,7 +34,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +50,10 @@ from cache_tools.infra.locks import OutputLock
 from cache_tools.infra.progress import progress as progress_bar
 from cache_tools.infra.space import check_space, no_space, space_reason
 from cache_tools.sources.records import ImageRecord
-from cache_tools.store.h5io import chunk_rows
+from cache_tools.store.h5io import chunk_rows, extend
 from cache_tools.store.schema import FORMAT_VERSION, decode_attrs, encode_attr, encoder_signature
-from cache_tools.store.shards import COPIED, PAYLOAD, completed_attrs, concat_caches, rebased, row_bases
-from cache_tools.write.arrays import write_arrays
+from cache_tools.store.shards import PAYLOAD, completed_attrs, concat_caches, row_bases
+from cache_tools.write.arrays import append_arrays, write_arrays
 from cache_tools.write.journal import journaled, recover
 from cache_tools.write.parts import ImageLoader, Part, encode_part
 
@@ -61,12 +61,12 @@ PART_BYTES = 256 << 20
 """Target payload per part; a part is also the most work a kill can lose."""
 
 
-def _write_part(path: Path | h5py.File, part: Part, encoder: Encoder, crops: bool) -> None:
+def _part_columns(part: Part, encoder: Encoder, crops: bool) -> tuple[tuple, dict[str, Any]]:
+    """A part's columns as ``write_arrays`` and ``append_arrays`` take them: (args, kwargs)."""
     meta = encoder.metadata()
     n_img = len(part.image_ids)
     p = encoder.grid[0] * encoder.grid[1]
-    write_arrays(
-        path,
+    args = (
         {k: v for k, v in meta.items() if k != "preprocess"},
         part.image_ids,
         np.stack(part.patches) if n_img else np.zeros((0, p, encoder.image_dim), np.float16),
@@ -76,6 +76,9 @@ def _write_part(path: Path | h5py.File, part: Part, encoder: Encoder, crops: boo
         np.stack(part.text_global) if part.texts else np.zeros((0, encoder.global_text_dim), np.float32),
         part.image_index,
         part.positive_index,
+    )
+    no_crops = np.zeros((0, len(crop_boxes()), encoder.global_image_dim))
+    kwargs = dict(
         op=part.op,
         kind=part.kind,
         text_meta=part.text_meta,
@@ -84,15 +87,10 @@ def _write_part(path: Path | h5py.File, part: Part, encoder: Encoder, crops: boo
         token_strings=part.token_strings,
         truncated=part.truncated,
         image_box=np.asarray(part.image_box, np.float32).reshape(n_img, 4),
-        crops_global=(
-            np.stack(part.crops_global)
-            if n_img
-            else np.zeros((0, len(crop_boxes()), encoder.global_image_dim))
-        )
-        if crops
-        else None,
+        crops_global=(np.stack(part.crops_global) if n_img else no_crops) if crops else None,
         skipped=part.skipped,
     )
+    return args, kwargs
 
 
 def _part_records(encoder: Encoder, batch_size: int, crops: bool) -> int:
@@ -398,24 +396,24 @@ def _parts_done(grow: Path) -> tuple[int, bool]:
 def _add_part(grow: Path, i: int, part: Part, encoder: Encoder, crops: bool) -> None:
     """Write part ``i`` into the growing file: part 0 makes it (through a temporary name); a later
     part is appended to it under an undo journal, so a kill loses that part only. Each part's bytes
-    are written to disk once."""
+    are written to disk once, straight from the part's arrays."""
+    args, kwargs = _part_columns(part, encoder, crops)
     if i == 0:
         tmp = grow.with_name(grow.name + ".tmp")
         with h5py.File(tmp, "w") as f:
-            _write_part(f, part, encoder, crops)
+            write_arrays(f, *args, **kwargs)
             f["texts"].attrs[PARTS_DONE] = 1
         os.replace(tmp, grow)
         return
-    with h5py.File(f"{grow}.part{i}", "w", driver="core", backing_store=False, block_size=64 << 20) as mem:
-        _write_part(mem, part, encoder, crops)
-        with journaled(grow) as f:
-            _append_parts(f, [mem], {}, ())
-            f["texts"].attrs[PARTS_DONE] = i + 1
+    with journaled(grow) as f:
+        append_arrays(f, *args, **kwargs)
+        f["texts"].attrs[PARTS_DONE] = i + 1
 
 
 def _encode_parts(run: _Run, plan: _Plan) -> tuple[int, int, bool]:
-    """Encode every part the growing file does not hold yet and add it there; returns how many
-    parts the run has, how many an earlier run had finished, and whether the file is finished."""
+    """Encode every part the growing file does not hold yet and add it there (in a writer thread,
+    so a part's disk writes overlap the next part's encoding); returns how many parts the run
+    has, how many an earlier run had finished, and whether the file is finished."""
     warn = _warner()
     n_parts_done = 0
     bar = progress_bar(
@@ -430,6 +428,8 @@ def _encode_parts(run: _Run, plan: _Plan) -> tuple[int, int, bool]:
     grow = _growing(plan)
     done, finalized = _parts_done(grow)
     n_parts = 0
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+    writing: Future | None = None  # the part being added to the file while the next is encoded
     try:
         it = _source_iter(run, plan)
         for i, chunk in enumerate(_chunks(it, plan.part_size, plan.n_range)):
@@ -439,12 +439,17 @@ def _encode_parts(run: _Run, plan: _Plan) -> tuple[int, int, bool]:
                 bar.update(len(chunk))
             else:
                 part = encode_part(chunk, run.encoder, run.batch_size, loader, pool, bar, warn)
+                if writing is not None:
+                    writing.result()  # parts go in in order, one in flight
                 check_space(grow, part_bytes(part), "the cache part", SPACE_ADVICE)
-                _add_part(grow, i, part, run.encoder, run.crops)
+                writing = writer.submit(_add_part, grow, i, part, run.encoder, run.crops)
+        if writing is not None:
+            writing.result()
         if run.shard[0] == 0:  # read the source to its end: entries it skips after the last record count too
             for _ in it:
                 pass
     finally:
+        writer.shutdown(wait=True)  # an append under way finishes (or its journal undoes it after a kill)
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
     return n_parts, n_parts_done, finalized
@@ -472,7 +477,7 @@ def _assemble_run(run: _Run, plan: _Plan, finalized: bool) -> None:
     else:
         if not finalized:
             with journaled(grow) as f:
-                _append_parts(f, [], attrs, extra)
+                _complete(f, attrs, extra)
                 del f["texts"].attrs[PARTS_DONE]
         os.replace(grow, run.target)
     shutil.rmtree(plan.parts_dir, ignore_errors=True)
@@ -518,59 +523,13 @@ def _payload_chunks_match(parts: Sequence[Path]) -> bool:
             f.close()
 
 
-APPEND_BLOCK_BYTES = 64 << 20
-"""Bytes per read-then-write step when a part's rows are appended to the cache."""
-
-
-def _append_parts(
-    f: h5py.File, others: Sequence[h5py.File], attrs: dict[str, Any], extra_skipped: Sequence[tuple[str, str]]
-) -> None:
-    """Append the rows of part files ``others`` to the part cache open in ``f`` (every dataset
-    of ``PAYLOAD`` and ``COPIED``; index datasets rebased), add ``extra_skipped``, and set the
-    root attributes ``concat_caches`` gives a concatenation: the first part's, then ``attrs``,
-    then the counts."""
+def _complete(f: h5py.File, attrs: dict[str, Any], extra_skipped: Sequence[tuple[str, str]]) -> None:
+    """Add ``extra_skipped`` to the part cache open in ``f`` and set the root attributes
+    ``concat_caches`` gives a concatenation: the first part's, then ``attrs``, then the counts."""
     merged = {**decode_attrs(f.attrs), **attrs}
-    names = [n for n in (*PAYLOAD, *COPIED) if n in f and all(n in o for o in others)]
-    img_base, txt_base, tok_base = row_bases([f, *others])
-    for name in names:
-        _append(f[name], [o[name] for o in others])
-    for k, o in enumerate(others, start=1):
-        _extend(f["texts/offsets"], o["texts/offsets"][1:] + tok_base[k])
-        _extend(f["texts/image_index"], rebased(o["texts/image_index"][()], img_base[k]))
-        _extend(f["texts/positive_index"], rebased(o["texts/positive_index"][()], txt_base[k]))
     for key, col in (("item", 0), ("reason", 1)):
         if extra_skipped:
-            _extend(f["skipped"][key], [s[col] for s in extra_skipped])
-    merged.update(completed_attrs(f, img_base, txt_base, tok_base))
+            extend(f["skipped"][key], [s[col] for s in extra_skipped])
+    merged.update(completed_attrs(f, *row_bases([f])))
     for k, v in merged.items():
         f.attrs[k] = encode_attr(v)
-
-
-def _extend(dset: h5py.Dataset, rows: np.ndarray | list) -> None:
-    """Append ``rows`` [n, ...] to ``dset`` along its first axis."""
-    n = len(rows)
-    if n:
-        dset.resize((dset.shape[0] + n, *dset.shape[1:]))
-        dset[-n:] = rows
-
-
-def _append(dset: h5py.Dataset, sources: Sequence[h5py.Dataset]) -> None:
-    """Append every row of ``sources`` to ``dset``, in blocks of about ``APPEND_BLOCK_BYTES``."""
-    pos = dset.shape[0]
-    dset.resize((pos + sum(s.shape[0] for s in sources), *dset.shape[1:]))
-    is_str = h5py.check_string_dtype(dset.dtype) is not None
-    row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * (16 if is_str else dset.dtype.itemsize)
-    step = max(1, APPEND_BLOCK_BYTES // max(1, row_bytes))
-    buf = None  # one block buffer, reused (numeric datasets)
-    for src in sources:
-        n = src.shape[0]
-        for i in range(0, n, step):
-            m = min(step, n - i)
-            if is_str:
-                dset[pos + i : pos + i + m] = src[i : i + m]
-                continue
-            if buf is None:
-                buf = np.empty((min(step, max(s.shape[0] for s in sources)), *dset.shape[1:]), dset.dtype)
-            src.read_direct(buf, np.s_[i : i + m], np.s_[0:m])
-            dset.write_direct(buf, np.s_[0:m], np.s_[pos + i : pos + i + m])
-        pos += n

@@ -156,15 +156,13 @@ def test_same_command_twice_is_a_no_op_and_settings_change_is_refused(tmp_path):
         write_cache(recs, FakeEncoder(), tmp_path / "c.h5", batch_size=3, progress=False)
 
 
-def _part(path, seed: int, n_img: int, crops: bool) -> None:
-    """A part cache of ``n_img`` images, 3 captions each (the last a negative of the first), with
-    rows wide enough that a part holds several HDF5 chunks of every payload dataset."""
-    from cache_tools.write.arrays import write_arrays
-
+def _part(seed: int, n_img: int, crops: bool) -> tuple[tuple, dict]:
+    """The columns (args, kwargs of ``write_arrays``) of a part cache of ``n_img`` images, 3
+    captions each (the last a negative of the first), with rows wide enough that a part holds
+    several HDF5 chunks of every payload dataset."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(12, 20, 3 * n_img)
-    write_arrays(
-        path,
+    return _columns(
         {"encoder": "wide:test", "space": "joint", "global_space": "joint", "grid": [4, 4]},
         [f"s{seed}i{i}" for i in range(n_img)],
         rng.standard_normal((n_img, 16, 1024)).astype(np.float16),
@@ -182,33 +180,38 @@ def _part(path, seed: int, n_img: int, crops: bool) -> None:
     )
 
 
+def _columns(*args, **kwargs) -> tuple[tuple, dict]:
+    return args, kwargs
+
+
 @pytest.mark.parametrize("n_img, crops", [(12, False), (12, True), (3, False)])
 def test_assembly_equals_concatenation(tmp_path, n_img, crops):
-    """The writer's assembly (the first part's file becomes the cache and the others are appended
-    to it; or a copy when parts are smaller than a chunk) gives the datasets, chunk shapes and
-    attributes of :func:`concat_caches` over the same parts."""
+    """The writer's assembly (the first part written as a file, the others' arrays appended to
+    it, then completed; or a copy when parts are smaller than a chunk) gives the datasets, chunk
+    shapes and attributes of :func:`concat_caches` over the same parts written as files."""
     import shutil
 
     import h5py
 
     from cache_tools.store.shards import PAYLOAD, concat_caches
-    from cache_tools.write.writer import _append_parts, _payload_chunks_match
+    from cache_tools.write.arrays import append_arrays, write_arrays
+    from cache_tools.write.writer import _complete, _payload_chunks_match
     from helpers.cache_records import arrays
 
     parts = [tmp_path / f"part-{k}.h5" for k in range(3)]
-    for k, p in enumerate(parts):
-        _part(p, k, n_img - k, crops)
+    cols = [_part(k, n_img - k, crops) for k in range(3)]
+    for p, (args, kwargs) in zip(parts, cols):
+        write_arrays(p, *args, **kwargs)
     attrs = {"source": "src", "plan": {"batch_size": 4}, "shard": [0, 1]}
     extra = [("src/x", "bad"), ("src/y", "worse")]
     concat_caches(parts, tmp_path / "ref.h5", attrs, extra_skipped=extra)
     # the writer's two ways: append to the first part's file, or copy when its chunks differ
     if _payload_chunks_match(parts):
         shutil.copy(parts[0], tmp_path / "out.h5")
-        others = [h5py.File(p, "r") for p in parts[1:]]
         with h5py.File(tmp_path / "out.h5", "r+") as f:
-            _append_parts(f, others, attrs, extra)
-        for o in others:
-            o.close()
+            for args, kwargs in cols[1:]:
+                append_arrays(f, *args, **kwargs)
+            _complete(f, attrs, extra)
     else:
         concat_caches(parts, tmp_path / "out.h5", attrs, extra_skipped=extra, virtual=False)
     assert _payload_chunks_match(parts) == (n_img >= 8)
@@ -226,3 +229,32 @@ def test_assembly_equals_concatenation(tmp_path, n_img, crops):
         for k in ka:
             if k != "created":
                 assert np.array_equal(np.asarray(ka[k]), np.asarray(kb[k])), k
+
+
+def test_a_failed_append_in_the_writer_thread_surfaces_and_the_rerun_resumes(tmp_path, monkeypatch):
+    """Parts are added in a writer thread while the next is encoded: an error there (here a
+    full disk on the third part) reaches the caller as the writer's clear message, the parts
+    added before it stay, and the same command again adds the rest and equals an uninterrupted
+    run."""
+    import cache_tools.write.writer as writer
+    from tflocal.errors import UserError
+
+    records = make_records(tmp_path, 30)
+    write_cache(records, FakeEncoder(), tmp_path / "ref.h5", batch_size=3, part_records=6, progress=False)
+    real, calls = writer.append_arrays, []
+
+    def failing(f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(f, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "append_arrays", failing)
+    out = tmp_path / "c.h5"
+    with pytest.raises(UserError, match="no space left .* run the same command again"):
+        write_cache(records, FakeEncoder(), out, batch_size=3, part_records=6, progress=False)
+    assert not out.exists()
+    monkeypatch.setattr(writer, "append_arrays", real)
+    summary = write_cache(records, FakeEncoder(), out, batch_size=3, part_records=6, progress=False)
+    assert summary.resumed_parts == 2  # part 0 (written) and part 1 (the first append)
+    assert_same_cache(tmp_path / "ref.h5", out)
