@@ -22,9 +22,11 @@ import numpy as np
 
 from cache_tools.errors import CacheFormatError, UserError
 from cache_tools.infra.padding import pad_tokens
-from cache_tools.store.h5io import read_rows, read_str
+from cache_tools.store.direct_rows import DirectRows, direct_rows
+from cache_tools.store.h5io import read_str
 from cache_tools.store.schema import CacheSpec, check_version, decode_attrs, encoder_signature
 from cache_tools.store.shards import merge_shards
+from cache_tools.store.virtual_rows import ShardRows, read_from, shard_rows
 
 _PAYLOAD = {
     "patches": "images/patches",
@@ -69,6 +71,7 @@ class Cache:
         self._file: h5py.File | None = None
         self._pid = -1
         self._mem: dict[str, np.ndarray] = {}
+        self._sources: dict[str, ShardRows | DirectRows | None] = {}
         try:
             self._read_index()
         except (OSError, KeyError, ValueError, TypeError) as err:
@@ -118,6 +121,9 @@ class Cache:
         return state
 
     def close(self) -> None:
+        for source in self._sources.values():
+            if source is not None:
+                source.close()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -196,28 +202,38 @@ class Cache:
         return np.diff(self.offsets)
 
     # -- payload ---------------------------------------------------------------------------
-    def _dset(self, key: str) -> h5py.Dataset | np.ndarray:
+    def _dset(self, key: str) -> h5py.Dataset | np.ndarray | ShardRows | DirectRows:
+        """Where payload ``key``'s rows are read from: memory, the shard files of a merged cache,
+        this file's bytes (:mod:`cache_tools.store.direct_rows`), or h5py."""
         if key in self._mem:
             return self._mem[key]
-        return self.file[_PAYLOAD[key]]
+        name = _PAYLOAD[key]
+        if name not in self._sources:
+            d = self.file[name]
+            self._sources[name] = shard_rows(d, self.path.parent) or direct_rows(d)
+        return self._sources[name] or self.file[name]
+
+    def _rows(self, key: str, idx: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Rows ``idx`` [B] of payload ``key`` -> [B, ...]."""
+        return read_from(self._dset(key), np.asarray(idx))
 
     def patches(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
         """float16 [B, P, D_img] patch tokens of images ``idx``."""
-        return read_rows(self._dset("patches"), np.asarray(idx))
+        return self._rows("patches", idx)
 
     def image_global(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 [B, D_gi] global image embeddings (as the model returns them)."""
-        return read_rows(self._dset("image_global"), np.asarray(idx)).astype(np.float32, copy=False)
+        return self._rows("image_global", idx).astype(np.float32, copy=False)
 
     def text_global(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 [B, D_gt] global text embeddings (as the model returns them)."""
-        return read_rows(self._dset("text_global"), np.asarray(idx)).astype(np.float32, copy=False)
+        return self._rows("text_global", idx).astype(np.float32, copy=False)
 
     def crops_global(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 [B, C, D_gi] global embeddings of the crops ``crop_boxes`` [C, 4]."""
         if not self.has_crops:
             raise UserError(f"cache {self.path} has no crops: rebuild it with `tflocal cache --crops`")
-        return read_rows(self._dset("crops_global"), np.asarray(idx)).astype(np.float32, copy=False)
+        return self._rows("crops_global", idx).astype(np.float32, copy=False)
 
     def tokens(self, idx: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """B float16 arrays [T_t, D_txt]: the real tokens of texts ``idx``."""
@@ -228,7 +244,7 @@ class Cache:
             if idx.size
             else np.empty(0, np.int64)
         )
-        flat = read_rows(self._dset("tokens"), rows)
+        flat = self._rows("tokens", rows)
         out, pos = [], 0
         for n in (stops - starts).tolist():
             out.append(flat[pos : pos + n])
