@@ -9,9 +9,13 @@ under several processes; here the shards are written one after another). The enc
 stand-in (:class:`SyntheticEncoder`) that returns random arrays of the right shapes, so what is
 timed is the writer, not a model. Then it measures, in this order:
 
-1. raw disk write throughput: ``--dd-gb`` of zeros written in 16 MiB blocks, fsync'd, deleted;
-   cache write throughput (MB/s of finished files over the write's wall time, every file fsync'd
-   in it as the raw write is) and their ratio (``--only write`` stops here);
+1. raw disk write throughput: ``--dd-gb`` of zeros written in 16 MiB blocks, fsync'd, deleted,
+   once through the page cache (``dd conv=fsync``, the ratio's denominator) and once with
+   ``O_DIRECT`` (``dd oflag=direct``: the device without the page cache, where the file system
+   allows it); cache write throughput (MB/s of finished files over the write's wall time, every
+   file fsync'd in it as the raw write is; the writer sends its aligned payload chunks past the
+   page cache, ``cache_tools.write.direct_io``) and its ratio to each (``--only write`` stops
+   here);
 2. the training input pipeline (``BatchDataset`` + ``make_loader`` as ``tflocal train`` builds
    them: batch 256 units, 4 hard negatives, 3 in-batch negatives, the default head's ``needs``,
    ``--workers`` DataLoader workers) in pairs/s, over ``--read-batches`` batches after one of
@@ -37,7 +41,7 @@ timed is the writer, not a model. Then it measures, in this order:
    index, so each shard search costs what a shard of different images would (``--sharded-images``).
 
     .venv/bin/python bench/scale.py --dir /tmp/scale                # 30 GB, then deleted
-    .venv/bin/python bench/scale.py --dir /tmp/scale --images 64 --index-images 256 --dd-gb 0.05
+    .venv/bin/python bench/scale.py --dir /tmp/scale --images 64 --index-images 256 --dd-gb 0.05 --read-batch 16
     .venv/bin/python bench/scale.py --dir /tmp/scale --images 3000 --dd-gb 1.5 --only write
 
 The last line printed is a JSON object of the figures (ratios end in ``_ratio``).
@@ -223,17 +227,32 @@ def bytes_per_image() -> float:
     return P * D * 2 + D_GLOBAL * 4 + texts * (MEAN_TOKENS * D * 2 + D_GLOBAL * 4)
 
 
-def dd_write(path: Path, n_bytes: int, block: int = 16 << 20) -> float:
-    """Raw disk write throughput in MB/s: ``n_bytes`` of zeros in ``block`` writes, fsync'd; deleted."""
-    buf = bytes(block)
+def dd_write(path: Path, n_bytes: int, block: int = 16 << 20, direct: bool = False) -> float | None:
+    """Raw disk write throughput in MB/s: ``n_bytes`` of zeros in ``block`` writes, fsync'd;
+    deleted. ``direct``: with ``O_DIRECT`` from a page-aligned buffer (None where the file system
+    refuses it)."""
+    import mmap
+
+    buf = mmap.mmap(-1, block)  # zeros, page-aligned
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_DIRECT if direct else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError:
+        return None
     t0 = time.perf_counter()
-    with open(path, "wb", buffering=0) as f:
+    try:
         written = 0
         while written < n_bytes:
-            written += f.write(buf)
-        os.fsync(f.fileno())
+            written += os.write(fd, buf)
+        os.fsync(fd)
+    except OSError:
+        if not direct:
+            raise
+        return None
+    finally:
+        os.close(fd)
+        path.unlink()
     dt = time.perf_counter() - t0
-    path.unlink()
     return written / dt / 1e6
 
 
@@ -526,6 +545,11 @@ def run(args: argparse.Namespace, work: Path, n_images: int) -> dict:
     fig: dict = {"images": n_images, "texts": n_images * CAPTIONS_PER_IMAGE * (1 + NEGS_PER_CAPTION)}
     dd = dd_write(work / "dd.bin", int(args.dd_gb * 1e9))
     print(f"raw disk write             {dd:8.0f} MB/s ({args.dd_gb} GB, 16 MiB blocks, fsync)", flush=True)
+    dd_direct = dd_write(work / "dd.bin", int(args.dd_gb * 1e9), direct=True)
+    print(
+        f"raw disk write, O_DIRECT   {dd_direct:8.0f} MB/s" if dd_direct else "raw disk write, O_DIRECT   refused here",
+        flush=True,
+    )
     out = work / "cache.h5"
     paths, write_s, size = write_shards(out, n_images, args.shards, args.batch_size)
     write_mbs = size / write_s / 1e6
@@ -542,6 +566,8 @@ def run(args: argparse.Namespace, work: Path, n_images: int) -> dict:
         cache_write_s=round(write_s, 1),
         cache_write_mb_s=round(write_mbs, 0),
         write_over_raw_disk_ratio=round(write_mbs / dd, 3),
+        raw_disk_direct_write_mb_s=round(dd_direct, 0) if dd_direct else None,
+        write_over_raw_direct_ratio=round(write_mbs / dd_direct, 3) if dd_direct else None,
     )
     if args.only == "write":
         return fig

@@ -8,6 +8,9 @@ deletes the journal. :func:`recover` (run before the file is opened again) puts 
 back, newest first, and cuts the file to its old size, so the file is exactly what it was before
 the interrupted append. What is guaranteed is survival of a killed process (``kill -9``), as
 for the rest of the writer; nothing is fsync'd.
+
+New bytes in large aligned blocks (payload chunks) are written past the page cache
+(:mod:`cache_tools.write.direct_io`); the journal and everything else are written as usual.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 
 import h5py
 
+from cache_tools.write.direct_io import H5_ALIGNMENT, DirectWrites
+
 _HEAD = struct.Struct("<Q")  # the file's size when the append began
 _ENTRY = struct.Struct("<QQ")  # offset, length; then the bytes that were there
 
@@ -31,10 +36,11 @@ def journal_path(path: Path) -> Path:
 class UndoFile:
     """A read-write file object for ``h5py.File(fileobj)`` that journals overwrites (see module)."""
 
-    def __init__(self, path: Path):
-        self.fd = os.open(path, os.O_RDWR)
+    def __init__(self, path: Path, create: bool = False):
+        self.fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0), 0o644)
         self.pos = 0
         self.base = os.fstat(self.fd).st_size
+        self.direct = DirectWrites(path)
         self.journal = os.open(journal_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(self.journal, _HEAD.pack(self.base))
 
@@ -67,12 +73,19 @@ class UndoFile:
         return data
 
     def write(self, buf) -> int:
-        n = memoryview(buf).nbytes
+        data = memoryview(buf).cast("B")
+        n = data.nbytes
         if self.pos < self.base:
             self._save(self.pos, min(self.pos + n, self.base))
-        done = os.pwrite(self.fd, buf, self.pos)
-        self.pos += done
-        return done
+        k = 0  # all of it is written: h5py's file-object driver does not retry a short write
+        while k < n:
+            part = data[k:]
+            done = self.direct.write(part, self.pos + k) if self.pos + k >= self.base else None
+            if done is None:
+                done = os.pwrite(self.fd, part, self.pos + k)
+            k += done
+        self.pos += n
+        return n
 
     def truncate(self, size: int | None = None) -> int:
         size = self.pos if size is None else size
@@ -85,6 +98,7 @@ class UndoFile:
         pass
 
     def close(self) -> None:
+        self.direct.close()
         os.close(self.fd)
         os.close(self.journal)
 
@@ -116,13 +130,15 @@ def recover(path: Path) -> bool:
 
 
 @contextmanager
-def journaled(path: Path) -> Iterator[h5py.File]:
+def journaled(path: Path, create: bool = False) -> Iterator[h5py.File]:
     """``path`` open read-write as an h5py file whose changes are undone by :func:`recover` if the
-    process dies before the block ends (the journal is deleted once the file is closed)."""
+    process dies before the block ends (the journal is deleted once the file is closed);
+    ``create``: a new (emptied) file. Objects of at least 1 MiB start on 4 KiB boundaries, so
+    their bytes can go past the page cache."""
     recover(path)
-    fobj = UndoFile(path)
+    fobj = UndoFile(path, create=create)
     try:
-        with h5py.File(fobj, "r+") as f:
+        with h5py.File(fobj, "w" if create else "r+", **H5_ALIGNMENT) as f:
             yield f
     finally:
         fobj.close()

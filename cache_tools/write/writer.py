@@ -397,11 +397,12 @@ def _parts_done(grow: Path) -> tuple[int, bool]:
 def _add_part(grow: Path, i: int, part: Part, encoder: Encoder, crops: bool) -> None:
     """Write part ``i`` into the growing file: part 0 makes it (through a temporary name); a later
     part is appended to it under an undo journal, so a kill loses that part only. Each part's bytes
-    are written to disk once, straight from the part's arrays."""
+    are written to disk once, straight from the part's arrays, its payload chunks past the page
+    cache where the file system allows (:mod:`cache_tools.write.direct_io`)."""
     args, kwargs = _part_columns(part, encoder, crops)
     if i == 0:
         tmp = grow.with_name(grow.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        with journaled(tmp, create=True) as f:  # a new file: journals nothing; chunks go direct
             write_arrays(f, *args, **kwargs)
             f["texts"].attrs[PARTS_DONE] = 1
         os.replace(tmp, grow)
