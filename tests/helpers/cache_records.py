@@ -35,6 +35,24 @@ def make_records(root: Path, n: int = 12) -> list[ImageRecord]:
     return recs
 
 
+def one_and_sharded(root: Path, n_shards: int) -> tuple[Path, Path, list[Path]]:
+    """The same 9 records (fake encoder, parts of 4) cached as one file ``root/one.h5`` and as
+    ``n_shards`` shards merged into ``root/sharded/c.h5`` -> (one, merged, shard paths)."""
+    from cache_tools.store.shards import merge_shards
+    from cache_tools.write.writer import shard_path, write_cache
+    from helpers.fakes import FakeEncoder
+
+    recs = make_records(root, 9)
+    write_cache(recs, FakeEncoder(), root / "one.h5", batch_size=4, part_records=4, progress=False)
+    out = root / "sharded" / "c.h5"
+    out.parent.mkdir()
+    for r in range(n_shards):
+        write_cache(recs, FakeEncoder(), out, batch_size=4, part_records=4, shard=(r, n_shards), progress=False)
+    shards = [shard_path(out, r, n_shards) for r in range(n_shards)]
+    merge_shards(out, shards)
+    return root / "one.h5", out, shards
+
+
 def arrays(path: Path) -> dict[str, np.ndarray]:
     out = {}
     with h5py.File(path, "r") as f:

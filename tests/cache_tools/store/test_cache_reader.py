@@ -11,21 +11,13 @@ import pytest
 
 from cache_tools.store.reader import chunk_shuffle, open_cache
 from cache_tools.store.schema import FORMAT_VERSION, CacheFormatError
-from cache_tools.store.shards import merge_shards
-from cache_tools.write.writer import shard_path, write_cache
-from helpers.cache_records import make_records
+from cache_tools.write.writer import write_cache
+from helpers.cache_records import make_records, one_and_sharded
 from helpers.fakes import FakeEncoder
 
 
 def test_two_shards_open_as_one_cache(tmp_path):
-    recs = make_records(tmp_path, 9)
-    write_cache(recs, FakeEncoder(), tmp_path / "one.h5", batch_size=4, part_records=4, progress=False)
-    out = tmp_path / "sharded" / "c.h5"
-    out.parent.mkdir()
-    for r in range(2):
-        write_cache(recs, FakeEncoder(), out, batch_size=4, part_records=4, shard=(r, 2), progress=False)
-    shards = [shard_path(out, r, 2) for r in range(2)]
-    merge_shards(out, shards)
+    _, out, shards = one_and_sharded(tmp_path, 2)
     assert out.stat().st_size < sum(s.stat().st_size for s in shards) / 2  # payload not copied
     with h5py.File(out, "r") as f:
         assert f["images/patches"].is_virtual and f["texts/tokens"].is_virtual

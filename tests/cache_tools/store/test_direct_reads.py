@@ -14,9 +14,8 @@ from cache_tools.errors import CacheFormatError
 from cache_tools.store.direct_rows import DirectRows, direct_rows
 from cache_tools.store.reader import open_cache
 from cache_tools.store.virtual_rows import ShardRows, read_from
-from cache_tools.write.writer import shard_path, write_cache
-from helpers.cache_records import make_records
-from helpers.fakes import FakeEncoder
+from cache_tools.write.writer import shard_path
+from helpers.cache_records import one_and_sharded
 
 
 def _requests(n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -77,16 +76,8 @@ def test_layouts_it_cannot_read_go_through_h5py(tmp_path, monkeypatch):
 
 
 def _sharded(tmp_path):
-    recs = make_records(tmp_path, 9)
-    write_cache(recs, FakeEncoder(), tmp_path / "one.h5", batch_size=4, part_records=4, progress=False)
-    out = tmp_path / "sharded" / "c.h5"
-    out.parent.mkdir()
-    for r in range(3):
-        write_cache(recs, FakeEncoder(), out, batch_size=4, part_records=4, shard=(r, 3), progress=False)
-    from cache_tools.store.shards import merge_shards
-
-    merge_shards(out, [shard_path(out, r, 3) for r in range(3)])
-    return tmp_path / "one.h5", out
+    one, merged, _ = one_and_sharded(tmp_path, 3)
+    return one, merged
 
 
 def test_a_merged_cache_reads_its_shards_directly_with_the_same_rows(tmp_path):
