@@ -75,7 +75,7 @@ def test_direct_writes_give_the_same_file_contents_as_buffered(tmp_path, monkeyp
     _write_and_append(tmp_path / "direct.h5", counts)
     _check(tmp_path / "direct.h5")
     if _direct_supported(tmp_path):
-        assert counts[0] > 0 and counts[1] > 0  # whole chunks went direct, in both sessions
+        assert counts[0] > 0 and counts[1] > 0  # whole chunks went direct, both when made and when appended
     monkeypatch.setenv("TFLOCAL_DIRECT_WRITES", "0")
     off: list[int] = []
     _write_and_append(tmp_path / "buffered.h5", off)
@@ -96,7 +96,7 @@ def test_a_refused_direct_write_falls_back_to_a_buffered_one(tmp_path, monkeypat
     counts: list[int] = []
     _write_and_append(tmp_path / "g.h5", counts)
     _check(tmp_path / "g.h5")
-    assert calls and counts == [0, 0]  # tried once per session, then buffered
+    assert calls and counts == [0, 0]  # tried once per opening of the file, then buffered
 
 
 def test_short_direct_writes_are_completed(tmp_path, monkeypatch):
