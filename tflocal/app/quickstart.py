@@ -212,11 +212,13 @@ def _stage(timings: dict[str, float]):
 
 
 WORLD_TITLES = {"2d": "ShapesWorld", "3d": "the 3D world"}
-EXPECTED_MINUTES = {True: "4-5", False: "4-9"}
+EXPECTED_MINUTES = {True: "4-7", False: "4-9"}
 """Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively: with it,
-a fresh clone's run on a Sapphire Rapids (docs/results/quickstart.md); without it, the same CPU
-with torch limited to AVX2 took 4.4 min, and a 2-core AMD EPYC of this machine class, which took
-12 min before the towers ran on ONNX Runtime, is expected near the upper end (not re-measured)."""
+a fresh clone's run on a Sapphire Rapids took 4.6 min (docs/results/quickstart.md) and one on a
+2-core AMD EPYC (Zen 4: avx512_bf16, no AMX) 6.6 min (docs/experiments.md); without it, the
+Sapphire Rapids with torch limited to AVX2 took 4.4 min and the Zen 4 so limited 6.0 min; a
+2-core AVX2-only AMD EPYC, which took 12 min before the towers ran on ONNX Runtime, is expected
+near the upper end (not re-measured)."""
 EXPECTED_MINUTES_3D = {True: "10-14"}
 """The same for ``--world 3d``: fresh-clone runs on a 2-core Sapphire Rapids (README); not yet
 measured on a CPU without native bf16."""
