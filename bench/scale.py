@@ -233,26 +233,28 @@ def dd_write(path: Path, n_bytes: int, block: int = 16 << 20, direct: bool = Fal
     refuses it)."""
     import mmap
 
-    buf = mmap.mmap(-1, block)  # zeros, page-aligned
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_DIRECT if direct else 0)
     try:
         fd = os.open(path, flags, 0o644)
     except OSError:
-        return None
-    t0 = time.perf_counter()
-    try:
-        written = 0
-        while written < n_bytes:
-            written += os.write(fd, buf)
-        os.fsync(fd)
-    except OSError:
         if not direct:
             raise
         return None
-    finally:
-        os.close(fd)
-        path.unlink()
-    dt = time.perf_counter() - t0
+    with mmap.mmap(-1, block) as buf:  # zeros, page-aligned
+        t0 = time.perf_counter()
+        try:
+            written = 0
+            while written < n_bytes:
+                written += os.write(fd, buf)
+            os.fsync(fd)
+        except OSError:
+            if not direct:
+                raise
+            return None
+        finally:
+            os.close(fd)
+            path.unlink()
+        dt = time.perf_counter() - t0
     return written / dt / 1e6
 
 

@@ -6,8 +6,9 @@ are HDF5 virtual datasets over the shards (:mod:`cache_tools.store.shards`). Row
 such a dataset cost about twice what the same rows cost read from the shard's own dataset
 (``bench/scale.py``: patches of random training rows, page cache dropped, 520-555 vs 980-1,010
 MB/s). :class:`ShardRows` maps a virtual dataset that is whole shard datasets stacked along the
-first axis back to those datasets and reads each shard's share of a request there, through
-:func:`cache_tools.store.h5io.read_rows` (the same contiguous-run reads). Any other virtual
+first axis back to those datasets and reads each shard's share of a request there, from the
+shard file's bytes (:mod:`cache_tools.store.direct_rows`) where it can, else through
+:func:`cache_tools.store.h5io.read_rows`. Any other virtual
 layout is read through HDF5 as before (:func:`shard_rows` returns None).
 """
 

@@ -15,8 +15,8 @@ qualify); everything else (metadata, small datasets, partial chunks) is written 
 ordinary descriptor. Of a cache's payload, the chunks of caption tokens and globals are
 multiples of 4 KiB; the patches' (5 rows of 50,176 B) are not and stay buffered. Linux keeps
 the two descriptors coherent: a direct write flushes and drops any cached pages of its range
-first. Where the file system refuses ``O_DIRECT`` (tmpfs, some network file systems) or
-``TFLOCAL_DIRECT_WRITES=0`` is set, every write is buffered.
+first. Where the file system refuses ``O_DIRECT`` (tmpfs before Linux 6.6, some network file
+systems) or ``TFLOCAL_DIRECT_WRITES=0`` is set, every write is buffered.
 """
 
 from __future__ import annotations

@@ -133,8 +133,8 @@ def recover(path: Path) -> bool:
 def journaled(path: Path, create: bool = False) -> Iterator[h5py.File]:
     """``path`` open read-write as an h5py file whose changes are undone by :func:`recover` if the
     process dies before the block ends (the journal is deleted once the file is closed);
-    ``create``: a new (emptied) file. Objects of at least 1 MiB start on 4 KiB boundaries, so
-    their bytes can go past the page cache."""
+    ``create``: a new (emptied) file. Objects of at least ``direct_io.MIN_BYTES`` start on
+    ``direct_io.ALIGN`` boundaries (``H5_ALIGNMENT``), so their bytes can go past the page cache."""
     recover(path)
     fobj = UndoFile(path, create=create)
     try:
