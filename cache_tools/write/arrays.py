@@ -18,6 +18,7 @@ from cache_tools.encoders.images import crop_boxes
 from cache_tools.store.h5io import chunk_rows, create, dumps, extend
 from cache_tools.store.schema import FORMAT_VERSION, STR, encode_attr
 from cache_tools.store.shards import completed_attrs, rebased, row_bases
+from cache_tools.write.arena import plain_empty
 
 
 def write_arrays(path: str | Path | h5py.File, *args: Any, **kwargs: Any) -> Path:
@@ -183,7 +184,7 @@ def _pack_tokens(dset: h5py.Dataset, tokens: Sequence[np.ndarray], pos: int) -> 
     total = sum(len(t) for t in tokens)
     if total == 0:
         return
-    buf = np.empty((min(max(1, PACK_BLOCK_BYTES // (2 * d)), total), d), np.float16)
+    buf = plain_empty((min(max(1, PACK_BLOCK_BYTES // (2 * d)), total), d), np.float16)
     group: list[np.ndarray] = []
     rows = 0  # rows gathered in ``group``
     for t in [*tokens, None]:

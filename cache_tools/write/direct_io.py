@@ -12,10 +12,12 @@ Only writes whose offset and length are multiples of :data:`ALIGN` and at least
 :data:`MIN_BYTES` long go direct (HDF5 places objects of at least that size on :data:`ALIGN`
 boundaries when the file is opened with :data:`H5_ALIGNMENT`, so whole payload chunks
 qualify); everything else (metadata, small datasets, partial chunks) is written through the
-ordinary descriptor. Of a cache's payload, the chunks of caption tokens and globals are
-multiples of 4 KiB; the patches' (5 rows of 50,176 B) are not and stay buffered. Linux keeps
-the two descriptors coherent: a direct write flushes and drops any cached pages of its range
-first. Where the file system refuses ``O_DIRECT`` (tmpfs before Linux 6.6, some network file
+ordinary descriptor. A cache's payload chunks are whole pages where rows allow
+(``cache_tools.store.h5io.chunk_rows``: ViT-B/32 patches 4 rows of 50,176 B = 49 pages).
+Consecutive chunks are gathered into blocks of up to :data:`BLOCK_BYTES` written by a
+background thread (:class:`DirectWrites`), so the writer does not wait for the device chunk by
+chunk. Linux keeps the two descriptors coherent: a direct write flushes and drops any cached
+pages of its range first. Where the file system refuses ``O_DIRECT`` (tmpfs before Linux 6.6, some network file
 systems) or ``TFLOCAL_DIRECT_WRITES=0`` is set, every write is buffered.
 """
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import queue
+import threading
 
 ALIGN = 4096
 """Offset, length and memory alignment of a direct write (a page; covers 512 B and 4 KiB sectors)."""
@@ -31,6 +35,14 @@ ALIGN = 4096
 MIN_BYTES = 64 << 10
 """Writes shorter than this stay buffered (HDF5's metadata and small datasets); a cache's
 payload chunks are ~256 KiB (``cache_tools.store.h5io.TARGET_CHUNK_BYTES``)."""
+
+BLOCK_BYTES = 8 << 20
+"""Consecutive direct writes are gathered into blocks of up to this many bytes, each written by
+one system call in a background thread while the caller goes on (a direct write waits for the
+device: 256 KiB at a time, the writer thread spent about as long waiting as encoding)."""
+
+IN_FLIGHT = 2
+"""Blocks queued or being written at once; the caller waits for one to finish past that."""
 
 H5_ALIGNMENT = {"alignment_threshold": MIN_BYTES, "alignment_interval": ALIGN}
 """``h5py.File`` keywords that put every object of at least MIN_BYTES on an ALIGN boundary."""
@@ -41,13 +53,38 @@ def direct_writes_enabled() -> bool:
 
 
 class DirectWrites:
-    """An ``O_DIRECT`` descriptor of ``path`` and a page-aligned bounce buffer (reused, so it
-    costs no fresh memory per write); :meth:`write` returns None for a write it does not take."""
+    """An ``O_DIRECT`` descriptor of ``path`` that takes whole aligned writes (see module).
+
+    :meth:`write` copies what it takes into page-aligned blocks (reused: no fresh memory per
+    write) and returns; a block is written when it is full, when a write does not continue it,
+    or at :meth:`drain`, by a background thread, except the first block, written at once, so a
+    file system that refuses ``O_DIRECT`` is found before anything is queued. A refused block is
+    written through an ordinary descriptor and the rest of the run is buffered; any other error
+    of a background write is raised by every later :meth:`write`, :meth:`drain` and
+    :meth:`close` (HDF5 reports a failed write as its own error; close raises the cause). The caller
+    drains before it reads, writes elsewhere, or needs the file's size: until then, the bytes
+    of queued blocks are not in the file yet.
+
+    HDF5 may call back into the file object from inside one of these methods (a finalizer that
+    the garbage collector runs there closes another HDF5 object), so the hand-over to the thread
+    uses only ``queue.SimpleQueue`` (reentrant: no lock a nested call could wait on), and a call
+    made inside another leaves the block being gathered to the outer one."""
 
     def __init__(self, path: os.PathLike | str):
+        self.path = path
         self.fd: int | None = None
-        self.buf: mmap.mmap | None = None
-        self.count = 0  # direct writes done
+        self.count = 0  # writes that went to the file past the page cache
+        self._buffered: int | None = None  # where a refused block goes
+        self._probed = False  # the first block was written (direct, or refused)
+        self._block: mmap.mmap | None = None  # the block being gathered ...
+        self._start = self._fill = self._writes = 0  # ... its file offset, bytes and writes
+        self._busy = False  # inside write or drain (a nested call leaves the block alone)
+        self._free: list[mmap.mmap] = []
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()  # blocks for the thread; None: stop
+        self._done: queue.SimpleQueue = queue.SimpleQueue()  # one item per block written
+        self._queued = 0  # blocks handed to the thread whose item was not taken from _done yet
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         if direct_writes_enabled():
             try:
                 self.fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
@@ -55,33 +92,132 @@ class DirectWrites:
                 self.fd = None
 
     def write(self, data: memoryview, offset: int) -> int | None:
-        """Write ``data`` (bytes) at ``offset`` directly -> bytes written, or None when this write
-        is not aligned, too short, or direct writes are off or failed (the caller writes it)."""
+        """Take ``data`` (bytes) for ``offset`` -> bytes taken (all of them), or None when this
+        write is not aligned, too short, or direct writes are off (the caller writes it)."""
         n = data.nbytes
-        if self.fd is None or n < MIN_BYTES or n % ALIGN or offset % ALIGN:
+        if self.fd is None or self._busy or n < MIN_BYTES or n % ALIGN or offset % ALIGN:
             return None
-        if self.buf is None or len(self.buf) < n:
-            if self.buf is not None:
-                self.buf.close()
-            self.buf = mmap.mmap(-1, n)  # anonymous maps are page-aligned
-        self.buf[:n] = data
+        self._raise()
+        self._busy = True
         try:
-            with memoryview(self.buf) as whole, whole[:n] as view:  # released, so the map can close
-                done = os.pwritev(self.fd, [view], offset)
-        except OSError as err:
-            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
-                raise
-            self.close()  # this file system takes no direct writes after all: buffered from now on
-            return None
-        if done <= 0:
-            return None
-        self.count += 1
-        return done  # may be short: the caller writes the rest
+            k = 0
+            while k < n:
+                if self._block is not None and (offset + k != self._start + self._fill or self._fill == BLOCK_BYTES):
+                    self._submit()
+                if self._block is None:
+                    block = self._free.pop() if self._free else mmap.mmap(-1, BLOCK_BYTES)  # page-aligned
+                    self._block, self._start, self._fill, self._writes = block, offset + k, 0, 0
+                m = min(n - k, BLOCK_BYTES - self._fill)
+                self._block[self._fill : self._fill + m] = data[k : k + m]
+                self._fill += m
+                k += m
+            self._writes += 1
+        finally:
+            self._busy = False
+        return n
+
+    def drain(self) -> None:
+        """Write every taken byte to the file (wait for the background writes); raise their error."""
+        if not self._busy and self._block is not None:
+            self._busy = True
+            try:
+                self._submit()
+            finally:
+                self._busy = False
+        while self._queued > 0:
+            self._take_done()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:  # kept: every later call, and close, raise it again
+            raise self._error
+
+    def _take_done(self) -> None:
+        self._queued -= 1  # before the wait: a nested drain then never waits for more than was queued
+        self._done.get()
+
+    def _submit(self) -> None:
+        job = (self._block, self._start, self._fill, self._writes)
+        self._block = None
+        if not self._probed:
+            self._probed = True
+            self._free.append(self._write_block(*job))
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="direct-writes", daemon=True)
+            self._thread.start()
+        self._todo.put(job)
+        self._queued += 1
+        while self._queued > IN_FLIGHT:  # so at most IN_FLIGHT + 2 blocks ever exist
+            self._take_done()
+
+    def _run(self) -> None:
+        while True:
+            job = self._todo.get()
+            if job is None:
+                return
+            try:
+                if self._error is None:
+                    self._write_block(*job)
+            except BaseException as err:  # raised in the caller's thread (see the class)
+                self._error = err
+            finally:
+                self._free.append(job[0])
+                self._done.put(None)
+
+    def _write_block(self, block: mmap.mmap, start: int, length: int, writes: int) -> mmap.mmap:
+        """Write ``block[:length]`` at ``start`` (direct; through an ordinary descriptor if the file
+        system refuses it) -> the block, to reuse."""
+        done = 0
+        fd = self.fd
+        with memoryview(block) as whole:
+            while done < length:
+                if fd is not None:
+                    try:
+                        with whole[done:length] as view:
+                            k = os.pwritev(fd, [view], start + done)
+                    except OSError as err:
+                        if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+                            raise
+                        fd = None  # this file system takes no direct writes after all
+                        continue
+                    if k <= 0 or k % ALIGN:  # a short write that leaves the rest unaligned
+                        fd = None
+                    done += max(0, k)
+                    continue
+                if self._buffered is None:
+                    self._buffered = os.open(self.path, os.O_WRONLY)
+                with whole[done:length] as view:
+                    done += os.pwrite(self._buffered, view, start + done)
+        if fd is None:
+            self._stop_direct()
+        else:
+            self.count += writes
+        return block
+
+    def _stop_direct(self) -> None:
+        """Direct writes are refused: every later write is buffered (the caller's)."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.buf is not None:
-            self.buf.close()
-            self.buf = None
+        """Drain, then release the descriptors and blocks (errors of the drain are raised)."""
+        try:
+            self.drain()
+        finally:
+            if self._thread is not None:
+                self._todo.put(None)
+                self._thread.join()
+                self._thread = None
+                self._queued = 0
+            self._stop_direct()
+            if self._buffered is not None:
+                os.close(self._buffered)
+                self._buffered = None
+            for b in self._free:
+                b.close()
+            self._free = []
+            if self._block is not None:
+                self._block.close()
+                self._block = None

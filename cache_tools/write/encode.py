@@ -50,14 +50,24 @@ def preprocess_image(
     return pixels, torch.stack([encoder.preprocess(c) for c in cut_crops(img, boxes)])
 
 
+Alloc = Callable[[tuple[int, ...], type], np.ndarray]
+"""``alloc(shape, dtype)`` -> an uninitialized array to encode into (``np.empty``, or a view of
+reused memory: :class:`cache_tools.write.arena.Arena`'s ``take``)."""
+
+
 @torch.inference_mode()
 def encode_pixels(
-    encoder: Encoder, pixels: torch.Tensor, crop_pixels: torch.Tensor | None = None, batch_size: int = 64
+    encoder: Encoder,
+    pixels: torch.Tensor,
+    crop_pixels: torch.Tensor | None = None,
+    batch_size: int = 64,
+    alloc: Alloc | None = None,
 ) -> EncodedImages:
     """pixels [B, 3, H, W] (one forward) and crop pixels [B*C, 3, H, W] (forwards of
-    ``batch_size``) -> :class:`EncodedImages`."""
+    ``batch_size``) -> :class:`EncodedImages`; the patches are written into
+    ``alloc((B, P, D_img), np.float16)`` (default a new array)."""
     out = encoder.encode_images(pixels.to(encoder.device))
-    patches = _fp16(out.patches)
+    patches = _fp16(out.patches, alloc(tuple(out.patches.shape), np.float16) if alloc else None)
     global_ = out.global_.float().cpu().numpy()
     crops = None
     if crop_pixels is not None:
@@ -89,34 +99,40 @@ def encode_images(
     )
 
 
-def _fp16(x: torch.Tensor) -> np.ndarray:
-    """A tensor of any float dtype on any device -> a new float16 array of its shape, with the
-    values of converting it to float32 and then float16 (a float16 tensor is copied as it is)."""
+def _fp16(x: torch.Tensor, out: np.ndarray | None = None) -> np.ndarray:
+    """A tensor of any float dtype on any device -> float16 array of its shape (``out`` if given,
+    else a new one), with the values of converting it to float32 and then float16 (a float16
+    tensor is copied as it is, never kept: the encoder may reuse its output buffer)."""
     x = x.detach().cpu()
-    if x.dtype == torch.float16:
-        return np.array(x.numpy())  # a copy: the encoder may reuse its output buffer
-    return x.float().numpy().astype(np.float16)
+    if out is None:
+        out = np.empty(tuple(x.shape), np.float16)
+    elif out.shape != tuple(x.shape) or out.dtype != np.float16:
+        raise ValueError(f"expected a float16 array of shape {tuple(x.shape)}, got {out.dtype} {out.shape}")
+    np.copyto(out, x.numpy() if x.dtype == torch.float16 else x.float().numpy(), casting="unsafe")
+    return out
 
 
-def _tokens_fp16(tokens: Sequence[torch.Tensor]) -> list[np.ndarray]:
+def _tokens_fp16(tokens: Sequence[torch.Tensor], alloc: Alloc | None = None) -> list[np.ndarray]:
     """B token tensors [T_i, D] (any float dtype, any device) -> B float16 arrays [T_i, D].
 
     The same values as converting each tensor to float32 and then float16, in one concatenation
-    and one device transfer: row views into one [sum of T_i, D] array (float16 tensors are copied,
-    never converted; float16 -> float32 -> float16 is exact).
+    and one device transfer: row views into one [sum of T_i, D] array from ``alloc`` (default
+    ``np.empty``; float16 tensors are copied, never converted; float16 -> float32 -> float16 is
+    exact).
     """
     if not tokens:
         return []
+    alloc = alloc or np.empty
     first = tokens[0]
     if not all(t.ndim == 2 and t.dtype == first.dtype and t.shape[1] == first.shape[1] for t in tokens):
-        return [t.float().cpu().numpy().astype(np.float16) for t in tokens]
+        return [_fp16(t, alloc(tuple(t.shape), np.float16)) for t in tokens]
+    lengths = [t.shape[0] for t in tokens]
+    arr = alloc((sum(lengths), first.shape[1]), np.float16)
     if first.dtype == torch.float16 and all(t.device.type == "cpu" for t in tokens):
-        arr = np.concatenate([t.detach().numpy() for t in tokens])
+        np.concatenate([t.detach().numpy() for t in tokens], out=arr)
     else:
-        flat = torch.cat([t.to(first.device) for t in tokens]).cpu()
-        arr = flat.numpy() if flat.dtype == torch.float16 else flat.float().numpy().astype(np.float16)
-    bounds = np.cumsum([t.shape[0] for t in tokens])[:-1]
-    return np.split(arr, bounds)
+        _fp16(torch.cat([t.to(first.device) for t in tokens]), arr)
+    return np.split(arr, np.cumsum(lengths)[:-1])
 
 
 TEXT_CALL_BATCHES = 16
@@ -130,13 +146,15 @@ def encode_texts(
     texts: Sequence[str],
     batch_size: int = 64,
     on_batch: Callable[[int, int], None] | None = None,
+    alloc: Alloc | None = None,
 ) -> EncodedTexts:
     """B captions -> :class:`EncodedTexts`. Each distinct string is encoded once. The distinct
     strings go to the encoder shortest first (by characters; ties in order of first appearance,
     so the order is deterministic), in calls of ``batch_size`` strings, or of
     ``TEXT_CALL_BATCHES * batch_size`` for an encoder that sorts by tokens and sub-batches
     itself: batches of like lengths pad less and need fewer forwards. ``on_batch(done, total)``
-    reports progress over the distinct strings."""
+    reports progress over the distinct strings; ``alloc`` gives the memory the tokens are
+    written into (default ``np.empty``)."""
     unique = sorted(dict.fromkeys(texts), key=len)  # stable: ties keep first appearance
     step = batch_size * (TEXT_CALL_BATCHES if getattr(encoder, "sorts_texts", False) else 1)
     encoded: dict[str, tuple[np.ndarray, list[str], np.ndarray, bool]] = {}
@@ -146,7 +164,7 @@ def encode_texts(
             on_batch(i, len(unique))
         out = encoder.encode_texts(chunk)
         g = out.global_.float().cpu().numpy()
-        tokens = _tokens_fp16(out.tokens)
+        tokens = _tokens_fp16(out.tokens, alloc)
         for s, tok, ts, gl, tr in zip(chunk, tokens, out.token_strings, g, out.truncated):
             encoded[s] = (tok, list(ts), gl, bool(tr))
     if on_batch is not None:
@@ -156,6 +174,8 @@ def encode_texts(
     return EncodedTexts(
         tokens=[r[0] for r in rows],
         token_strings=[r[1] for r in rows],
-        global_=np.stack([r[2] for r in rows]) if rows else np.zeros((0, dim), np.float32),
+        global_=np.stack([r[2] for r in rows], out=(alloc or np.empty)((len(rows), dim), np.float32))
+        if rows
+        else np.zeros((0, dim), np.float32),
         truncated=np.asarray([r[3] for r in rows], dtype=bool),
     )

@@ -54,6 +54,7 @@ class UndoFile:
         elif whence == 1:
             self.pos += offset
         else:
+            self.direct.drain()
             self.pos = os.fstat(self.fd).st_size + offset
         return self.pos
 
@@ -61,11 +62,13 @@ class UndoFile:
         return self.pos
 
     def readinto(self, buf) -> int:
+        self.direct.drain()  # taken direct writes reach the file first, as everywhere below
         n = os.preadv(self.fd, [buf], self.pos)
         self.pos += n
         return n
 
     def read(self, n: int = -1) -> bytes:
+        self.direct.drain()
         if n < 0:
             n = max(0, os.fstat(self.fd).st_size - self.pos)
         data = os.pread(self.fd, n, self.pos)
@@ -82,6 +85,7 @@ class UndoFile:
             part = data[k:]
             done = self.direct.write(part, self.pos + k) if self.pos + k >= self.base else None
             if done is None:
+                self.direct.drain()
                 done = os.pwrite(self.fd, part, self.pos + k)
             k += done
         self.pos += n
@@ -89,6 +93,7 @@ class UndoFile:
 
     def truncate(self, size: int | None = None) -> int:
         size = self.pos if size is None else size
+        self.direct.drain()
         if size < self.base:
             self._save(size, self.base)
         os.ftruncate(self.fd, size)
@@ -98,9 +103,11 @@ class UndoFile:
         pass
 
     def close(self) -> None:
-        self.direct.close()
-        os.close(self.fd)
-        os.close(self.journal)
+        try:
+            self.direct.close()  # drains: every byte is in the file before the journal can go
+        finally:
+            os.close(self.fd)
+            os.close(self.journal)
 
 
 def recover(path: Path) -> bool:

@@ -18,6 +18,7 @@ from cache_tools.encoders.base import Encoder
 from cache_tools.encoders.images import crop_boxes, load_image
 from cache_tools.sources.records import ImageRecord
 from cache_tools.store.h5io import dumps
+from cache_tools.write.arena import Arena
 from cache_tools.write.encode import encode_pixels, encode_texts, preprocess_image
 
 
@@ -26,7 +27,7 @@ class Part:
     """Encoded arrays of one part, indices local to the part (the columns of ``write_arrays``)."""
 
     image_ids: list[str] = field(default_factory=list)
-    patches: list[np.ndarray] = field(default_factory=list)
+    patches: list[np.ndarray] | np.ndarray = field(default_factory=list)  # [N_img, P, D_img] once encoded
     image_global: list[np.ndarray] = field(default_factory=list)
     image_group: list[str] = field(default_factory=list)
     image_meta: list[str] = field(default_factory=list)
@@ -35,7 +36,7 @@ class Part:
     texts: list[str] = field(default_factory=list)
     tokens: list[np.ndarray] = field(default_factory=list)
     token_strings: list[str] = field(default_factory=list)
-    text_global: list[np.ndarray] = field(default_factory=list)
+    text_global: list[np.ndarray] | np.ndarray = field(default_factory=list)  # [N_txt, D_gt] once encoded
     image_index: list[int] = field(default_factory=list)
     positive_index: list[int] = field(default_factory=list)
     op: list[str] = field(default_factory=list)
@@ -144,18 +145,36 @@ def encode_part(
     pool: ThreadPoolExecutor,
     bar: tqdm,
     warn: Callable[[str], None],
+    arena: Arena | None = None,
 ) -> Part:
-    """Encode one part's records: images in batches of ``batch_size``, then its captions."""
+    """Encode one part's records: images in batches of ``batch_size``, then its captions. The
+    patches ([N_img, P, D_img], one array) and caption tokens are encoded into ``arena``'s memory
+    when given (valid until it is reset), else into new arrays."""
     part = Part()
     batch: list[tuple[torch.Tensor, torch.Tensor | None]] = []
     text_jobs: list[tuple[int, ImageRecord, list[int]]] = []
+    take = arena.take if arena is not None else np.empty
+    region: list[np.ndarray] = []  # the part's patches [len(records), P, D_img], made at the first batch
+    n_encoded = 0
+
+    def patches_into(shape: tuple[int, ...], dtype) -> np.ndarray:
+        if not region:
+            region.append(take((len(records), *shape[1:]), dtype))
+        if region[0].shape[1:] != shape[1:]:
+            raise ValueError(
+                f"the encoder's patches changed shape within a part: {region[0].shape[1:]} -> {shape[1:]}"
+            )
+        return region[0][n_encoded : n_encoded + shape[0]]
 
     def flush_images() -> None:
+        nonlocal n_encoded
         if not batch:
             return
         crop_pixels = torch.cat([b[1] for b in batch]) if loader.crops else None
-        enc = encode_pixels(encoder, torch.stack([b[0] for b in batch]), crop_pixels, batch_size)
-        part.patches.extend(enc.patches)
+        enc = encode_pixels(
+            encoder, torch.stack([b[0] for b in batch]), crop_pixels, batch_size, patches_into
+        )
+        n_encoded += len(enc.patches)
         part.image_global.extend(enc.global_)
         if enc.crops is not None:
             part.crops_global.extend(enc.crops)
@@ -185,6 +204,8 @@ def encode_part(
         if len(batch) == batch_size:
             flush_images()
     flush_images()
+    if region:
+        part.patches = region[0][:n_encoded]
 
     for row, record, keep in text_jobs:
         _add_record(part, record, row, keep)
@@ -194,10 +215,10 @@ def encode_part(
         due = time.time() - getattr(bar, "last_print_t", 0.0) >= getattr(bar, "mininterval", 0.0)
         bar.set_postfix_str(f"texts {done}/{total}", refresh=due or done == total)
 
-    enc = encode_texts(encoder, part.texts, batch_size, on_batch=on_batch)
+    enc = encode_texts(encoder, part.texts, batch_size, on_batch=on_batch, alloc=take)
     part.tokens = enc.tokens
     part.token_strings = [json.dumps(ts) for ts in enc.token_strings]
-    part.text_global = list(enc.global_)
+    part.text_global = enc.global_
     part.truncated = enc.truncated.tolist()
     for text, strings in zip(part.texts, enc.token_strings):
         if unreadable(text, strings):

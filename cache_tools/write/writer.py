@@ -54,6 +54,7 @@ from cache_tools.sources.records import ImageRecord
 from cache_tools.store.h5io import chunk_rows, extend
 from cache_tools.store.schema import FORMAT_VERSION, decode_attrs, encode_attr, encoder_signature
 from cache_tools.store.shards import PAYLOAD, completed_attrs, concat_caches, row_bases
+from cache_tools.write.arena import Arena
 from cache_tools.write.arrays import append_arrays, write_arrays
 from cache_tools.write.journal import journaled, recover
 from cache_tools.write.parts import ImageLoader, Part, encode_part
@@ -70,11 +71,11 @@ def _part_columns(part: Part, encoder: Encoder, crops: bool) -> tuple[tuple, dic
     args = (
         {k: v for k, v in meta.items() if k != "preprocess"},
         part.image_ids,
-        np.stack(part.patches) if n_img else np.zeros((0, p, encoder.image_dim), np.float16),
+        _rows_of(part.patches, (p, encoder.image_dim), np.float16),
         np.stack(part.image_global) if n_img else np.zeros((0, encoder.global_image_dim), np.float32),
         part.texts,
         part.tokens,
-        np.stack(part.text_global) if part.texts else np.zeros((0, encoder.global_text_dim), np.float32),
+        _rows_of(part.text_global, (encoder.global_text_dim,), np.float32),
         part.image_index,
         part.positive_index,
     )
@@ -92,6 +93,13 @@ def _part_columns(part: Part, encoder: Encoder, crops: bool) -> tuple[tuple, dic
         skipped=part.skipped,
     )
     return args, kwargs
+
+
+def _rows_of(rows: list[np.ndarray] | np.ndarray, tail: tuple[int, ...], dtype) -> np.ndarray:
+    """A part's column as one array [N, *tail]: as it is when encoded into one, else stacked."""
+    if isinstance(rows, np.ndarray):
+        return rows
+    return np.stack(rows) if len(rows) else np.zeros((0, *tail), dtype)
 
 
 def _part_records(encoder: Encoder, batch_size: int, crops: bool) -> int:
@@ -212,10 +220,13 @@ SPACE_ADVICE = "Free some space and run the same command again: the finished par
 
 def part_bytes(part: Part) -> int:
     """About how many bytes the part's file takes (payload arrays and strings)."""
-    arrays = [*part.patches, *part.image_global, *part.crops_global, *part.tokens, *part.text_global]
+    columns = [part.patches, part.image_global, part.crops_global, part.tokens, part.text_global]
     strings = [*part.texts, *part.token_strings, *part.text_meta, *part.image_meta, *part.image_ids]
     return (
-        sum(int(np.asarray(a).nbytes) for a in arrays)
+        sum(
+            c.nbytes if isinstance(c, np.ndarray) else sum(int(np.asarray(a).nbytes) for a in c)
+            for c in columns
+        )
         + sum(len(x) + 16 for x in strings)
         + 64 * len(part.texts)
     )
@@ -438,6 +449,7 @@ def _encode_parts(run: _Run, plan: _Plan) -> tuple[int, int, bool]:
     grow = _growing(plan)
     done, finalized = _parts_done(grow)
     n_parts = 0
+    arenas = (Arena(), Arena())  # part i is encoded into arenas[i % 2] while part i - 1 is written
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
     writing: Future | None = None  # the part being added to the file while the next is encoded
     gc_was_on = gc.isenabled()
@@ -450,7 +462,9 @@ def _encode_parts(run: _Run, plan: _Plan) -> tuple[int, int, bool]:
                 n_parts_done += 1
                 bar.update(len(chunk))
             else:
-                part = encode_part(chunk, run.encoder, run.batch_size, loader, pool, bar, warn)
+                arena = arenas[i % 2]
+                arena.reset()  # part i - 2, which used it, is in the file: writing.result() was awaited
+                part = encode_part(chunk, run.encoder, run.batch_size, loader, pool, bar, warn, arena)
                 if writing is not None:
                     writing.result()  # parts go in in order, one in flight
                 check_space(grow, part_bytes(part), "the cache part", SPACE_ADVICE)

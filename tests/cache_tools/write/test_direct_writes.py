@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from cache_tools.store.h5io import CHUNK_ALIGN, TARGET_CHUNK_BYTES, chunk_rows, create
 from cache_tools.write import direct_io
 from cache_tools.write.journal import UndoFile, journal_path, journaled, recover
 from helpers import subprocess_pythonpath
@@ -30,15 +31,17 @@ def _write_and_append(path, counts: list[int]) -> None:
     real = UndoFile.close
 
     def close(self):
+        real(self)  # drains: the blocks still queued are written (and counted) here
         counts.append(self.direct.count)
-        real(self)
 
     UndoFile.close = close
     try:
         with journaled(path, create=True) as f:
             f.create_dataset("x", data=_payload(2000, 0), chunks=(ROWS, D), maxshape=(None, D))
             f.create_dataset("small", data=np.arange(10))
-            f.create_dataset("s", data=np.array(["a", "bb"], object), dtype=h5py.string_dtype(), maxshape=(None,))
+            f.create_dataset(
+                "s", data=np.array(["a", "bb"], object), dtype=h5py.string_dtype(), maxshape=(None,)
+            )
         with journaled(path) as f:
             x = f["x"]
             x.resize((5333, D))
@@ -81,6 +84,45 @@ def test_direct_writes_give_the_same_file_contents_as_buffered(tmp_path, monkeyp
     _write_and_append(tmp_path / "buffered.h5", off)
     _check(tmp_path / "buffered.h5")
     assert off == [0, 0]
+
+
+@pytest.mark.parametrize(
+    "row_bytes", [1, 2, 16, 1000, 1024, 2048, 3 * 4096 + 8, 50_176, 12_288 * 7, 300_000, 1 << 20]
+)
+def test_chunk_rows_fill_whole_pages_where_rows_allow(row_bytes):
+    rows = chunk_rows(row_bytes)
+    step = CHUNK_ALIGN // np.gcd(row_bytes, CHUNK_ALIGN)  # fewest rows of whole pages
+    if TARGET_CHUNK_BYTES // row_bytes >= step:
+        assert (rows * row_bytes) % CHUNK_ALIGN == 0
+        assert TARGET_CHUNK_BYTES - step * row_bytes < rows * row_bytes <= TARGET_CHUNK_BYTES
+    else:  # a page step is more than a chunk: as many rows as fit, at least one
+        assert rows == max(1, TARGET_CHUNK_BYTES // row_bytes)
+    assert chunk_rows(row_bytes, 3) == min(rows, 3)
+
+
+def test_vit_b32_patch_chunks_go_direct(tmp_path):
+    """49 x 512 float16 patches (50,176 B a row) are chunked 4 rows = 49 pages, so whole chunks
+    are written past the page cache, as the caption tokens' are."""
+    if not _direct_supported(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT: every write is buffered already")
+    patches = np.random.default_rng(0).standard_normal((40, 49, 512)).astype(np.float16)
+    counts: list[int] = []
+    real = UndoFile.close
+
+    def close(self):
+        real(self)  # drains: the blocks still queued are written (and counted) here
+        counts.append(self.direct.count)
+
+    UndoFile.close = close
+    try:
+        with journaled(tmp_path / "p.h5", create=True) as f:
+            d = create(f.require_group("images"), "patches", patches)
+            assert d.chunks == (4, 49, 512)
+    finally:
+        UndoFile.close = real
+    assert counts == [10]  # every chunk of the 40 rows
+    with h5py.File(tmp_path / "p.h5", "r") as f:
+        np.testing.assert_array_equal(f["images/patches"][:], patches)
 
 
 def test_a_refused_direct_write_falls_back_to_a_buffered_one(tmp_path, monkeypatch):
@@ -135,9 +177,53 @@ def test_kill_during_a_direct_append_is_undone_byte_for_byte(tmp_path):
         f.attrs["n"] = 1
     before = path.read_bytes()
     env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
-    out = subprocess.run([sys.executable, "-c", APPEND_THEN_DIE, str(path)], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", APPEND_THEN_DIE, str(path)], env=env, capture_output=True, text=True
+    )
     assert out.returncode == 9, out.stderr[-2000:]
     assert journal_path(path).exists() and path.read_bytes() != before
     assert recover(path) and path.read_bytes() == before
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f["x"][:], _payload(1500, 3))
+
+
+def test_consecutive_chunks_go_out_in_few_large_writes(tmp_path, monkeypatch):
+    """Chunks that continue one another are gathered into blocks of up to BLOCK_BYTES, each one
+    system call (a chunk at a time, a direct write waits for the device every 256 KiB)."""
+    if not _direct_supported(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    real, sizes = os.pwritev, []
+
+    def counting(fd, bufs, offset):
+        sizes.append(bufs[0].nbytes)
+        return real(fd, bufs, offset)
+
+    monkeypatch.setattr(direct_io.os, "pwritev", counting)
+    monkeypatch.setattr(direct_io, "BLOCK_BYTES", 1 << 20)
+    counts: list[int] = []
+    _write_and_append(tmp_path / "g.h5", counts)
+    _check(tmp_path / "g.h5")
+    assert counts[0] >= 7 and counts[1] >= 8  # 2000 rows: 7 whole chunks; the append: 8 or more
+    assert sum(counts) >= 3 * len(sizes)  # about 4 chunks a write
+    assert max(sizes) == 1 << 20
+
+
+def test_a_failed_background_write_is_raised_not_lost(tmp_path, monkeypatch):
+    if not _direct_supported(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    real, calls = os.pwritev, []
+
+    def failing(fd, bufs, offset):
+        calls.append(offset)
+        if len(calls) == 2:  # the first block (written at once) passes; a later one, in the background, fails
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, bufs, offset)
+
+    monkeypatch.setattr(direct_io.os, "pwritev", failing)
+    monkeypatch.setattr(direct_io, "BLOCK_BYTES", 1 << 20)
+    path = tmp_path / "g.h5"
+    with pytest.raises(OSError, match="Input/output error"):
+        with journaled(path, create=True) as f:
+            f.create_dataset("x", data=_payload(4000, 0), chunks=(ROWS, D), maxshape=(None, D))
+    assert journal_path(path).exists()  # not committed: the next opening undoes the append
+    assert recover(path) and path.stat().st_size == 0
