@@ -87,11 +87,15 @@ class QuickstartConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_steps=100))
     data: DataConfig = field(
         default_factory=lambda: DataConfig(
-            batch_size=32, n_neg=8, k_inbatch=0, val_fraction=0.1, in_memory=True, num_workers=0
+            batch_size=32, n_neg=8, k_inbatch=0, val_fraction=0.1, in_memory=True, num_workers=1
         )
     )
     """Training batches: 8 hard negatives per candidate set and no in-batch negatives (ShapesWorld
-    captions of other images often describe this image too)."""
+    captions of other images often describe this image too). One loader worker builds the next
+    batch (parsing its captions) while the head trains on the current one: the same batches and
+    losses as building them in the training process (identical logs), and on a 2-core AMD EPYC
+    250 TFLocal steps took 66-67 s of wall time against 77-78 s (a head this small keeps only one
+    core busy)."""
     counterfactual: bool = False
     """Render a counterfactual twin per training image (``tflocal shapes --counterfactual``): a
     minimal pair that makes one SWAP negative true, seen by both heads in both directions. Off by
@@ -212,10 +216,10 @@ def _stage(timings: dict[str, float]):
 
 
 WORLD_TITLES = {"2d": "ShapesWorld", "3d": "the 3D world"}
-EXPECTED_MINUTES = {True: "4-7", False: "4-9"}
+EXPECTED_MINUTES = {True: "4-8", False: "4-9"}
 """Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively: with it,
-a fresh clone's run on a Sapphire Rapids took 4.6 min (docs/results/quickstart.md) and one on a
-2-core AMD EPYC (Zen 4: avx512_bf16, no AMX) 6.6 min (docs/experiments.md); without it, the
+a fresh clone's run on a Sapphire Rapids took 4.6 min (docs/results/quickstart.md) and runs on a
+2-core AMD EPYC (Zen 4: avx512_bf16, no AMX) 6.6-7.1 min (docs/experiments.md); without it, the
 Sapphire Rapids with torch limited to AVX2 took 4.4 min and the Zen 4 so limited 6.0 min; a
 2-core AVX2-only AMD EPYC, which took 12 min before the towers ran on ONNX Runtime, is expected
 near the upper end (not re-measured)."""
