@@ -8,6 +8,8 @@ import errno
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import h5py
 import numpy as np
@@ -25,9 +27,9 @@ def _payload(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, D)).astype(np.float16)
 
 
-def _write_and_append(path, counts: list[int]) -> None:
-    """A new file with a chunked payload, a small dataset and strings, then an append (odd sizes:
-    partial chunks at both ends), each through :func:`journaled`; counts the direct writes."""
+@contextmanager
+def _counting_direct_writes(counts: list[int]) -> Iterator[None]:
+    """Within the block, each closing of a journaled file appends its count of direct writes."""
     real = UndoFile.close
 
     def close(self):
@@ -36,6 +38,15 @@ def _write_and_append(path, counts: list[int]) -> None:
 
     UndoFile.close = close
     try:
+        yield
+    finally:
+        UndoFile.close = real
+
+
+def _write_and_append(path, counts: list[int]) -> None:
+    """A new file with a chunked payload, a small dataset and strings, then an append (odd sizes:
+    partial chunks at both ends), each through :func:`journaled`; counts the direct writes."""
+    with _counting_direct_writes(counts):
         with journaled(path, create=True) as f:
             f.create_dataset("x", data=_payload(2000, 0), chunks=(ROWS, D), maxshape=(None, D))
             f.create_dataset("small", data=np.arange(10))
@@ -49,8 +60,6 @@ def _write_and_append(path, counts: list[int]) -> None:
             x[4100:] = _payload(1233, 2)
             f["s"].resize((3,))
             f["s"][2] = "ccc"
-    finally:
-        UndoFile.close = real
 
 
 def _expected() -> np.ndarray:
@@ -107,19 +116,9 @@ def test_vit_b32_patch_chunks_go_direct(tmp_path):
         pytest.skip("this file system refuses O_DIRECT: every write is buffered already")
     patches = np.random.default_rng(0).standard_normal((40, 49, 512)).astype(np.float16)
     counts: list[int] = []
-    real = UndoFile.close
-
-    def close(self):
-        real(self)  # drains: the blocks still queued are written (and counted) here
-        counts.append(self.direct.count)
-
-    UndoFile.close = close
-    try:
-        with journaled(tmp_path / "p.h5", create=True) as f:
-            d = create(f.require_group("images"), "patches", patches)
-            assert d.chunks == (4, 49, 512)
-    finally:
-        UndoFile.close = real
+    with _counting_direct_writes(counts), journaled(tmp_path / "p.h5", create=True) as f:
+        d = create(f.require_group("images"), "patches", patches)
+        assert d.chunks == (4, 49, 512)
     assert counts == [10]  # every chunk of the 40 rows
     with h5py.File(tmp_path / "p.h5", "r") as f:
         np.testing.assert_array_equal(f["images/patches"][:], patches)
@@ -208,6 +207,9 @@ def test_consecutive_chunks_go_out_in_few_large_writes(tmp_path, monkeypatch):
     assert max(sizes) == 1 << 20
 
 
+# h5py closes the file's objects after the failed write, and each of their writes raises the
+# kept error again inside a finalizer, where Python can only report it as unraisable
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_failed_background_write_is_raised_not_lost(tmp_path, monkeypatch):
     if not _direct_supported(tmp_path):
         pytest.skip("this file system refuses O_DIRECT")
