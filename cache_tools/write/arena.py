@@ -34,7 +34,7 @@ def _buffer(n: int) -> np.ndarray:
     pages for arrays of 4 MiB or more; where the kernel then compacts memory to find them (THP
     ``defrag`` set to ``madvise``, as on this project's VMs, their page cache full of cache
     files), a 3.9 GB cache written with such blocks took 2-3x the system time and ran 163-235
-    MB/s, against 275-327 MB/s in ordinary pages (``bench/scale.py``'s writer, same machine)."""
+    MB/s, against 268-327 MB/s in ordinary pages (``bench/scale.py``'s writer, same machine)."""
     m = mmap.mmap(-1, max(1, n))
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         m.madvise(mmap.MADV_NOHUGEPAGE)
