@@ -15,6 +15,7 @@ New bytes in large aligned blocks (payload chunks) are written past the page cac
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 from collections.abc import Iterator
@@ -103,11 +104,16 @@ class UndoFile:
         pass
 
     def close(self) -> None:
+        if self.fd < 0:
+            return
         try:
             self.direct.close()  # drains: every byte is in the file before the journal can go
         finally:
             os.close(self.fd)
             os.close(self.journal)
+            # after a failed write HDF5 may keep the file open and call back later (from a
+            # finalizer): -1 makes those calls fail instead of reaching a reused descriptor number
+            self.fd = self.journal = -1
 
 
 def recover(path: Path) -> bool:
@@ -143,10 +149,17 @@ def journaled(path: Path, create: bool = False) -> Iterator[h5py.File]:
     ``create``: a new (emptied) file. Objects of at least ``direct_io.MIN_BYTES`` start on
     ``direct_io.ALIGN`` boundaries (``H5_ALIGNMENT``), so their bytes can go past the page cache."""
     recover(path)
+    # no automatic garbage collection while the file is open: a collection in the thread that
+    # writes direct blocks could free an h5py object, which needs h5py's lock, held by the thread
+    # that waits for that write (h5py's docs on file-like objects served by other threads)
+    gc_was_on = gc.isenabled()
+    gc.disable()
     fobj = UndoFile(path, create=create)
     try:
         with h5py.File(fobj, "w" if create else "r+", **H5_ALIGNMENT) as f:
             yield f
     finally:
         fobj.close()
+        if gc_was_on:
+            gc.enable()
     journal_path(path).unlink()

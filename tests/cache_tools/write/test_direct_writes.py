@@ -229,3 +229,20 @@ def test_a_failed_background_write_is_raised_not_lost(tmp_path, monkeypatch):
             f.create_dataset("x", data=_payload(4000, 0), chunks=(ROWS, D), maxshape=(None, D))
     assert journal_path(path).exists()  # not committed: the next opening undoes the append
     assert recover(path) and path.stat().st_size == 0
+
+
+def test_a_closed_undo_file_refuses_late_writes(tmp_path):
+    """After a failed write HDF5 may keep the file open and write again from a finalizer, after
+    the journaled block has closed the file object: that write fails, and never lands in
+    whatever file has since got the same descriptor number."""
+    undo = UndoFile(tmp_path / "a.h5", create=True)
+    undo.close()
+    other = os.open(tmp_path / "b", os.O_RDWR | os.O_CREAT, 0o644)  # often the number just freed
+    try:
+        undo.seek(0)
+        with pytest.raises(OSError):
+            undo.write(b"x" * 10)
+        undo.close()  # a second close does nothing
+        assert os.pread(other, 10, 0) == b""
+    finally:
+        os.close(other)
