@@ -155,6 +155,7 @@ def encode_texts(
     itself: batches of like lengths pad less and need fewer forwards. ``on_batch(done, total)``
     reports progress over the distinct strings; ``alloc`` gives the memory the tokens are
     written into (default ``np.empty``)."""
+    alloc = alloc or np.empty
     unique = sorted(dict.fromkeys(texts), key=len)  # stable: ties keep first appearance
     step = batch_size * (TEXT_CALL_BATCHES if getattr(encoder, "sorts_texts", False) else 1)
     encoded: dict[str, tuple[np.ndarray, list[str], np.ndarray, bool]] = {}
@@ -174,7 +175,7 @@ def encode_texts(
     return EncodedTexts(
         tokens=[r[0] for r in rows],
         token_strings=[r[1] for r in rows],
-        global_=np.stack([r[2] for r in rows], out=(alloc or np.empty)((len(rows), dim), np.float32))
+        global_=np.stack([r[2] for r in rows], out=alloc((len(rows), dim), np.float32))
         if rows
         else np.zeros((0, dim), np.float32),
         truncated=np.asarray([r[3] for r in rows], dtype=bool),

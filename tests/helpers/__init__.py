@@ -13,6 +13,17 @@ TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 
 
+def run_until_killed(script: str, *args: str) -> None:
+    """Run ``python -c script args`` with the project importable; it must end itself with exit
+    code 9 (``os._exit(9)``, a kill mid-write); otherwise fail with its stderr."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
+    out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 9, out.stderr[-2000:]
+
+
 def subprocess_pythonpath() -> str:
     """A ``PYTHONPATH`` for a child Python that imports the project and ``helpers``: the repository
     root, ``tests/``, then whatever ``PYTHONPATH`` this process was given."""

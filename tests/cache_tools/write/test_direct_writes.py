@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +16,7 @@ import pytest
 from cache_tools.store.h5io import CHUNK_ALIGN, TARGET_CHUNK_BYTES, chunk_rows, create
 from cache_tools.write import direct_io
 from cache_tools.write.journal import UndoFile, journal_path, journaled, recover
-from helpers import subprocess_pythonpath
+from helpers import run_until_killed
 
 ROWS, D = 256, 512  # a chunk of 256 x 512 float16 = 256 KiB, as a cache's token chunks
 
@@ -175,11 +173,7 @@ def test_kill_during_a_direct_append_is_undone_byte_for_byte(tmp_path):
         f.create_dataset("x", data=_payload(1500, 3), chunks=(ROWS, D), maxshape=(None, D))
         f.attrs["n"] = 1
     before = path.read_bytes()
-    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
-    out = subprocess.run(
-        [sys.executable, "-c", APPEND_THEN_DIE, str(path)], env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 9, out.stderr[-2000:]
+    run_until_killed(APPEND_THEN_DIE, str(path))
     assert journal_path(path).exists() and path.read_bytes() != before
     assert recover(path) and path.read_bytes() == before
     with h5py.File(path, "r") as f:

@@ -3,15 +3,11 @@ a file that ``recover`` puts back byte for byte as it was before that append."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 
 from cache_tools.write.journal import journal_path, journaled, recover
-from helpers import subprocess_pythonpath
+from helpers import run_until_killed
 
 APPEND_THEN_DIE = """
 import os, sys
@@ -45,11 +41,7 @@ def test_kill_during_append_is_undone_byte_for_byte(tmp_path):
     path = tmp_path / "g.h5"
     _make(path)
     before = path.read_bytes()
-    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
-    out = subprocess.run(
-        [sys.executable, "-c", APPEND_THEN_DIE, str(path)], env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 9, out.stderr[-2000:]
+    run_until_killed(APPEND_THEN_DIE, str(path))
     assert journal_path(path).exists() and path.read_bytes() != before
     assert recover(path) and not journal_path(path).exists()
     assert path.read_bytes() == before
