@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +18,7 @@ import pytest
 from cache_tools.store.h5io import CHUNK_ALIGN, TARGET_CHUNK_BYTES, chunk_rows, create
 from cache_tools.write import direct_io
 from cache_tools.write.journal import UndoFile, journal_path, journaled, recover
-from helpers import run_until_killed
+from helpers import run_until_killed, subprocess_pythonpath
 
 ROWS, D = 256, 512  # a chunk of 256 x 512 float16 = 256 KiB, as a cache's token chunks
 
@@ -201,28 +203,47 @@ def test_consecutive_chunks_go_out_in_few_large_writes(tmp_path, monkeypatch):
     assert max(sizes) == 1 << 20
 
 
-# h5py closes the file's objects after the failed write, and each of their writes raises the
-# kept error again inside a finalizer, where Python can only report it as unraisable
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_failed_background_write_is_raised_not_lost(tmp_path, monkeypatch):
+FAIL_A_BACKGROUND_WRITE = """
+import errno, os, sys
+import numpy as np
+from pathlib import Path
+from cache_tools.write import direct_io
+from cache_tools.write.journal import journal_path, journaled, recover
+real, calls = os.pwritev, []
+
+def failing(fd, bufs, offset):
+    calls.append(offset)
+    if len(calls) == 2:  # the first block (written at once) passes; a later one, in the background, fails
+        raise OSError(errno.EIO, "Input/output error")
+    return real(fd, bufs, offset)
+
+direct_io.os.pwritev = failing
+direct_io.BLOCK_BYTES = 1 << 20
+path = Path(sys.argv[1])
+try:
+    with journaled(path, create=True) as f:
+        f.create_dataset("x", data=np.zeros((4000, 512), np.float16), chunks=(256, 512), maxshape=(None, 512))
+except OSError as err:
+    print("raised:", err)
+print("journal kept:", journal_path(path).exists())
+print("undone:", recover(path) and path.stat().st_size == 0, flush=True)
+os._exit(0)  # h5py keeps the failed file open; its finalizers at exit would write again
+"""
+
+
+def test_a_failed_background_write_is_raised_not_lost(tmp_path):
+    """In a child process, so the file HDF5 keeps open after the failure never reaches this one."""
     if not _direct_supported(tmp_path):
         pytest.skip("this file system refuses O_DIRECT")
-    real, calls = os.pwritev, []
-
-    def failing(fd, bufs, offset):
-        calls.append(offset)
-        if len(calls) == 2:  # the first block (written at once) passes; a later one, in the background, fails
-            raise OSError(errno.EIO, "Input/output error")
-        return real(fd, bufs, offset)
-
-    monkeypatch.setattr(direct_io.os, "pwritev", failing)
-    monkeypatch.setattr(direct_io, "BLOCK_BYTES", 1 << 20)
-    path = tmp_path / "g.h5"
-    with pytest.raises(OSError, match="Input/output error"):
-        with journaled(path, create=True) as f:
-            f.create_dataset("x", data=_payload(4000, 0), chunks=(ROWS, D), maxshape=(None, D))
-    assert journal_path(path).exists()  # not committed: the next opening undoes the append
-    assert recover(path) and path.stat().st_size == 0
+    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
+    out = subprocess.run(
+        [sys.executable, "-c", FAIL_A_BACKGROUND_WRITE, str(tmp_path / "g.h5")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "raised: [Errno 5] Input/output error" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "journal kept: True" in out.stdout  # not committed: the next opening undoes the append
+    assert "undone: True" in out.stdout
 
 
 def test_a_closed_undo_file_refuses_late_writes(tmp_path):
