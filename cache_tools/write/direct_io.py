@@ -60,10 +60,11 @@ class DirectWrites:
     or at :meth:`drain`, by a background thread, except the first block, written at once, so a
     file system that refuses ``O_DIRECT`` is found before anything is queued. A refused block is
     written through an ordinary descriptor and the rest of the run is buffered; any other error
-    of a background write is raised by every later :meth:`write`, :meth:`drain` and
-    :meth:`close` (HDF5 reports a failed write as its own error; close raises the cause). The caller
-    drains before it reads, writes elsewhere, or needs the file's size: until then, the bytes
-    of queued blocks are not in the file yet.
+    of a background write is kept in :attr:`error` (no later block is written, :meth:`write`
+    takes nothing more) and raised by :meth:`close`, never by :meth:`write` or :meth:`drain`:
+    those run inside HDF5's callbacks, and an exception there can leave h5py's file driver
+    broken (seen: a segfault at exit). The caller drains before it reads, writes elsewhere, or
+    needs the file's size: until then, the bytes of queued blocks are not in the file yet.
 
     HDF5 may call back into the file object from inside one of these methods (a finalizer that
     the garbage collector runs there closes another HDF5 object), so the hand-over to the thread
@@ -84,7 +85,7 @@ class DirectWrites:
         self._done: queue.SimpleQueue = queue.SimpleQueue()  # one item per block written
         self._queued = 0  # blocks handed to the thread whose item was not taken from _done yet
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None  # of a background write (see the class)
         if direct_writes_enabled():
             try:
                 self.fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
@@ -95,9 +96,10 @@ class DirectWrites:
         """Take ``data`` (bytes) for ``offset`` -> bytes taken (all of them), or None when this
         write is not aligned, too short, or direct writes are off (the caller writes it)."""
         n = data.nbytes
-        if self.fd is None or self._busy or n < MIN_BYTES or n % ALIGN or offset % ALIGN:
+        if self.fd is None or self._busy or self.error is not None:
             return None
-        self._raise()
+        if n < MIN_BYTES or n % ALIGN or offset % ALIGN:
+            return None
         self._busy = True
         try:
             k = 0
@@ -117,7 +119,8 @@ class DirectWrites:
         return n
 
     def drain(self) -> None:
-        """Write every taken byte to the file (wait for the background writes); raise their error."""
+        """Write every taken byte to the file (wait for the background writes; a failure is kept
+        in :attr:`error`, not raised)."""
         if not self._busy and self._block is not None:
             self._busy = True
             try:
@@ -126,11 +129,6 @@ class DirectWrites:
                 self._busy = False
         while self._queued > 0:
             self._take_done()
-        self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:  # kept: every later call, and close, raise it again
-            raise self._error
 
     def _take_done(self) -> None:
         self._queued -= 1  # before the wait: a nested drain then never waits for more than was queued
@@ -141,7 +139,11 @@ class DirectWrites:
         self._block = None
         if not self._probed:
             self._probed = True
-            self._free.append(self._write_block(*job))
+            try:
+                self._write_block(*job)
+            except OSError as err:
+                self.error = err
+            self._free.append(job[0])
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="direct-writes", daemon=True)
@@ -157,10 +159,10 @@ class DirectWrites:
             if job is None:
                 return
             try:
-                if self._error is None:
+                if self.error is None:
                     self._write_block(*job)
-            except BaseException as err:  # raised in the caller's thread (see the class)
-                self._error = err
+            except BaseException as err:  # raised by close, in the caller's thread (see the class)
+                self.error = err
             finally:
                 self._free.append(job[0])
                 self._done.put(None)
@@ -202,9 +204,11 @@ class DirectWrites:
             os.close(fd)
 
     def close(self) -> None:
-        """Drain, then release the descriptors and blocks (errors of the drain are raised)."""
+        """Drain, then release the descriptors and blocks; raise the kept :attr:`error`."""
         try:
             self.drain()
+            if self.error is not None:
+                raise self.error
         finally:
             if self._thread is not None:
                 self._todo.put(None)

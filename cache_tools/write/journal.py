@@ -35,9 +35,17 @@ def journal_path(path: Path) -> Path:
 
 
 class UndoFile:
-    """A read-write file object for ``h5py.File(fileobj)`` that journals overwrites (see module)."""
+    """A read-write file object for ``h5py.File(fileobj)`` that journals overwrites (see module).
+
+    A failed write (the disk full, an I/O error, here or in the background direct writes) is
+    kept in :attr:`error` and raised by :meth:`close`, not to HDF5: an exception raised inside
+    h5py's file-driver callbacks leaves it calling back with the exception still set, and such a
+    process has died of a segfault at exit. Once a write failed, later writes change nothing
+    (the journal then undoes what did land), so the file is never half-changed unrecorded."""
 
     def __init__(self, path: Path, create: bool = False):
+        self.path = path
+        self.error: OSError | None = None
         self.fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0), 0o644)
         self.pos = 0
         self.base = os.fstat(self.fd).st_size
@@ -79,6 +87,17 @@ class UndoFile:
     def write(self, buf) -> int:
         data = memoryview(buf).cast("B")
         n = data.nbytes
+        if self.error is None and self.direct.error is not None:
+            self.error = self.direct.error
+        if self.error is None:
+            try:
+                self._write(data, n)
+            except OSError as err:  # raised by close (see the class)
+                self.error = err
+        self.pos += n
+        return n
+
+    def _write(self, data: memoryview, n: int) -> None:
         if self.pos < self.base:
             self._save(self.pos, min(self.pos + n, self.base))
         k = 0  # all of it is written: h5py's file-object driver does not retry a short write
@@ -89,31 +108,44 @@ class UndoFile:
                 self.direct.drain()
                 done = os.pwrite(self.fd, part, self.pos + k)
             k += done
-        self.pos += n
-        return n
 
     def truncate(self, size: int | None = None) -> int:
         size = self.pos if size is None else size
         self.direct.drain()
-        if size < self.base:
-            self._save(size, self.base)
-        os.ftruncate(self.fd, size)
+        if self.error is None:
+            try:
+                if size < self.base:
+                    self._save(size, self.base)
+                os.ftruncate(self.fd, size)
+            except OSError as err:
+                self.error = err
         return size
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
+        """Drain the direct writes and close; a kept write error is raised as an OSError that
+        names the file (the journal stays: :func:`recover` undoes the change)."""
         if self.fd < 0:
             return
         try:
             self.direct.close()  # drains: every byte is in the file before the journal can go
+        except OSError as err:
+            self.error = self.error or err
         finally:
             os.close(self.fd)
             os.close(self.journal)
-            # after a failed write HDF5 may keep the file open and call back later (from a
-            # finalizer): -1 makes those calls fail instead of reaching a reused descriptor number
+            # HDF5 may still call back later (from a finalizer): -1 makes those calls fail
+            # instead of reaching a reused descriptor number
             self.fd = self.journal = -1
+        if self.error is not None:
+            err = self.error
+            raise OSError(
+                err.errno,
+                f"writing {self.path} failed: {err.strerror or err}; nothing of this change is kept "
+                "(the file is put back as it was when it is next opened)",
+            ) from err
 
 
 def recover(path: Path) -> bool:

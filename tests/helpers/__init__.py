@@ -24,6 +24,20 @@ def run_until_killed(script: str, *args: str) -> None:
     assert out.returncode == 9, out.stderr[-2000:]
 
 
+def run_to_a_clean_exit(script: str, *args: str) -> str:
+    """Run ``python -c script args`` with the project importable -> its stdout; it must exit 0
+    with nothing reported on stderr (no traceback, no "Exception ignored", no crash)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0 and not out.stderr.strip(), (out.returncode, out.stdout, out.stderr[-2000:])
+    return out.stdout
+
+
 def subprocess_pythonpath() -> str:
     """A ``PYTHONPATH`` for a child Python that imports the project and ``helpers``: the repository
     root, ``tests/``, then whatever ``PYTHONPATH`` this process was given."""

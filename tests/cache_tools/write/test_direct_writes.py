@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +16,7 @@ import pytest
 from cache_tools.store.h5io import CHUNK_ALIGN, TARGET_CHUNK_BYTES, chunk_rows, create
 from cache_tools.write import direct_io
 from cache_tools.write.journal import UndoFile, journal_path, journaled, recover
-from helpers import run_until_killed, subprocess_pythonpath
+from helpers import run_to_a_clean_exit, run_until_killed
 
 ROWS, D = 256, 512  # a chunk of 256 x 512 float16 = 256 KiB, as a cache's token chunks
 
@@ -227,36 +225,30 @@ except OSError as err:
     print("raised:", err)
 print("journal kept:", journal_path(path).exists())
 print("undone:", recover(path) and path.stat().st_size == 0, flush=True)
-os._exit(0)  # h5py keeps the failed file open; its finalizers at exit would write again
-"""
+"""  # and the process exits as any does: HDF5 saw no failed call, so it closed the file cleanly
 
 
 def test_a_failed_background_write_is_raised_not_lost(tmp_path):
-    """In a child process, so the file HDF5 keeps open after the failure never reaches this one."""
+    """In a child process, which must exit cleanly: an exception raised into h5py's file-driver
+    callbacks made such a process die of a segfault (CI, an earlier design)."""
     if not _direct_supported(tmp_path):
         pytest.skip("this file system refuses O_DIRECT")
-    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
-    out = subprocess.run(
-        [sys.executable, "-c", FAIL_A_BACKGROUND_WRITE, str(tmp_path / "g.h5")],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "raised: [Errno 5] Input/output error" in out.stdout, out.stdout + out.stderr[-2000:]
-    assert "journal kept: True" in out.stdout  # not committed: the next opening undoes the append
-    assert "undone: True" in out.stdout
+    out = run_to_a_clean_exit(FAIL_A_BACKGROUND_WRITE, str(tmp_path / "g.h5"))
+    assert f"raised: [Errno 5] writing {tmp_path / 'g.h5'} failed: Input/output error" in out, out
+    assert "journal kept: True" in out  # not committed: the next opening undoes the append
+    assert "undone: True" in out
 
 
 def test_a_closed_undo_file_refuses_late_writes(tmp_path):
-    """After a failed write HDF5 may keep the file open and write again from a finalizer, after
-    the journaled block has closed the file object: that write fails, and never lands in
-    whatever file has since got the same descriptor number."""
+    """HDF5 may write again from a finalizer after the journaled block has closed the file
+    object: that write changes nothing, and never lands in whatever file has since got the
+    same descriptor number."""
     undo = UndoFile(tmp_path / "a.h5", create=True)
     undo.close()
     other = os.open(tmp_path / "b", os.O_RDWR | os.O_CREAT, 0o644)  # often the number just freed
     try:
         undo.seek(0)
-        with pytest.raises(OSError):
-            undo.write(b"x" * 10)
+        assert undo.write(b"x" * 10) == 10  # taken (HDF5 is never raised at), written nowhere
         undo.close()  # a second close does nothing
         assert os.pread(other, 10, 0) == b""
     finally:

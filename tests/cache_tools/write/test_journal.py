@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 
 from cache_tools.write.journal import journal_path, journaled, recover
-from helpers import run_until_killed
+from helpers import run_to_a_clean_exit, run_until_killed
 
 APPEND_THEN_DIE = """
 import os, sys
@@ -59,3 +59,44 @@ def test_finished_session_keeps_its_changes(tmp_path):
     with h5py.File(path, "r") as f:
         assert f["x"].shape == (1500, 64) and int(f.attrs["n"]) == 2 and np.all(f["x"][1000:] == 5)
         np.testing.assert_array_equal(f["x"][:1000], np.arange(1000 * 64).reshape(1000, 64) % 7)
+
+
+FILL_THE_DISK_DURING_AN_APPEND = """
+import errno, os, sys
+import numpy as np
+from pathlib import Path
+from cache_tools.write.journal import journal_path, journaled
+real, calls = os.pwrite, []
+
+def full(fd, data, offset):  # the disk fills up after a few writes of the append
+    calls.append(offset)
+    if len(calls) > 3:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real(fd, data, offset)
+
+path = Path(sys.argv[1])
+try:
+    with journaled(path) as f:
+        os.pwrite = full
+        for name in ("x", "s"):
+            d = f[name]
+            d.resize((d.shape[0] + 3000, *d.shape[1:]))
+            d[-3000:] = np.ones((3000, 64), np.float16) if name == "x" else [f"new{i}" for i in range(3000)]
+        f.attrs["n"] = 2
+except OSError as err:
+    os.pwrite = real
+    print("raised:", err)
+print("journal kept:", journal_path(path).exists(), flush=True)
+"""  # and the process exits as any does: HDF5 never saw a failed call
+
+
+def test_a_full_disk_during_an_append_is_raised_and_undone(tmp_path):
+    """A write that fails (here the disk is full) is raised once the journaled block ends, naming
+    the file, and nothing of the append is kept: the next opening puts the file back."""
+    path = tmp_path / "g.h5"
+    _make(path)
+    before = path.read_bytes()
+    out = run_to_a_clean_exit(FILL_THE_DISK_DURING_AN_APPEND, str(path))
+    assert f"raised: [Errno 28] writing {path} failed: No space left on device" in out, out
+    assert "journal kept: True" in out
+    assert recover(path) and path.read_bytes() == before
