@@ -179,6 +179,15 @@ def runtime_choices() -> dict[str, str]:
     return dict(_CHOSEN)
 
 
+def adopt_choices(choices: dict[str, str], threads: int) -> None:
+    """Take another process's :func:`runtime_choices` as this one's at ``threads`` threads (a
+    process that writes a second cache of the same run uses the runtimes of the first)."""
+    for key, choice in choices.items():
+        tower, _, rest = key.partition(":")
+        name = rest.rsplit(":", 1)[0]
+        _CHOSEN.setdefault(f"{tower}:{name}:{threads}", choice)
+
+
 def forget_choices() -> None:
     """Drop the per-process choices (tests)."""
     _CHOSEN.clear()

@@ -58,6 +58,8 @@ class Result:
     """Report files written (results, plots, heatmaps)."""
     checkpoints: list[Path]
     """Checkpoints of the heads trained (or found trained) in this run."""
+    beside_seconds: float | None = None
+    """Wall seconds of the work done beside the training (None: none was)."""
 
 
 def ensure_cache(cfg: CacheConfig, progress: bool = True) -> Path:
@@ -286,18 +288,37 @@ def run_pipeline(
     heads: Sequence[TrainConfig] = (),
     progress: bool = True,
     stage: Stage = lambda name: contextlib.nullcontext(),
+    prepare: Callable[[], None] | None = None,
 ) -> Result:
     """Ensure caches -> train -> evaluate -> report (see the module docstring). A run that fails
-    leaves no empty output folder behind."""
+    leaves no empty output folder behind. ``prepare`` (picklable) runs before the caches that no
+    head trains on (e.g. rendering their images); on a CPU with two cores or more, those caches
+    are built beside the training, in a second process (:mod:`tflocal.app.beside`)."""
     out = Path(evaluation.out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(evaluation, out, caches, heads, progress, stage)
+        return _run(evaluation, out, caches, heads, progress, stage, prepare)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
+
+
+def _read_by_training(caches: Sequence[CacheConfig], heads: Sequence[TrainConfig]) -> list[CacheConfig]:
+    """The caches some head trains or validates on (all of them when no head is trained)."""
+    if not heads:
+        return list(caches)
+    read = {Path(p).resolve() for t in heads for p in (t.cache, t.val_cache) if p}
+    return [c for c in caches if Path(c.out).resolve() in read]
+
+
+def _cpu_training(heads: Sequence[TrainConfig]) -> bool:
+    import torch
+
+    return bool(heads) and all(
+        t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()) for t in heads
+    )
 
 
 def _run(
@@ -307,15 +328,44 @@ def _run(
     heads: Sequence[TrainConfig],
     progress: bool,
     stage: Stage,
+    prepare: Callable[[], None] | None = None,
 ) -> Result:
+    from tflocal.app.beside import Beside, beside_enabled
+
+    first = _read_by_training(caches, heads)
+    rest = [c for c in caches if c not in first]
+    later = prepare is not None or any(not Path(c.out).is_file() for c in rest)
+    later = later or not (Path(evaluation.cache) if evaluation.cache else out / "cache.h5").is_file()
+    beside = None
     with stage("cache"):
-        for ccfg in caches:
+        for ccfg in first:
             ensure_cache(ccfg, progress)
-        path = benchmark_cache(evaluation, progress)
+        if later and beside_enabled(_cpu_training(heads)):
+            beside = Beside(rest, evaluation, prepare)
+            print(
+                f"   the caches no head trains on are built beside the training "
+                f"(a second process, {beside.threads} thread{'s' if beside.threads > 1 else ''})",
+                flush=True,
+            )
+        else:
+            if prepare is not None:
+                prepare()
+            for ccfg in rest:
+                ensure_cache(ccfg, progress)
+            path = benchmark_cache(evaluation, progress)
     checkpoints = []
-    for tcfg in heads:
-        with stage(f"train the {tcfg.head} head"):
-            checkpoints.append(train_head(tcfg))
+    try:
+        for tcfg in heads:
+            with stage(f"train the {tcfg.head} head"):
+                checkpoints.append(train_head(tcfg))
+        if beside is not None:
+            with stage("wait for the caches built beside"):
+                path = beside.result()
+            print(f"   built beside the training in {beside.seconds:.1f} s", flush=True)
+    except BaseException:
+        if beside is not None:
+            beside.stop()
+        raise
     cache = open_cache(path)
     try:
         with stage("evaluate"):
@@ -329,4 +379,4 @@ def _run(
                 files += draw_heatmaps(evaluation, cache, scorers, out)
     finally:
         cache.close()
-    return Result(rows, files, checkpoints)
+    return Result(rows, files, checkpoints, beside.seconds if beside is not None else None)

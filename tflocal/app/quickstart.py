@@ -18,9 +18,10 @@ Every stage is skipped when its output already exists, so an interrupted quickst
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +131,10 @@ class QuickstartConfig:
         return Path(self.out) / "shapes"
 
     def test_splits(self) -> str:
-        """The test splits of the render: test_novel only where it was rendered (older renders lack it)."""
-        return CACHES["test"] if (self.shapes / "test_novel.jsonl").exists() else "test_id,test_ood"
+        """The test splits of the render: all three, but test_novel only where an earlier render
+        of the test splits had it (older renders lack it)."""
+        done = rendered_splits(self.shapes)
+        return "test_id,test_ood" if "test_id" in done and "test_novel" not in done else CACHES["test"]
 
     def caches(self) -> list[CacheConfig]:
         """One cache for train, one for the test splits (test_id + test_ood + test_novel)."""
@@ -263,8 +266,21 @@ def plan(cfg: QuickstartConfig) -> str:
     return line
 
 
-def render_world(cfg: QuickstartConfig) -> None:
-    """Render the quickstart's world under ``cfg.shapes`` (kept when done: both resume)."""
+TRAIN_SPLITS = ("train",)
+TEST_SPLITS = ("test_id", "test_ood", "test_novel")
+
+
+def rendered_splits(shapes: Path) -> set[str]:
+    """The ShapesWorld splits whose render finished under ``shapes`` (meta.json's counts)."""
+    try:
+        return set(json.loads((shapes / "meta.json").read_text()).get("counts", {}))
+    except (OSError, ValueError):
+        return set()
+
+
+def render_world(cfg: QuickstartConfig, splits: tuple[str, ...] | None = None) -> None:
+    """Render the quickstart's world under ``cfg.shapes`` (kept when done: both resume);
+    ``splits``: those ShapesWorld splits only (the 3D world renders all of them at once)."""
     if cfg.world == "3d":
         from tflocal.world3d import generate as generate_3d
 
@@ -279,7 +295,9 @@ def render_world(cfg: QuickstartConfig) -> None:
         )
         print(f"   {cfg.shapes}: {cfg.n_train} train items, {cfg.n_test} minimal pairs in each test split")
         return
-    if not (cfg.shapes / "meta.json").exists():
+    want = splits or TRAIN_SPLITS + TEST_SPLITS
+    todo = [s for s in want if s not in rendered_splits(cfg.shapes)]
+    if todo:
         generate(
             cfg.shapes,
             cfg.n_train,
@@ -291,8 +309,26 @@ def render_world(cfg: QuickstartConfig) -> None:
             counterfactual=cfg.counterfactual,
             n_test_novel=cfg.n_test,
             vary_names=cfg.vary_names,
+            splits=todo,
+            workers=workers_for_render(),
         )
-    print(f"   {cfg.shapes}: {cfg.n_train} train, {cfg.n_test} test_id, test_ood and test_novel images each")
+    counts = {"train": cfg.n_train, **{s: cfg.n_test for s in TEST_SPLITS}}
+    print(f"   {cfg.shapes}: " + ", ".join(f"{counts[s]} {s}" for s in want) + " images")
+
+
+def render_tests(cfg: QuickstartConfig) -> None:
+    """The test splits' render (the pipeline runs it before the test cache, beside training:
+    then without progress bars)."""
+    from tflocal.app.beside import in_child
+
+    render_world(replace(cfg, progress=cfg.progress and not in_child()), TEST_SPLITS)
+
+
+def workers_for_render() -> int:
+    """Render processes: the threads torch may use here (1 in a process that works beside another)."""
+    import torch
+
+    return max(1, min(2, torch.get_num_threads()))
 
 
 def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
@@ -301,10 +337,20 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     stage = _stage(timings)
-    with stage(f"render {WORLD_TITLES[cfg.world]}"):
-        render_world(cfg)
+    two_d = cfg.world == "2d"
+    with stage(f"render {WORLD_TITLES[cfg.world]}" + (" (train)" if two_d else "")):
+        render_world(cfg, TRAIN_SPLITS if two_d else None)
     evaluation = cfg.evaluation()
-    result = run_pipeline(evaluation, cfg.caches(), cfg.heads(), progress=cfg.progress, stage=stage)
+    result = run_pipeline(
+        evaluation,
+        cfg.caches(),
+        cfg.heads(),
+        progress=cfg.progress,
+        stage=stage,
+        prepare=functools.partial(render_tests, cfg) if two_d else None,
+    )
+    if result.beside_seconds is not None:
+        timings["test render and cache, beside training"] = round(result.beside_seconds, 1)
     report = Path(evaluation.out)
     timings["total"] = round(time.perf_counter() - t0, 1)
     (report / "quickstart.json").write_text(

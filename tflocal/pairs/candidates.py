@@ -25,7 +25,7 @@ contiguous slices); :func:`epoch_plan` offers chunk-level shuffling for on-disk 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -378,7 +378,13 @@ class BatchDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.plan)
 
-    def __getitem__(self, k: int) -> CandidateBatch:
+    def __getitem__(self, k: int | tuple[int, int, int]) -> CandidateBatch:
+        """Batch ``k`` of the current plan; or a key ``(epoch, start, k)`` of :class:`PlanSampler`,
+        which first plans that epoch here if this copy (a persistent worker's) has another."""
+        if isinstance(k, tuple):
+            epoch, start, k = k
+            if (epoch, start) != (self.epoch, self.start):
+                self.set_epoch(epoch, start)
         rng = np.random.default_rng([self.seed, self.epoch, self.start + k]) if self.shuffle else None
         return make_batch(
             self.cache,
@@ -396,17 +402,35 @@ def _first(x: Any) -> Any:
     return x
 
 
+class PlanSampler(torch.utils.data.Sampler):
+    """Keys ``(epoch, start, k)`` over the dataset's current plan, read in the main process each
+    time an iteration begins, so workers that outlive an epoch follow :meth:`BatchDataset.set_epoch`."""
+
+    def __init__(self, dataset: BatchDataset):
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        d = self.dataset
+        return iter([(d.epoch, d.start, k) for k in range(len(d.plan))])
+
+    def __len__(self) -> int:
+        return len(self.dataset.plan)
+
+
 def make_loader(
-    dataset: BatchDataset, num_workers: int = 0, pin_memory: bool = False
+    dataset: BatchDataset, num_workers: int = 0, pin_memory: bool = False, persistent: bool = False
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding the dataset's CandidateBatches in plan order."""
+    """A DataLoader yielding the dataset's CandidateBatches in plan order; iterate it again after
+    ``dataset.set_epoch`` for the next epoch. ``persistent``: its worker processes live as long
+    as the loader, keeping what they computed (each caption's layout is parsed once a run, not
+    once an epoch: that parsing was ~10 s of a worker's time per quickstart epoch)."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
-        shuffle=False,
+        sampler=PlanSampler(dataset),
         num_workers=num_workers,
         collate_fn=_first,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        persistent_workers=persistent and num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
     )

@@ -21,7 +21,9 @@ directions: caption -> {its image, the twin} and image -> {its caption, the swap
 from __future__ import annotations
 
 import json
+import os
 import random
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -267,10 +269,15 @@ def generate(
     counterfactual: bool = False,
     n_test_novel: int = 0,
     vary_names: float = 0.0,
+    splits: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write ShapesWorld under ``out_dir``: ``images/<split>/NNNNNN.png``, ``<split>.jsonl``
     and ``meta.json`` (``test_novel`` only when ``n_test_novel`` > 0; a share ``vary_names`` of
-    ``train`` images named with other words). Returns the summary also stored in ``meta.json``."""
+    ``train`` images named with other words). Returns the summary also stored in ``meta.json``.
+
+    ``splits``: only these (each item depends on its split and index alone, so rendering the
+    splits in several calls gives the same files); ``meta.json`` then keeps the counts of the
+    splits an earlier call of the same config rendered."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -287,9 +294,19 @@ def generate(
     )
     counts = {"train": n_train, "test_id": n_test_id, "test_ood": n_test_ood, "test_novel": n_test_novel}
     stats: dict[str, dict[str, int]] = {}
-    pool = get_context("fork").Pool(workers) if workers > 1 else None
+    meta_path = out / "meta.json"
+    if splits is not None:
+        unknown = sorted(set(splits) - set(SPLITS))
+        if unknown:
+            raise UserError(f"shapes: unknown split(s) {', '.join(unknown)}; choices: {', '.join(SPLITS)}")
+        if meta_path.exists():
+            earlier = json.loads(meta_path.read_text())
+            if earlier.get("config") == cfg:
+                stats.update({k: v for k, v in earlier.get("counts", {}).items() if k not in splits})
+    todo = [s for s in SPLITS if (s != "test_novel" or n_test_novel > 0) and (splits is None or s in splits)]
+    pool = get_context("fork").Pool(workers) if workers > 1 and todo else None
     try:
-        for split in [s for s in SPLITS if s != "test_novel" or n_test_novel > 0]:
+        for split in todo:
             (out / "images" / split).mkdir(parents=True, exist_ok=True)
             tasks = [(cfg, split, i, str(out)) for i in range(counts[split])]
             it = pool.imap(make_item, tasks, chunksize=32) if pool else map(make_item, tasks)
@@ -312,6 +329,8 @@ def generate(
         if pool:
             pool.close()
             pool.join()
-    meta = {"generator": "tflocal.shapesworld", "config": cfg, "counts": stats}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    meta = {"generator": "tflocal.shapesworld", "config": cfg, "counts": {s: stats[s] for s in SPLITS if s in stats}}
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    os.replace(tmp, meta_path)
     return meta

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -269,10 +270,13 @@ def fit(run: Run) -> dict[str, Any]:
     window = {"loss": 0.0, "acc": 0.0, "n": 0, "pairs": 0, "t": time.perf_counter()}
     pairs_total, t_start = 0, time.perf_counter()
     run.model.train()
+    loader = make_loader(
+        run.dataset, cfg.data.num_workers, pin_memory=acc.device.type == "cuda", persistent=True
+    )
     while run.step < stop:
         epoch, skip = divmod(run.step, run.per_epoch)
         run.dataset.set_epoch(epoch, start=skip)
-        for batch in make_loader(run.dataset, cfg.data.num_workers, pin_memory=acc.device.type == "cuda"):
+        for batch in loader:
             loss, top1 = train_step(run, batch, epoch)
             window["loss"] += loss
             window["acc"] += top1
@@ -310,6 +314,7 @@ def fit(run: Run) -> dict[str, Any]:
         run.save(run.last_path, epoch)
         acc.wait_for_everyone()
     bar.close()
+    del loader  # its workers end here
     elapsed = time.perf_counter() - t_start
     return {
         "steps": run.step,
@@ -336,11 +341,22 @@ def deterministic_kernels(cfg: TrainConfig) -> Iterator[None]:
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     if cfg.deterministic and cpu:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _set_deterministic(True, warn_only=True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        _set_deterministic(before[0], warn_only=before[1])
+
+
+def _set_deterministic(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, without the import of ``torch._inductor.config`` it
+    makes to pass the mode on to compiled code (4 s a process here; nothing here is compiled)
+    unless inductor is loaded already."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

@@ -183,3 +183,30 @@ def test_batch_dataset_loader_in_workers(tmp_path, workers):
     assert got == [2, 2]
     ds.set_epoch(1, start=1)
     assert len(ds) == 1
+
+
+def _batch_key(b):
+    return (b.n_i2t, b.rows.tolist(), b.cols.tolist())
+
+
+def test_a_persistent_loader_follows_set_epoch(tmp_path):
+    """One loader whose worker outlives the epochs (training's) gives every epoch, and a resume
+    inside one, exactly the batches of a fresh in-process loader for it."""
+    path = tiny_cache(tmp_path)
+    units = build_units(open_cache(path))
+
+    def dataset():
+        return BatchDataset(path, units, batch_size=2, n_neg=2, k_inbatch=1, needs=("patches", "tokens"),
+                            seed=3, drop_last=False)  # fmt: skip
+
+    ds, fresh = dataset(), dataset()
+    loader = make_loader(ds, num_workers=1, persistent=True)
+    seen = []
+    for epoch, start in [(0, 0), (1, 0), (2, 1), (3, 0)]:
+        ds.set_epoch(epoch, start)
+        fresh.set_epoch(epoch, start)
+        got = [_batch_key(b) for b in loader]
+        assert got == [_batch_key(b) for b in make_loader(fresh)]
+        seen.append(got)
+    assert len(seen[2]) == len(seen[1]) - 1 and seen[0] != seen[1]  # the plans differ by epoch
+    del loader
