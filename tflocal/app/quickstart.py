@@ -8,7 +8,8 @@ then runs :func:`tflocal.app.pipeline.run_pipeline` with the typed configs the q
 
 1. caches it with the offline pretrained towers (EfficientNet-Lite0 7x7 grid + MiniLM tokens),
    hard negatives included — one cache for train, one for the three test splits;
-2. trains the global head (the learned dual-encoder baseline) and TFLocal on the same cache;
+2. trains the global head (the learned dual-encoder baseline) and TFLocal on the same cache,
+   while a second process renders the test splits and caches them (:mod:`tflocal.app.beside`);
 3. evaluates both (and MaxSim / cosine when the cache's spaces allow) on test_id, test_ood and test_novel,
    by operator, kind and composition depth;
 4. writes ``report/`` (results.json, results.md, plots, heatmaps) and returns the rows.
@@ -219,13 +220,14 @@ def _stage(timings: dict[str, float]):
 
 
 WORLD_TITLES = {"2d": "ShapesWorld", "3d": "the 3D world"}
-EXPECTED_MINUTES = {True: "4-8", False: "4-9"}
-"""Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively: with it,
-a fresh clone's run on a Sapphire Rapids took 4.6 min (docs/results/quickstart.md) and runs on a
-2-core AMD EPYC (Zen 4: avx512_bf16, no AMX) 6.6-7.1 min (docs/experiments.md); without it, the
-Sapphire Rapids with torch limited to AVX2 took 4.4 min and the Zen 4 so limited 6.0 min; a
-2-core AVX2-only AMD EPYC, which took 12 min before the towers ran on ONNX Runtime, is expected
-near the upper end (not re-measured)."""
+EXPECTED_MINUTES = {True: "4-7", False: "4-8"}
+"""Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively. Since
+the test splits are rendered and cached beside the training (docs/experiments.md): 4.9 min on a
+2-core AMD EPYC (Zen 4: avx512_bf16, no AMX), 5.1 min there with torch limited to AVX2 (6.6-7.1
+and 5.7-6.0 min before). Earlier code took 4.6 min on a fresh clone of a Sapphire Rapids
+(docs/results/quickstart.md) and 4.4 min with AVX2 only; a 2-core AVX2-only AMD EPYC, which
+took 12 min before the towers ran on ONNX Runtime, is expected near the upper end (not
+re-measured)."""
 EXPECTED_MINUTES_3D = {True: "10-14"}
 """The same for ``--world 3d``: fresh-clone runs on a 2-core Sapphire Rapids (README); not yet
 measured on a CPU without native bf16."""
