@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers import ROOT
+from tflocal.errors import UserError
 from tflocal.shapesworld import (
     HELD_OUT_COLOR_SHAPE,
     HELD_OUT_RELATIONS,
@@ -173,6 +174,22 @@ def test_same_seed_same_files_any_worker_count(tmp_path):
     a, b, c = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
     assert len(a) == 18 + 4 and a == b
     assert a["train.jsonl"] != c["train.jsonl"]
+
+
+def test_splits_rendered_in_several_calls_give_the_same_files(tmp_path):
+    """The quickstart renders train first and the test splits later (beside training)."""
+    whole = generate(tmp_path / "a", 12, 3, 3, seed=1, workers=1, progress=False, n_test_novel=3)
+    generate(tmp_path / "b", 12, 3, 3, seed=1, workers=1, progress=False, n_test_novel=3, splits=["train"])
+    first = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert set(first["counts"]) == {"train"}
+    parts = generate(tmp_path / "b", 12, 3, 3, seed=1, workers=1, progress=False, n_test_novel=3,
+                     splits=["test_id", "test_ood", "test_novel"])  # fmt: skip
+    assert parts == whole
+    for f in sorted((tmp_path / "a").rglob("*")):
+        if f.is_file():
+            assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes(), f
+    with pytest.raises(UserError, match="unknown split"):
+        generate(tmp_path / "c", 1, 1, 1, progress=False, splits=["val"])
 
 
 def test_shapes_cli(tmp_path):
