@@ -117,7 +117,8 @@ class Beside:
         self.threads = child_threads()
         self._conn, child_conn = ctx.Pipe(duplex=False)
         args = (list(caches), evaluation, prepare, self.threads, runtime_choices())
-        self._proc = ctx.Process(target=_child, args=(child_conn, args), name="tflocal-beside", daemon=True)
+        # not a daemon: a daemon may not start processes, and the render may (its pool)
+        self._proc = ctx.Process(target=_child, args=(child_conn, args), name="tflocal-beside")
         self._proc.start()
         child_conn.close()
         self.seconds: float | None = None
@@ -128,10 +129,13 @@ class Beside:
         try:
             status, value, text = self._conn.recv()
         except EOFError:
+            from tflocal.errors import UserError
+
             self._proc.join()
-            raise RuntimeError(
-                f"the process building the caches beside training died (exit code {self._proc.exitcode}); "
-                f"run again (finished work is kept), or set {ENV}=0 to build them in order"
+            raise UserError(
+                f"the process building the caches beside the training died (exit code {self._proc.exitcode}"
+                f"{', killed: out of memory?' if self._proc.exitcode == -9 else ''}); run the same command "
+                f"again (finished work is kept), or set {ENV}=0 to build them after the training"
             ) from None
         finally:
             self._conn.close()

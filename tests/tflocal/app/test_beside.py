@@ -51,3 +51,25 @@ def test_the_quickstart_gives_the_same_rows_beside_and_in_order(tmp_path, capsys
         assert (tmp_path / "beside/shapes" / f"{split}.jsonl").read_bytes() == (
             tmp_path / "in_order/shapes" / f"{split}.jsonl"
         ).read_bytes()
+
+
+def _render_in_a_pool(out):
+    from tflocal.shapesworld import generate
+
+    generate(out, 4, 2, 2, workers=2, progress=False)
+
+
+def test_the_child_may_start_processes_of_its_own(tmp_path):
+    """The render's pool starts inside the child (a daemon process could not start it)."""
+    beside = Beside([], EvalConfig(bench="shapesworld", cache=str(tmp_path / "none.h5"), out=str(tmp_path)),
+                    prepare=functools.partial(_render_in_a_pool, tmp_path / "shapes"))  # fmt: skip
+    with pytest.raises(UserError, match="none.h5"):  # the render ran; then no cache to evaluate
+        beside.result()
+    assert json.loads((tmp_path / "shapes" / "meta.json").read_text())["counts"]["train"]["images"] == 4
+
+
+def test_a_child_that_dies_is_a_user_error_that_says_what_to_do(tmp_path):
+    beside = Beside([], EvalConfig(bench="shapesworld", out=str(tmp_path)), prepare=functools.partial(time.sleep, 120))
+    beside._proc.kill()
+    with pytest.raises(UserError, match="died .*TFLOCAL_BESIDE=0"):
+        beside.result()
