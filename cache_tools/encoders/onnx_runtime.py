@@ -179,13 +179,17 @@ def runtime_choices() -> dict[str, str]:
     return dict(_CHOSEN)
 
 
+def runtime_key(tower: str, name: str, threads: int) -> str:
+    """The :func:`pick_runtime` key of ``tower`` (image | text) of encoder ``name`` at ``threads``."""
+    return f"{tower}:{name}:{threads}"
+
+
 def adopt_choices(choices: dict[str, str], threads: int) -> None:
     """Take another process's :func:`runtime_choices` as this one's at ``threads`` threads (a
     process that writes a second cache of the same run uses the runtimes of the first)."""
     for key, choice in choices.items():
-        tower, _, rest = key.partition(":")
-        name = rest.rsplit(":", 1)[0]
-        _CHOSEN.setdefault(f"{tower}:{name}:{threads}", choice)
+        tower, _, rest = key.partition(":")  # runtime_key's format; names may hold ':'
+        _CHOSEN.setdefault(runtime_key(tower, rest.rsplit(":", 1)[0], threads), choice)
 
 
 def forget_choices() -> None:

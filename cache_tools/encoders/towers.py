@@ -53,7 +53,13 @@ import torch
 from torch import nn
 
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
-from cache_tools.encoders.onnx_runtime import onnx_available, onnx_forward, pick_runtime, runtime_override
+from cache_tools.encoders.onnx_runtime import (
+    onnx_available,
+    onnx_forward,
+    pick_runtime,
+    runtime_key,
+    runtime_override,
+)
 from cache_tools.encoders.tokens import clean_piece, lengths_to_mask, split_real
 from cache_tools.errors import UserError
 from cache_tools.infra.precision import get_autocast
@@ -330,7 +336,7 @@ class TowersEncoder(Encoder):
             )
             if onnx is not None:
                 choice = pick_runtime(
-                    f"image:{self.name}:{torch.get_num_threads()}",
+                    runtime_key("image", self.name, torch.get_num_threads()),
                     {"torch": lambda: self._torch_image(pixels), "onnx": lambda: onnx(pixels)},
                     "image tower runtime",
                 )
@@ -357,7 +363,7 @@ class TowersEncoder(Encoder):
             if onnx is not None:
                 inputs = [batch[k] for k in TEXT_INPUTS]
                 choice = pick_runtime(
-                    f"text:{self.name}:{torch.get_num_threads()}",
+                    runtime_key("text", self.name, torch.get_num_threads()),
                     {"torch": lambda: self._torch_text(batch), "onnx": lambda: onnx(*inputs)},
                     "text tower runtime",
                 )

@@ -13,27 +13,28 @@ TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 
 
-def run_until_killed(script: str, *args: str) -> None:
-    """Run ``python -c script args`` with the project importable; it must end itself with exit
-    code 9 (``os._exit(9)``, a kill mid-write); otherwise fail with its stderr."""
+def _run_python(script: str, *args: str):
+    """``python -c script args`` with the project importable -> its CompletedProcess (text)."""
     import subprocess
     import sys
 
     env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
-    out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def run_until_killed(script: str, *args: str) -> None:
+    """Run ``python -c script args``; it must end itself with exit code 9 (``os._exit(9)``, a
+    kill mid-write); otherwise fail with its stderr."""
+    out = _run_python(script, *args)
     assert out.returncode == 9, out.stderr[-2000:]
 
 
 def run_to_a_clean_exit(script: str, *args: str) -> str:
-    """Run ``python -c script args`` with the project importable -> its stdout; it must exit 0
-    with nothing reported on stderr (no traceback, no "Exception ignored", no crash)."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
-    out = subprocess.run(
-        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    """Run ``python -c script args`` -> its stdout; it must exit 0 with nothing reported on
+    stderr (no traceback, no "Exception ignored", no crash)."""
+    out = _run_python(script, *args)
     assert out.returncode == 0 and not out.stderr.strip(), (out.returncode, out.stdout, out.stderr[-2000:])
     return out.stdout
 

@@ -83,9 +83,14 @@ def _uses_sgi(cfg: EvalConfig) -> bool:
     return any(is_sgi(s) for s in cfg.scorers)
 
 
+def benchmark_cache_path(cfg: EvalConfig) -> Path:
+    """Where the benchmark's cache is: ``cfg.cache``, default ``<out>/cache.h5``."""
+    return Path(cfg.cache) if cfg.cache else Path(cfg.out) / "cache.h5"
+
+
 def benchmark_cache(cfg: EvalConfig, progress: bool = True) -> Path:
     """The benchmark's cache, built from ``cfg.data`` with ``cfg.encoder`` when the file is missing."""
-    path = Path(cfg.cache) if cfg.cache else Path(cfg.out) / "cache.h5"
+    path = benchmark_cache_path(cfg)
     if path.is_file():
         return path
     if not cfg.encoder or not cfg.data:
@@ -313,12 +318,19 @@ def _read_by_training(caches: Sequence[CacheConfig], heads: Sequence[TrainConfig
     return [c for c in caches if Path(c.out).resolve() in read]
 
 
-def _cpu_training(heads: Sequence[TrainConfig]) -> bool:
-    import torch
-
-    return bool(heads) and all(
-        t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()) for t in heads
-    )
+def build_untrained_caches(
+    caches: Sequence[CacheConfig],
+    evaluation: EvalConfig,
+    prepare: Callable[[], None] | None = None,
+    progress: bool = True,
+) -> Path:
+    """``prepare()``, each of ``caches`` (those no head reads), then the benchmark's cache ->
+    its path: in order, or in the process :mod:`tflocal.app.beside` starts."""
+    if prepare is not None:
+        prepare()
+    for ccfg in caches:
+        ensure_cache(ccfg, progress)
+    return benchmark_cache(evaluation, progress)
 
 
 def _run(
@@ -334,13 +346,13 @@ def _run(
 
     first = _read_by_training(caches, heads)
     rest = [c for c in caches if c not in first]
-    later = prepare is not None or any(not Path(c.out).is_file() for c in rest)
-    later = later or not (Path(evaluation.cache) if evaluation.cache else out / "cache.h5").is_file()
+    later = prepare is not None or not benchmark_cache_path(evaluation).is_file()
+    later = later or any(not Path(c.out).is_file() for c in rest)
     beside = None
     with stage("cache"):
         for ccfg in first:
             ensure_cache(ccfg, progress)
-        if later and beside_enabled(_cpu_training(heads)):
+        if later and beside_enabled(bool(heads) and all(t.on_cpu() for t in heads)):
             beside = Beside(rest, evaluation, prepare)
             print(
                 f"   the caches no head trains on are built beside the training "
@@ -348,11 +360,7 @@ def _run(
                 flush=True,
             )
         else:
-            if prepare is not None:
-                prepare()
-            for ccfg in rest:
-                ensure_cache(ccfg, progress)
-            path = benchmark_cache(evaluation, progress)
+            path = build_untrained_caches(rest, evaluation, prepare, progress)
     checkpoints = []
     try:
         for tcfg in heads:

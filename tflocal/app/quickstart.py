@@ -34,7 +34,7 @@ from tflocal.errors import UserError
 from tflocal.evaluate.config import EvalConfig
 from tflocal.evaluate.report import markdown_table
 from tflocal.models.config import ModelConfig
-from tflocal.shapesworld import generate
+from tflocal.shapesworld import generate, rendered_splits
 from tflocal.training.config import DEVICES, DataConfig, Device, OptimConfig, TrainConfig
 
 
@@ -268,16 +268,10 @@ def plan(cfg: QuickstartConfig) -> str:
     return line
 
 
+BESIDE_TIMING = "test render and cache, beside training"
+"""The timings key of the second process's wall time (it overlaps the training: not in the total)."""
 TRAIN_SPLITS = ("train",)
 TEST_SPLITS = ("test_id", "test_ood", "test_novel")
-
-
-def rendered_splits(shapes: Path) -> set[str]:
-    """The ShapesWorld splits whose render finished under ``shapes`` (meta.json's counts)."""
-    try:
-        return set(json.loads((shapes / "meta.json").read_text()).get("counts", {}))
-    except (OSError, ValueError):
-        return set()
 
 
 def render_world(cfg: QuickstartConfig, splits: tuple[str, ...] | None = None) -> None:
@@ -354,7 +348,7 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     report = Path(evaluation.out)
     timings["total"] = round(time.perf_counter() - t0, 1)
     if result.beside_seconds is not None:  # overlaps the training: not part of the total
-        timings["test render and cache, beside training"] = round(result.beside_seconds, 1)
+        timings[BESIDE_TIMING] = round(result.beside_seconds, 1)
     (report / "quickstart.json").write_text(
         json.dumps(
             {"config": asdict(cfg), "timings": timings, "files": [str(p) for p in result.files]}, indent=1
@@ -362,11 +356,11 @@ def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     )
     print("\n" + markdown_table(_headline(result.rows)))
     print(f"\nreport: {report}/results.md (all rows), {report}/results.json, plots and heatmaps in {report}/")
-    stages = ", ".join(f"{k}: {v:.0f}s" for k, v in timings.items() if k != "total" and "beside training" not in k)
-    beside = {k: v for k, v in timings.items() if "beside training" in k}
+    stages = ", ".join(f"{k}: {v:.0f}s" for k, v in timings.items() if k not in ("total", BESIDE_TIMING))
     print(
         f"total {timings['total']:.0f} s  ({stages})"
-        + "".join(f"; {k}: {v:.0f}s (a second process, during the training)" for k, v in beside.items())
+        + (f"; {BESIDE_TIMING}: {timings[BESIDE_TIMING]:.0f}s (a second process, during the training)"
+           if BESIDE_TIMING in timings else "")
     )
     heads = {HEADS[t.head]: ckpt for t, ckpt in zip(cfg.heads(), result.checkpoints)}
     print("\ntry your own queries on test_ood, both heads side by side (then open http://127.0.0.1:8000/):")

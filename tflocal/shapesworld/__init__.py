@@ -6,7 +6,7 @@ from __future__ import annotations
 from tflocal.shapesworld.captions import from_text, mentions_held_out, to_text
 from tflocal.shapesworld.config import ShapesConfig
 from tflocal.shapesworld.draw import draw_scene
-from tflocal.shapesworld.generate import SPLITS, generate, make_item
+from tflocal.shapesworld.generate import SPLITS, generate, make_item, rendered_splits
 from tflocal.shapesworld.scene import relation_holds, sample_scene
 from tflocal.shapesworld.truth import caption_true_for_scene
 from tflocal.shapesworld.vocab import HELD_OUT_COLOR_SHAPE, HELD_OUT_RELATIONS, shapes_vocabulary
@@ -23,6 +23,7 @@ __all__ = [
     "make_item",
     "mentions_held_out",
     "relation_holds",
+    "rendered_splits",
     "sample_scene",
     "shapes_vocabulary",
     "to_text",

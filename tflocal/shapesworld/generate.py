@@ -257,6 +257,20 @@ def make_item(task: tuple[dict, str, int, str]) -> dict[str, Any]:
     return out
 
 
+def _meta(out_dir: str | Path) -> dict[str, Any]:
+    """``out_dir/meta.json`` as written by :func:`generate`; {} where there is none (or unreadable)."""
+    try:
+        return json.loads((Path(out_dir) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def rendered_splits(out_dir: str | Path) -> set[str]:
+    """The splits whose render finished under ``out_dir`` (the counts :func:`generate` records
+    in ``meta.json`` once a split is done); empty where there is none."""
+    return set(_meta(out_dir).get("counts", {}))
+
+
 def generate(
     out_dir: str | Path,
     n_train: int,
@@ -299,10 +313,9 @@ def generate(
         unknown = sorted(set(splits) - set(SPLITS))
         if unknown:
             raise UserError(f"shapes: unknown split(s) {', '.join(unknown)}; choices: {', '.join(SPLITS)}")
-        if meta_path.exists():
-            earlier = json.loads(meta_path.read_text())
-            if earlier.get("config") == cfg:
-                stats.update({k: v for k, v in earlier.get("counts", {}).items() if k not in splits})
+        earlier = _meta(out)
+        if earlier.get("config") == cfg:
+            stats.update({k: v for k, v in earlier.get("counts", {}).items() if k not in splits})
     todo = [s for s in SPLITS if (s != "test_novel" or n_test_novel > 0) and (splits is None or s in splits)]
     pool = get_context("fork").Pool(workers) if workers > 1 and todo else None
     try:

@@ -175,6 +175,12 @@ class TrainConfig:
         ):
             raise UserError("temperature must be > 0, log_every and val_every >= 1")
 
+    def on_cpu(self) -> bool:
+        """Whether this run trains on the CPU (``cpu``, or ``auto`` without a GPU)."""
+        import torch
+
+        return self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available())
+
     @property
     def out_dir(self) -> str:
         """The old name of ``out`` (read-only, for code not yet moved to ``out``)."""

@@ -335,7 +335,7 @@ def fit(run: Run) -> dict[str, Any]:
 def deterministic_kernels(cfg: TrainConfig) -> Iterator[None]:
     """``cfg.deterministic`` on a CPU run: ``torch.use_deterministic_algorithms(True, warn_only=True)``
     inside (an op without a deterministic kernel warns rather than stops), the caller's setting after."""
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    cpu = cfg.on_cpu()
     before = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
