@@ -11,7 +11,8 @@ and the cache's every array was bitwise the same as one built alone on two threa
 The child is told the tower runtimes the parent picked (:mod:`cache_tools.encoders.onnx_runtime`),
 so both caches come from the same runtime, and prints nothing while it runs: what it would have
 printed is printed by :meth:`Beside.result`. A failure there is raised by ``result`` as it was
-raised in the child; stopping the parent stops the child (a cache build resumes where it stopped).
+raised in the child; stopping the parent stops the child, and a child whose parent was killed
+ends itself within a second (a cache build resumes where it stopped).
 ``TFLOCAL_BESIDE=0`` builds everything in order instead.
 """
 
@@ -22,6 +23,7 @@ import io
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,7 +70,7 @@ def _work(
     import torch
 
     from cache_tools.encoders.onnx_runtime import adopt_choices
-    from tflocal.app.pipeline import benchmark_cache, ensure_cache
+    from tflocal.app.pipeline import build_untrained_caches
 
     global _IN_CHILD
     _IN_CHILD = True
@@ -79,14 +81,24 @@ def _work(
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars: nobody sees them live
     t0 = time.perf_counter()
-    if prepare is not None:
-        prepare()
-    for ccfg in caches:
-        ensure_cache(ccfg, progress=False)
-    return str(benchmark_cache(evaluation, progress=False)), time.perf_counter() - t0
+    path = build_untrained_caches(caches, evaluation, prepare, progress=False)
+    return str(path), time.perf_counter() - t0
 
 
-def _child(conn: Any, args: tuple) -> None:
+def _end_with_parent(parent: int) -> None:
+    """End this process soon after ``parent`` dies (killed, say): nothing would read its result,
+    and it would hold the cache's lock meanwhile. A cache killed mid-write resumes on the next run."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tflocal-beside-watch", daemon=True).start()
+
+
+def _child(conn: Any, args: tuple, parent: int) -> None:
+    _end_with_parent(parent)
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -118,7 +130,7 @@ class Beside:
         self._conn, child_conn = ctx.Pipe(duplex=False)
         args = (list(caches), evaluation, prepare, self.threads, runtime_choices())
         # not a daemon: a daemon may not start processes, and the render may (its pool)
-        self._proc = ctx.Process(target=_child, args=(child_conn, args), name="tflocal-beside")
+        self._proc = ctx.Process(target=_child, args=(child_conn, args, os.getpid()), name="tflocal-beside")
         self._proc.start()
         child_conn.close()
         self.seconds: float | None = None

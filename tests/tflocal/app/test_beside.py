@@ -73,3 +73,31 @@ def test_a_child_that_dies_is_a_user_error_that_says_what_to_do(tmp_path):
     beside._proc.kill()
     with pytest.raises(UserError, match="died .*TFLOCAL_BESIDE=0"):
         beside.result()
+
+
+PARENT_THAT_DIES = """
+import functools, os, sys, time
+from tflocal.app.beside import Beside
+from tflocal.evaluate.config import EvalConfig
+beside = Beside([], EvalConfig(bench="shapesworld", out=sys.argv[1]), prepare=functools.partial(time.sleep, 120))
+print(beside._proc.pid, flush=True)
+os._exit(9)  # as if killed: no stop(), no result()
+"""
+
+
+def test_a_child_whose_parent_is_killed_ends_itself(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import subprocess_pythonpath
+
+    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath()}
+    out = subprocess.run([sys.executable, "-c", PARENT_THAT_DIES, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 9, out.stderr[-2000:]
+    child = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{child}"):
+        time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{child}"), "the child outlived its killed parent"
