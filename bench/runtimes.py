@@ -7,11 +7,12 @@ the same encoder call (``encode_images`` on ``--images`` 224 px images, ``encode
 * ``torch_fp32``: torch, fp32 (``TFLOCAL_RUNTIME=torch``);
 * ``onnx_fp32``: ONNX Runtime, fp32 (``TFLOCAL_RUNTIME=onnx``);
 * ``torch_bf16``: torch under bf16 autocast (``@bf16`` / ``@text-bf16``);
+* ``onnx_int8`` (text only): MiniLM's weight MatMuls in int8 on ONNX Runtime (``@text-int8``);
 
 alternating, best of ``--repeats``, so the ratios hold on a loaded machine. Printed per tower:
 items per second, each ratio to ``torch_fp32``, the largest output difference from
-``torch_fp32``, and what the default encoder of ``tflocal quickstart`` picks on this CPU
-(``auto``: its own one-batch timing). Run it on a CPU with native bf16 and on one without
+``torch_fp32`` and the lowest cosine of an output row (a patch, a token) to its row there, and what the default encoder of ``tflocal quickstart`` picks on this CPU
+(``auto``: :func:`tflocal.app.quickstart.default_towers`, then each tower's own one-batch timing). Run it on a CPU with native bf16 and on one without
 (e.g. ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` limits torch to AVX2; ONNX Runtime's
 kernels cannot be limited that way). The last line is a JSON object of the figures.
 
@@ -45,6 +46,7 @@ from cache_tools.encoders.onnx_runtime import (  # noqa: E402
 )
 from cache_tools.encoders.towers import native_bf16  # noqa: E402
 from cache_tools.infra.machine import cpu_model  # noqa: E402
+from tflocal.app.quickstart import default_towers  # noqa: E402
 
 PAIR = "towers:effnet-lite0+minilm"
 CASES = {
@@ -57,6 +59,7 @@ CASES = {
         "torch_fp32": (PAIR, "torch"),
         "onnx_fp32": (PAIR, "onnx"),
         "torch_bf16": (PAIR + "@text-bf16", "torch"),
+        "onnx_int8": (PAIR + "@text-int8", "onnx"),
     },
 }
 """tower -> case -> (encoder name, TFLOCAL_RUNTIME)."""
@@ -126,13 +129,20 @@ def main(argv: list[str] | None = None) -> int:
                     figures[f"{tower}_{case}_max_abs_diff"] = float(
                         f"{(outputs[case] - ref).abs().max():.3g}"
                     )
+                    rows = (outputs[case].reshape(-1, ref.shape[-1]), ref.reshape(-1, ref.shape[-1]))
+                    cos = torch.nn.functional.cosine_similarity(*rows, dim=1)
+                    figures[f"{tower}_{case}_min_cos"] = round(float(cos.min()), 5)
                 print(f"{tower:5s} {case:10s} {rate:8.1f} {'images' if tower == 'image' else 'captions'}/s")
-            auto = load(PAIR + ("@text-bf16" if native_bf16() else ""), None)
+            name = default_towers()
+            auto = load(name, None)
             call(auto, tower, pixels[:8], texts[:64])
             picked = {k: v for k, v in runtime_choices().items() if k.startswith(f"{tower}:")}
-            figures[f"{tower}_default_picks"] = (
-                (next(iter(picked.values())) + "_fp32") if picked else "torch_bf16"
-            )
+            if tower == "text" and name.endswith("@text-int8"):
+                figures["text_default_picks"] = "onnx_int8"
+            else:
+                figures[f"{tower}_default_picks"] = (
+                    (next(iter(picked.values())) + "_fp32") if picked else "torch_bf16"
+                )
     finally:
         forget_choices()
         if saved is None:

@@ -194,7 +194,7 @@ def test_headline_over_seeds_says_where_tflocal_is_below_in_a_seed(monkeypatch, 
 
 
 def test_headline_says_how_a_cpu_without_native_bf16_differs(monkeypatch, tmp_path):
-    """With quickstart_seeds_fp32.json beside the seeds' figures, the headline adds one line: that
+    """With quickstart_seeds_no_bf16.json beside the seeds' figures, the headline adds one line: that
     run's machine and encoder, its claims, and the largest moves of the table's means; the fp32
     seeds get a doc of their own."""
     tool = load_tool()
@@ -227,13 +227,13 @@ def test_headline_says_how_a_cpu_without_native_bf16_differs(monkeypatch, tmp_pa
     other["tflocal_below_global_seeds"] = {"test_id/swap": [1]}
     other["test_ood_swap_min_gain_points"] = 3.0
     log.write_text(json.dumps(other) + "\n")
-    tool.import_bench("quickstart_seeds_fp32", log, "python bench/quickstart_seeds.py", "Old CPU 1000, AVX2")
+    tool.import_bench("quickstart_seeds_no_bf16", log, "python bench/quickstart_seeds.py", "Old CPU 1000, AVX2")
     head = tool.render_headline()
     line = head.splitlines()[-1]
     assert line.startswith("On a CPU without native bf16 (Old CPU 1000, AVX2; encoder `towers:effnet-lite0+minilm`")
     assert "at or above the global head in every seed on 1 of 2 SWAP and REPLACE subsets (not on test_id/swap)" in line
     assert "test_ood/swap gains at least 3.0 points in every seed" in line
     assert "move by at most 4.2 points there (largest: test_novel/swap TFLocal 4.2, test_id/swap global head 1.0" in line
-    page = tool.DOCS / "quickstart_seeds_fp32.md"
+    page = tool.DOCS / "quickstart_seeds_no_bf16.md"
     assert page in tool.expected()
     assert tool.expected()[page].startswith("# Quickstart over training seeds, on a CPU without native bf16")

@@ -267,16 +267,16 @@ def seeds_headline() -> str:
         else "."
     )
     lines = [*out, "", line]
-    if (DATA / "quickstart_seeds_fp32.json").exists():
+    if (DATA / "quickstart_seeds_no_bf16.json").exists():
         lines += ["", other_cpu_line(fig, table, base, cand)]
     return "\n".join(lines)
 
 
 def other_cpu_line(fig: dict[str, Any], table: dict[tuple[str, str], dict[str, Any]], base: str, cand: str) -> str:
-    """How the seeds on a CPU without native bf16 (quickstart_seeds_fp32.json) differ from the
+    """How the seeds on a CPU without native bf16 (quickstart_seeds_no_bf16.json) differ from the
     headline's: the claims there, and the largest moves of the headline subsets' means."""
-    doc = load("quickstart_seeds_fp32")
-    other = seeds_figures(doc, "quickstart_seeds_fp32")
+    doc = load("quickstart_seeds_no_bf16")
+    other = seeds_figures(doc, "quickstart_seeds_no_bf16")
     o_table = {(r["subset"], r["scorer"]): r for r in other["rows"]}
     moves = sorted(
         (
@@ -293,7 +293,7 @@ def other_cpu_line(fig: dict[str, Any], table: dict[tuple[str, str], dict[str, A
     cfg = other.get("config", {})
     line = (
         f"On a CPU without native bf16 ({doc['machine']}; encoder `{cfg.get('encoder', '?')}`, "
-        f"[docs/results/quickstart_seeds_fp32.md](docs/results/quickstart_seeds_fp32.md)), "
+        f"[docs/results/quickstart_seeds_no_bf16.md](docs/results/quickstart_seeds_no_bf16.md)), "
         f"{len(other['seeds'])} seeds on that run's caches: {cand} is at or above the {base} in every seed on "
         f"{len(held)} of {len(every)} SWAP and REPLACE subsets"
         + (f" (not on {', '.join(missed)})" if missed else "")
@@ -466,7 +466,7 @@ def seeds_figures(doc: dict[str, Any], name: str = "quickstart_seeds") -> dict[s
 
 SEEDS_TITLES = {
     "quickstart_seeds": "Quickstart over training seeds",
-    "quickstart_seeds_fp32": "Quickstart over training seeds, on a CPU without native bf16",
+    "quickstart_seeds_no_bf16": "Quickstart over training seeds, on a CPU without native bf16",
 }
 """The seeds benches' data names and their docs' titles: the quickstart's default on the machine
 that ran it, and the same on a CPU without native bf16 (fp32 towers)."""
@@ -552,11 +552,11 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "retrieval": lambda: render_benches("retrieval"),
     "performance": lambda: render_benches("performance"),
     "quickstart_seeds": render_quickstart_seeds,
-    "quickstart_seeds_fp32": lambda: render_quickstart_seeds("quickstart_seeds_fp32"),
+    "quickstart_seeds_no_bf16": lambda: render_quickstart_seeds("quickstart_seeds_no_bf16"),
 }
-OPTIONAL = {"quickstart_seeds": "quickstart_seeds", "quickstart_seeds_fp32": "quickstart_seeds_fp32"}
+OPTIONAL = {"quickstart_seeds": "quickstart_seeds", "quickstart_seeds_no_bf16": "quickstart_seeds_no_bf16"}
 """Docs written only once their data file (doc name -> data name) exists."""
-STANDALONE_BENCHES = ("quickstart_seeds", "quickstart_seeds_fp32")
+STANDALONE_BENCHES = ("quickstart_seeds", "quickstart_seeds_no_bf16")
 """Benches with a doc of their own (not a section of retrieval.md or performance.md)."""
 
 

@@ -9,7 +9,8 @@ the library versions, and returns a callable that runs it with ONNX Runtime's CP
 :func:`pick_runtime` times the candidates on one real batch (one warm-up call, then the best of
 two) and keeps the fastest, once per process and key, so every encoder of a run uses the same
 runtime. ``TFLOCAL_RUNTIME=torch`` or ``=onnx`` skips the measurement. Only fp32 CPU forwards go
-through here: bf16 and GPU forwards stay in torch.
+through here, and int8 ones (:func:`quantized_int8`, ONNX Runtime only): bf16 and GPU forwards
+stay in torch.
 """
 
 from __future__ import annotations
@@ -107,8 +108,53 @@ def export(
     return path
 
 
+def quantized_int8(path: Path) -> Path:
+    """``path``'s model with every MatMul by a weight in int8 (ONNX Runtime's dynamic
+    quantization: weights int8 per output channel in 7 bits, activations uint8 per tensor,
+    computed on each call), kept beside it as ``NAME-int8.onnx`` unless there; written to a
+    temporary file and renamed. The 7 bits (``reduce_range``) keep the u8 x s8 products of CPUs
+    without VNNI (AVX2 only) from saturating, so every x86 CPU computes the same numbers.
+    MatMuls of two activations (attention's) stay fp32."""
+    out = path.with_name(f"{path.stem}-int8.onnx")
+    if out.exists():
+        return out
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger ("consider pre-processing")
+    try:
+        quantize_dynamic(
+            str(path),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+            op_types_to_quantize=["MatMul"],
+        )
+    finally:
+        root.setLevel(level)
+    os.replace(tmp, out)
+    return out
+
+
+_SESSIONS: dict[tuple[str, int], Any] = {}
+"""(model file, threads) -> its session, made once a process (a session is safe to share)."""
+
+
 def inference_runner(path: Path) -> Any:
-    """An ONNX Runtime CPU InferenceSession on ``torch.get_num_threads()`` intra-op threads."""
+    """An ONNX Runtime CPU InferenceSession on ``torch.get_num_threads()`` intra-op threads (one
+    a process for each file and thread count)."""
+    key = (str(path), torch.get_num_threads())
+    if key not in _SESSIONS:
+        _SESSIONS[key] = _new_session(path)
+    return _SESSIONS[key]
+
+
+def _new_session(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -127,11 +173,13 @@ def onnx_forward(
     example: tuple[torch.Tensor, ...],
     input_names: list[str],
     dynamic_axes: dict[str, dict[int, str]],
+    int8: bool = False,
 ) -> Callable[..., torch.Tensor]:
     """``module``'s forward on ONNX Runtime: a callable taking the same tensors as ``module``
-    (positionally, CPU) and returning its single output as a float32 CPU tensor."""
+    (positionally, CPU) and returning its single output as a float32 CPU tensor; with ``int8``
+    its weight MatMuls run in int8 (:func:`quantized_int8`)."""
     path = export(module, example, onnx_dir() / weights_key(module, name), input_names, dynamic_axes)
-    sess = inference_runner(path)
+    sess = inference_runner(quantized_int8(path) if int8 else path)
 
     def run(*inputs: torch.Tensor) -> torch.Tensor:
         feed = {k: v.detach().cpu().contiguous().numpy() for k, v in zip(input_names, inputs)}
@@ -140,7 +188,8 @@ def onnx_forward(
     return run
 
 
-def _best_seconds(fn: Callable[[], Any], repeats: int = 2) -> float:
+def best_seconds(fn: Callable[[], Any], repeats: int = 2) -> float:
+    """The fastest of ``repeats`` calls of ``fn`` after one warm-up call, in seconds."""
     fn()  # warm-up: first-call allocations and kernel selection
     best = float("inf")
     for _ in range(repeats):
@@ -165,7 +214,7 @@ def pick_runtime(key: str, candidates: dict[str, Callable[[], Any]], what: str) 
             )
         _CHOSEN[key] = forced
         return forced
-    seconds = {name: _best_seconds(fn) for name, fn in candidates.items()}
+    seconds = {name: best_seconds(fn) for name, fn in candidates.items()}
     choice = min(seconds, key=seconds.get)
     _CHOSEN[key] = choice
     if len(seconds) > 1:
@@ -193,5 +242,6 @@ def adopt_choices(choices: dict[str, str], threads: int) -> None:
 
 
 def forget_choices() -> None:
-    """Drop the per-process choices (tests)."""
+    """Drop the per-process choices and sessions (tests)."""
     _CHOSEN.clear()
+    _SESSIONS.clear()

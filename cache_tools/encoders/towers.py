@@ -54,7 +54,9 @@ from torch import nn
 
 from cache_tools.encoders.base import Encoder, ImageOutput, TextOutput
 from cache_tools.encoders.onnx_runtime import (
+    best_seconds,
     onnx_available,
+    onnx_dir,
     onnx_forward,
     pick_runtime,
     runtime_key,
@@ -190,6 +192,7 @@ VARIANTS: dict[str, tuple[str | None, str | None]] = {
     "": (None, None),
     "@text-bf16": (None, "bf16"),
     "@bf16": ("bf16", "bf16"),
+    "@text-int8": (None, "int8"),
 }
 """Name suffix -> (image tower precision, text tower precision); None: the ``precision``
 argument. ``@text-bf16`` runs MiniLM under bf16 autocast (faster on CPUs with native bf16,
@@ -197,6 +200,9 @@ avx512_bf16 / AMX, with tokens very close to fp32's) and keeps the image tower i
 ``precision``. ``@bf16`` runs both towers in bf16: EfficientNet-Lite0 is faster on such CPUs
 too, but its ReLU6 features move more than MiniLM's tokens (most on flat ShapesWorld renders);
 how far, and what it does to the quickstart's rows, is in docs/results/performance.md.
+``@text-int8`` runs MiniLM's weight MatMuls in int8 on ONNX Runtime (CPU only; dynamic
+quantization, :func:`cache_tools.encoders.onnx_runtime.quantized_int8`): faster than fp32 where
+the CPU has no native bf16, with tokens that move more than bf16's (docs/experiments.md).
 The suffix is part of the encoder name, so the cache records it and raw scoring loads the same
 towers."""
 
@@ -208,6 +214,13 @@ def load(spec: str, device: torch.device, precision: str, name: str) -> TowersEn
         choices = ", ".join(p + s for p in TOWER_PAIRS for s in VARIANTS)
         raise UserError(f"unknown tower pair {spec!r} in {name!r}: choose one of {choices}")
     image_builder, text_builder = TOWER_PAIRS[pair]
+    if VARIANTS[suffix][1] == "int8":
+        if torch.device(device).type != "cpu":
+            raise UserError(
+                f"{name}: the int8 text tower runs on a CPU only; use {name.removesuffix(suffix)!r} on {device}"
+            )
+        if not onnx_available():
+            raise UserError(f"{name}: the int8 text tower needs the packages onnx and onnxruntime (pip install them)")
     if "bf16" in VARIANTS[suffix] and torch.device(device).type == "cpu" and not native_bf16():
         _say_once(
             f"{name}: this CPU has no native bf16 (avx512_bf16 / AMX), so its bf16 towers run "
@@ -353,6 +366,14 @@ class TowersEncoder(Encoder):
     def _text_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """input_ids / attention_mask / token_type_ids [g, width] -> hidden states
         [g, width, 384], on the runtime picked for this CPU (as :meth:`_image_forward`)."""
+        if self._text_onnx is None and self.text_precision == "int8":
+            fp32_s, int8_s = text_int8_timing(self.text_model)
+            if int8_s >= fp32_s:
+                _say_once(
+                    f"{self.name}: its int8 text tower is not faster than fp32 on this CPU "
+                    f"({int8_s * 1e3:.0f} against {fp32_s * 1e3:.0f} ms a batch); the name without the suffix runs fp32"
+                )
+            self._text_onnx = _onnx_text(self.text_model, int8=True)  # int8 exists only there
         if self._text_onnx is None:
             self._text_onnx = False
             onnx = (
@@ -481,8 +502,9 @@ def _onnx_image(model: nn.Module) -> Any:
     )
 
 
-def _onnx_text(model: nn.Module) -> Any:
-    """MiniLM's hidden states on ONNX Runtime: three [g, width] int64 inputs -> [g, width, 384]."""
+def _onnx_text(model: nn.Module, int8: bool = False) -> Any:
+    """MiniLM's hidden states on ONNX Runtime: three [g, width] int64 inputs -> [g, width, 384]
+    (``int8``: its weight MatMuls in int8)."""
     ids = torch.ones(2, 8, dtype=torch.long)
     return onnx_forward(
         _Hidden(model).eval(),
@@ -490,7 +512,53 @@ def _onnx_text(model: nn.Module) -> Any:
         (ids, ids, torch.zeros_like(ids)),
         list(TEXT_INPUTS),
         {k: {0: "batch", 1: "tokens"} for k in (*TEXT_INPUTS, "out")},
+        int8=int8,
     )
+
+
+INT8_TIMING_BATCH = (64, 16)
+"""Captions x tokens of the batch :func:`text_int8_timing` times (the quickstart's captions have
+7-40 tokens, 15 on average)."""
+
+
+def text_int8_timing(text_model: nn.Module | None = None) -> tuple[float, float]:
+    """(fp32, int8) seconds of one MiniLM forward of :data:`INT8_TIMING_BATCH` on ONNX Runtime on
+    this CPU at ``torch.get_num_threads()`` threads (best of two after a warm-up). Measured once
+    per CPU model, thread count and library versions, and kept in ``text-int8-timing.json`` beside
+    the exported towers (:func:`onnx_dir`), so a choice made from it is the same on every run
+    of this machine. ``text_model``: MiniLM when loaded already (else it is loaded)."""
+    import json
+    import platform
+
+    import onnxruntime
+
+    from cache_tools.infra.machine import cpu_model
+
+    key = f"{cpu_model()}|{platform.machine()}|{torch.get_num_threads()}|{torch.__version__}|{onnxruntime.__version__}"
+    path = onnx_dir() / "text-int8-timing.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(known.get(key), list) and len(known[key]) == 2:
+        return float(known[key][0]), float(known[key][1])
+    model = text_model if text_model is not None else _minilm()[0]
+    fp32, int8 = _onnx_text(model), _onnx_text(model, int8=True)
+    n, t = INT8_TIMING_BATCH
+    ids = torch.randint(1000, 20000, (n, t), generator=torch.Generator().manual_seed(0))
+    inputs = (ids, torch.ones_like(ids), torch.zeros_like(ids))
+    seconds = (best_seconds(lambda: fp32(*inputs)), best_seconds(lambda: int8(*inputs)))
+    known[key] = list(seconds)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, path)
+    except OSError:  # an unwritable cache folder: measured again next time
+        pass
+    return seconds
 
 
 def reference_encode_images(model: torch.nn.Module, pixels: torch.Tensor) -> ImageOutput:

@@ -38,10 +38,15 @@ def test_runtimes_bench_prints_its_figures_last(tmp_path):
             assert fig[f"{tower}_{case}_per_s"] > 0
         assert fig[f"{tower}_onnx_fp32_max_abs_diff"] < 1e-3  # the same network, float rounding apart
         assert fig[f"{tower}_torch_bf16_max_abs_diff"] > 0  # bf16 moves the outputs
-        assert fig[f"{tower}_fastest"] in ("torch_fp32", "onnx_fp32", "torch_bf16")
-        assert fig[f"{tower}_default_picks"] in ("torch_fp32", "onnx_fp32", "torch_bf16")
+        assert fig[f"{tower}_fastest"] in ("torch_fp32", "onnx_fp32", "torch_bf16", "onnx_int8")
+        assert fig[f"{tower}_default_picks"] in ("torch_fp32", "onnx_fp32", "torch_bf16", "onnx_int8")
+        assert 0.999 < fig[f"{tower}_onnx_fp32_min_cos"] <= 1.0
         ratio = fig[f"{tower}_onnx_fp32_per_s"] / fig[f"{tower}_torch_fp32_per_s"]
         assert abs(fig[f"{tower}_onnx_fp32_ratio_to_torch_fp32"] - ratio) < 0.01 * ratio + 0.01
     # the quickstart's default never runs the text tower in bf16 where the CPU lacks native bf16
     assert fig["native_bf16"] or fig["text_default_picks"] != "torch_bf16"
+    # int8 text: moves the tokens more than bf16 does, but keeps them close; the image tower has none
+    assert fig["text_onnx_int8_per_s"] > 0 and 0.9 < fig["text_onnx_int8_min_cos"] < fig["text_torch_bf16_min_cos"]
+    assert "image_onnx_int8_per_s" not in fig
+    assert fig["native_bf16"] or fig["text_default_picks"] in ("onnx_int8", "onnx_fp32", "torch_fp32")
     assert any(line.startswith("image onnx_fp32") for line in lines)

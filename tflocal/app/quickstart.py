@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,18 +38,63 @@ from tflocal.models.config import ModelConfig
 from tflocal.shapesworld import generate, rendered_splits
 from tflocal.training.config import DEVICES, DataConfig, Device, OptimConfig, TrainConfig
 
+PAIR = "towers:effnet-lite0+minilm"
+INT8_MIN_SPEEDUP = 1.15
+"""``@text-int8`` is the default on a CPU without native bf16 only where its measured text
+forward is at least this much faster than fp32's (so timing noise never picks it)."""
 
-def towers_for(native: bool) -> str:
-    """The quickstart's towers on a CPU that runs bf16 natively (``native``) or not."""
-    return "towers:effnet-lite0+minilm@text-bf16" if native else "towers:effnet-lite0+minilm"
+
+def towers_for(native: bool, int8_speedup: float | None = None) -> str:
+    """The quickstart's towers on a CPU that runs bf16 natively (``native``) or not; there,
+    ``int8_speedup`` (fp32 time / int8 time of the text tower, :func:`int8_speedup`) decides
+    between ``@text-int8`` and fp32."""
+    if native:
+        return PAIR + "@text-bf16"
+    if int8_speedup is not None and int8_speedup >= INT8_MIN_SPEEDUP:
+        return PAIR + "@text-int8"
+    return PAIR
 
 
-TOWERS = towers_for(native_bf16())
-"""The offline towers. The image tower runs fp32 everywhere, on ONNX Runtime where that is faster
-on the CPU in use (measured at the start of caching; it was on both kinds of CPU tried: faster
-than torch's fp32 and than its bf16); the text tower runs bf16 where the CPU runs bf16 natively
-(``@text-bf16``: faster than fp32 on either runtime there) and fp32 on the faster runtime
-otherwise. So the image features are the same fp32 ones on every CPU."""
+_SPEEDUP: dict[str, float | None] = {}
+
+
+def int8_speedup() -> float | None:
+    """fp32 / int8 time of the text tower's forward on this CPU (measured once a machine,
+    :func:`cache_tools.encoders.towers.text_int8_timing`; asked once a process), or None where
+    ONNX Runtime is unusable here."""
+    from cache_tools.encoders.onnx_runtime import onnx_available
+    from cache_tools.encoders.towers import text_int8_timing
+
+    if "x" in _SPEEDUP:
+        return _SPEEDUP["x"]
+    speedup = None
+    if onnx_available():
+        try:
+            fp32_s, int8_s = text_int8_timing()
+            speedup = fp32_s / int8_s
+        except Exception as err:  # noqa: BLE001 - export or runtime failures of many kinds: fp32 then
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
+            print(f"warning: the int8 text tower cannot run here ({reason}); the towers run fp32", file=sys.stderr)
+    _SPEEDUP["x"] = speedup
+    return speedup
+
+
+def default_towers() -> str:
+    """The towers ``--encoder auto`` (the default) means on this CPU."""
+    native = native_bf16()
+    return towers_for(native, None if native else int8_speedup())
+
+
+AUTO = "auto"
+"""The default encoder: the offline towers in the precision that is fastest here, chosen as
+:func:`default_towers` says. The image tower runs fp32 everywhere, on ONNX Runtime where that is
+faster on the CPU in use (measured at the start of caching; it was on both kinds of CPU tried:
+faster than torch's fp32 and than its bf16). The text tower runs bf16 where the CPU runs bf16
+natively (``@text-bf16``: faster than fp32 on either runtime there, tokens within cosine 0.9999
+of fp32's); elsewhere int8 on ONNX Runtime (``@text-int8``) where it is measured at least
+:data:`INT8_MIN_SPEEDUP` times faster than fp32 (2.4x on a Zen 4 EPYC: its tokens at cosine ~0.99
+of fp32's), and fp32 on the faster runtime otherwise. So the image features are the same fp32
+ones on every CPU; the text features differ by CPU kind (docs/experiments.md)."""
 HEADS = {"global": "global head", "tflocal": "TFLocal"}
 """Heads trained, with their names in the report."""
 CACHES = {"train": "train", "test": "test_id,test_ood,test_novel"}
@@ -75,8 +121,10 @@ class QuickstartConfig:
     train_pairs: float = 0.5
     """3d only: share of training items that also get a minimal-pair twin image."""
     seed: int = 0
-    encoder: str = TOWERS
-    """Encoder for the cache (any registry name; the default needs no download)."""
+    encoder: str = AUTO
+    """Encoder for the cache: auto (the offline towers in the precision fastest on this CPU:
+    bf16 text where the CPU runs bf16 natively, else int8 text where measured faster, else fp32;
+    no download) or any registry name."""
     image_size: int = 224
     epochs: int | None = None
     """Training epochs of each head (2d: default 5; 3d: default 10)."""
@@ -137,11 +185,15 @@ class QuickstartConfig:
         done = rendered_splits(self.shapes)
         return "test_id,test_ood" if "test_id" in done and "test_novel" not in done else CACHES["test"]
 
+    def encoder_name(self) -> str:
+        """``encoder``, with ``auto`` resolved for this CPU (:func:`default_towers`)."""
+        return default_towers() if self.encoder == AUTO else self.encoder
+
     def caches(self) -> list[CacheConfig]:
         """One cache for train, one for the test splits (test_id + test_ood + test_novel)."""
         return [
             CacheConfig(
-                encoder=self.encoder,
+                encoder=self.encoder_name(),
                 data=f"{self.source}:{self.shapes}",
                 out=str(Path(self.out) / "caches" / f"{name}.h5"),
                 options={"split": splits if name == "train" else self.test_splits()},
@@ -190,7 +242,7 @@ class QuickstartConfig:
             cache=str(Path(self.out) / "caches" / "test.h5"),
             data=f"{self.source}:{self.shapes}",
             options={"split": self.test_splits()},
-            encoder=self.encoder if self.world == "3d" else None,
+            encoder=self.encoder_name() if self.world == "3d" else None,
             scorers=scorers,
             labels=ckpts,
             baselines=True,
@@ -220,49 +272,63 @@ def _stage(timings: dict[str, float]):
 
 
 WORLD_TITLES = {"2d": "ShapesWorld", "3d": "the 3D world"}
-EXPECTED_MINUTES = {True: "4-7", False: "4-8"}
-"""Wall time of the default quickstart on 2 cores, by whether the CPU runs bf16 natively. Since
-the test splits are rendered and cached beside the training (docs/experiments.md): 4.9 min on a
-2-core AMD EPYC (Zen 4: avx512_bf16, no AMX), 5.1 min there with torch limited to AVX2 (6.6-7.1
-and 5.7-6.0 min before). Earlier code took 4.6 min on a fresh clone of a Sapphire Rapids
-(docs/results/quickstart.md) and 4.4 min with AVX2 only; a 2-core AVX2-only AMD EPYC, which
-took 12 min before the towers ran on ONNX Runtime, is expected near the upper end (not
+EXPECTED_MINUTES = {PAIR + "@text-bf16": "4-7", PAIR + "@text-int8": "3-6", PAIR: "4-8"}
+"""Wall time of the default quickstart on 2 cores, by the towers ``auto`` picks there. Since the
+test splits are rendered and cached beside the training (docs/experiments.md): 4.9 min on a
+2-core AMD EPYC (Zen 4: avx512_bf16, no AMX) with ``@text-bf16``; there with torch limited to
+AVX2, 5.1 min with fp32 towers and 3.5 min with ``@text-int8`` (ONNX Runtime's int8 kernels use
+VNNI there, which an AVX2-only CPU lacks: expect it slower there). Earlier code took 4.6 min on a
+fresh clone of a Sapphire Rapids (docs/results/quickstart.md); a 2-core AVX2-only AMD EPYC,
+which took 12 min before the towers ran on ONNX Runtime, is expected near the upper end (not
 re-measured)."""
-EXPECTED_MINUTES_3D = {True: "10-14"}
+EXPECTED_MINUTES_3D = {PAIR + "@text-bf16": "10-14"}
 """The same for ``--world 3d``: fresh-clone runs on a 2-core Sapphire Rapids (README); not yet
 measured on a CPU without native bf16."""
 
 
 def _towers_precision(encoder: str, native: bool) -> str:
     """What the towers ``encoder`` runs in on this CPU, in words for the plan line."""
-    bf16 = [t for t, on in (("image", encoder.endswith("@bf16")), ("text", "bf16" in encoder)) if on]
-    fp32 = [t for t in ("image", "text") if t not in bf16]
+    text = "bf16" if "bf16" in encoder else "int8" if encoder.endswith("@text-int8") else "fp32"
+    kinds = {"image": "bf16" if encoder.endswith("@bf16") else "fp32", "text": text}
     words = "this CPU runs bf16 natively" if native else "no native bf16 here"
-    if bf16:
-        words += f": {' and '.join(bf16)} tower{'s' if len(bf16) > 1 else ''} bf16"
-        if not native:
-            words += " (slower than fp32 on this CPU)"
-    if fp32:
-        words += f"{', ' if bf16 else ': '}{' and '.join(fp32)} tower{'s' if len(fp32) > 1 else ''} fp32"
-        words += " on ONNX Runtime or torch, whichever is faster here"
-    return words
+    parts = []
+    for kind in ("bf16", "int8", "fp32"):
+        towers = [t for t, k in kinds.items() if k == kind]
+        if not towers:
+            continue
+        part = f"{' and '.join(towers)} tower{'s' if len(towers) > 1 else ''} {kind}"
+        if kind == "bf16" and not native:
+            part += " (slower than fp32 on this CPU)"
+        elif kind == "int8":
+            part += " on ONNX Runtime"
+        elif kind == "fp32":
+            part += " on ONNX Runtime or torch, whichever is faster here"
+        parts.append(part)
+    return f"{words}: {', '.join(parts)}"
 
 
-def plan(cfg: QuickstartConfig) -> str:
+def plan(cfg: QuickstartConfig, default_encoder: str | None = None) -> str:
     """One line said before any work: encoder and precision, device, threads, and (at the default
-    encoder and sizes) the expected wall time on this kind of CPU."""
+    encoder and sizes) the expected wall time on this kind of CPU. ``default_encoder``: what
+    ``auto`` means here (:func:`default_towers` when not given)."""
     import torch
 
     native = native_bf16()
+    auto = default_encoder
+    if cfg.encoder == AUTO:
+        auto = auto or default_towers()
+        cfg = replace(cfg, encoder=auto)
+    elif auto is None and cfg.encoder.startswith(PAIR):  # maybe what auto means here
+        auto = default_towers()
     line = f"tflocal quickstart: encoder {cfg.encoder}"
     if cfg.encoder.startswith("towers:"):
         line += f" ({_towers_precision(cfg.encoder, native)})"
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     line += f", device {device}, {torch.get_num_threads()} threads"
     defaults = QuickstartConfig(
-        out=cfg.out, device=cfg.device, progress=cfg.progress, world=cfg.world, encoder=towers_for(native)
+        out=cfg.out, device=cfg.device, progress=cfg.progress, world=cfg.world, encoder=auto
     )
-    expected = (EXPECTED_MINUTES if cfg.world == "2d" else EXPECTED_MINUTES_3D).get(native)
+    expected = (EXPECTED_MINUTES if cfg.world == "2d" else EXPECTED_MINUTES_3D).get(auto or "")
     if cfg == defaults and device == "cpu" and expected:
         line += f"; expected {expected} min on a 2-core CPU of this kind"
     return line
@@ -329,7 +395,10 @@ def workers_for_render() -> int:
 
 def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     """Render ShapesWorld, then the pipeline (see the module docstring); returns the rows."""
-    print(plan(cfg), flush=True)
+    auto = default_towers() if cfg.encoder == AUTO else None
+    if auto is not None:
+        cfg = replace(cfg, encoder=auto)
+    print(plan(cfg, auto), flush=True)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     stage = _stage(timings)

@@ -166,6 +166,46 @@ def test_text_bf16_variant_keeps_images_and_stays_close_on_text(towers):
         load_encoder("towers:effnet-lite0+minilm@int4")
 
 
+def test_text_int8_variant_keeps_images_and_stays_close_on_text(towers, monkeypatch, capsys):
+    """``@text-int8``: MiniLM's weight MatMuls in int8 on ONNX Runtime; tokens move more than
+    bf16's (cosine to fp32 > 0.95 for every token, > 0.98 on average) but keep their strings, the
+    image tower untouched; a GPU device is refused with the name to use there."""
+    pytest.importorskip("onnxruntime")
+    from cache_tools.encoders import towers as towers_module
+    from cache_tools.errors import UserError
+
+    monkeypatch.setattr(towers_module, "text_int8_timing", lambda model=None: (2.0, 1.0))  # no timing file
+    int8 = load_encoder("towers:effnet-lite0+minilm@text-int8")
+    assert (int8.precision, int8.text_precision) == ("fp32", "int8")
+    assert int8.metadata()["encoder"] == "towers:effnet-lite0+minilm@text-int8"
+    texts = ["a large red circle is above a blue striped diamond", "two dogs.", "a small green star"]
+    a, b = towers.encode_texts(texts), int8.encode_texts(texts)
+    assert a.token_strings == b.token_strings
+    cos = torch.cat([torch.nn.functional.cosine_similarity(x, y) for x, y in zip(a.tokens, b.tokens)])
+    assert float(cos.min()) > 0.95 and float(cos.mean()) > 0.98
+    assert float(cos.min()) < 0.9999  # really int8 (bf16 stays above 0.999 on these)
+    assert float((a.global_ * b.global_).sum(1).min()) > 0.98
+    x = towers.preprocess(_grace_hopper())[None]
+    assert torch.equal(towers.encode_images(x).patches, int8.encode_images(x).patches)
+    assert "not faster" not in capsys.readouterr().err
+    with pytest.raises(UserError, match="int8 text tower runs on a CPU only; use 'towers:x' on cuda"):
+        towers_module.load("effnet-lite0+minilm@text-int8", torch.device("cuda"), "fp32", "towers:x@text-int8")
+
+
+def test_text_int8_asked_for_where_it_is_not_faster_says_so_once(monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    from cache_tools.encoders import towers as towers_module
+
+    monkeypatch.setattr(towers_module, "text_int8_timing", lambda model=None: (1.0, 1.5))
+    monkeypatch.setattr(towers_module, "_SAID", set())
+    int8 = load_encoder("towers:effnet-lite0+minilm@text-int8")
+    int8.encode_texts(["a red cube"])
+    int8.encode_texts(["a blue ball"])
+    err = capsys.readouterr().err
+    assert err.count("its int8 text tower is not faster than fp32 on this CPU (1500 against 1000 ms") == 1
+    assert "the name without the suffix runs fp32" in err
+
+
 def test_bf16_variant_runs_both_towers_in_bf16_close_to_fp32(towers):
     """``@bf16``: both towers under bf16 autocast. On a real photo the image patches stay close to
     fp32 (cosine per patch > 0.97, global vector cosine > 0.995); texts as with ``@text-bf16``."""

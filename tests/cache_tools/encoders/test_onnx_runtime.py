@@ -139,3 +139,54 @@ def test_a_tower_that_cannot_go_to_onnx_runtime_runs_in_torch_and_says_so(monkey
     onnx_runtime.forget_choices()
     with pytest.raises(UserError, match="TFLOCAL_RUNTIME=onnx: the text tower cannot run on ONNX Runtime here"):
         load_encoder("towers:effnet-lite0+minilm").encode_texts(["a red cube"])
+
+
+def test_int8_forward_quantizes_weight_matmuls_once_and_stays_close(tmp_path, monkeypatch):
+    """``onnx_forward(..., int8=True)``: the export's weight MatMuls become int8 MatMulInteger in
+    a ``-int8`` file beside it (made once, then reused); the output moves, but little."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    monkeypatch.setenv("TFLOCAL_CACHE_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 32)).eval()
+    axes = {"x": {0: "batch"}, "out": {0: "batch"}}
+    run = onnx_forward(net, "mlp", (torch.zeros(2, 64),), ["x"], axes, int8=True)
+    (q,) = list((tmp_path / "onnx").glob("mlp-*-int8.onnx"))
+    ops = [n.op_type for n in onnx.load(str(q)).graph.node]
+    assert ops.count("MatMulInteger") == 2 and "MatMul" not in ops
+    x = torch.randn(16, 64)
+    with torch.inference_mode():
+        ref, out = net(x), run(x)
+    assert not torch.equal(out, ref)  # it is int8, not the fp32 graph under another name
+    cos = torch.nn.functional.cosine_similarity(out, ref, dim=1)
+    assert float(cos.min()) > 0.99
+    stamp = q.stat().st_mtime_ns
+    onnx_forward(net, "mlp", (torch.zeros(2, 64),), ["x"], axes, int8=True)
+    assert q.stat().st_mtime_ns == stamp and len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
+
+
+def test_text_int8_timing_is_measured_once_a_machine_and_kept(tmp_path, monkeypatch):
+    """The (fp32, int8) timing of the text tower is kept in the towers' cache folder keyed by CPU,
+    threads and versions: a second call (another process, as the second run) reads it back
+    instead of measuring; an unreadable file is measured again."""
+    pytest.importorskip("onnxruntime")
+    from cache_tools.encoders import towers
+
+    monkeypatch.setenv("TFLOCAL_CACHE_DIR", str(tmp_path))
+    built = []
+
+    def fake_onnx_text(model, int8=False):
+        built.append(int8)
+        return lambda *inputs: time.sleep(0.004 if int8 else 0.012)
+
+    monkeypatch.setattr(towers, "_onnx_text", fake_onnx_text)
+    fp32_s, int8_s = towers.text_int8_timing(text_model=object())
+    assert built == [False, True] and fp32_s > int8_s > 0
+    path = tmp_path / "onnx" / "text-int8-timing.json"
+    assert path.exists()
+    assert towers.text_int8_timing(text_model=object()) == (fp32_s, int8_s)
+    assert built == [False, True]  # read back, not measured again
+    path.write_text("{not json")
+    towers.text_int8_timing(text_model=object())
+    assert built == [False, True, False, True]

@@ -92,23 +92,37 @@ def test_quickstart_says_its_plan_before_any_work(monkeypatch):
 
     import tflocal.app.quickstart as qs
 
+    speedup = {"x": 2.4}
+    monkeypatch.setattr(qs, "int8_speedup", lambda: speedup["x"])
     for native in (True, False):
         monkeypatch.setattr(qs, "native_bf16", lambda native=native: native)
-        line = qs.plan(qs.QuickstartConfig(out="x", device="cpu", encoder=qs.towers_for(native)))
-        assert line.startswith("tflocal quickstart: encoder ")
-        assert f"{torch.get_num_threads()} threads" in line and "device cpu" in line
-        assert ("runs bf16 natively" in line) == native and ("text tower bf16" in line) == native
-        assert ("image and text towers fp32" in line) == (not native) and "slower" not in line
-        assert f"expected {qs.EXPECTED_MINUTES[native]} min" in line
+        auto = qs.default_towers()
+        assert auto == qs.towers_for(native, 2.4)
+        for cfg in (qs.QuickstartConfig(out="x", device="cpu"), qs.QuickstartConfig(out="x", device="cpu", encoder=auto)):
+            line = qs.plan(cfg)
+            assert line.startswith(f"tflocal quickstart: encoder {auto} (")
+            assert f"{torch.get_num_threads()} threads" in line and "device cpu" in line
+            assert ("runs bf16 natively" in line) == native and ("text tower bf16" in line) == native
+            assert ("text tower int8 on ONNX Runtime" in line) == (not native) and "slower" not in line
+            assert f"expected {qs.EXPECTED_MINUTES[auto]} min" in line
+    # without native bf16: int8 text only where it is clearly faster, else fp32
+    assert qs.towers_for(False, 2.4).endswith("@text-int8")
+    assert qs.towers_for(False, 1.05) == qs.towers_for(False, None) == qs.PAIR
+    speedup["x"] = 1.05
+    line = qs.plan(qs.QuickstartConfig(out="x", device="cpu"))
+    assert "image and text towers fp32" in line and f"expected {qs.EXPECTED_MINUTES[qs.PAIR]} min" in line
+    # the towers auto picks elsewhere, asked for here: not the default here, so no expected time
+    speedup["x"] = 2.4
+    other_kind = qs.plan(qs.QuickstartConfig(out="x", device="cpu", encoder=qs.PAIR))
+    assert "image and text towers fp32" in other_kind and "expected" not in other_kind
     # bf16 asked for on a CPU without native bf16: the plan says it is slower here
-    monkeypatch.setattr(qs, "native_bf16", lambda: False)
     slow = qs.plan(qs.QuickstartConfig(out="x", device="cpu", encoder=qs.towers_for(True)))
     assert "text tower bf16 (slower than fp32 on this CPU)" in slow and "expected" not in slow
     other = qs.plan(qs.QuickstartConfig(out="x", device="cpu", n_train=24))
     assert "expected" not in other  # the expected time holds for the default sizes only
     monkeypatch.setattr(qs, "native_bf16", lambda: True)
     three = qs.plan(qs.QuickstartConfig(out="x", device="cpu", world="3d"))
-    assert f"expected {qs.EXPECTED_MINUTES_3D[True]} min" in three
+    assert f"expected {qs.EXPECTED_MINUTES_3D[qs.towers_for(True)]} min" in three
     monkeypatch.setattr(qs, "native_bf16", lambda: False)
     assert "expected" not in qs.plan(qs.QuickstartConfig(out="x", device="cpu", world="3d"))
 
