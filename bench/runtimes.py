@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     cos = torch.nn.functional.cosine_similarity(*rows, dim=1)
                     figures[f"{tower}_{case}_min_cos"] = round(float(cos.min()), 5)
                 print(f"{tower:5s} {case:10s} {rate:8.1f} {'images' if tower == 'image' else 'captions'}/s")
-            name = default_towers()
+            name = default_towers("cpu")
             auto = load(name, None)
             call(auto, tower, pixels[:8], texts[:64])
             picked = {k: v for k, v in runtime_choices().items() if k.startswith(f"{tower}:")}

@@ -79,10 +79,14 @@ def int8_speedup() -> float | None:
     return speedup
 
 
-def default_towers() -> str:
-    """The towers ``--encoder auto`` (the default) means on this CPU."""
+def default_towers(device: str = "auto") -> str:
+    """The towers ``--encoder auto`` (the default) means on this machine for ``device`` (auto,
+    cpu or cuda): on a GPU never the int8 text tower (it runs on a CPU only)."""
+    import torch
+
     native = native_bf16()
-    return towers_for(native, None if native else int8_speedup())
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return towers_for(native, None if native or on_gpu else int8_speedup())
 
 
 AUTO = "auto"
@@ -187,7 +191,7 @@ class QuickstartConfig:
 
     def encoder_name(self) -> str:
         """``encoder``, with ``auto`` resolved for this CPU (:func:`default_towers`)."""
-        return default_towers() if self.encoder == AUTO else self.encoder
+        return default_towers(self.device) if self.encoder == AUTO else self.encoder
 
     def caches(self) -> list[CacheConfig]:
         """One cache for train, one for the test splits (test_id + test_ood + test_novel)."""
@@ -316,10 +320,10 @@ def plan(cfg: QuickstartConfig, default_encoder: str | None = None) -> str:
     native = native_bf16()
     auto = default_encoder
     if cfg.encoder == AUTO:
-        auto = auto or default_towers()
+        auto = auto or default_towers(cfg.device)
         cfg = replace(cfg, encoder=auto)
     elif auto is None and cfg.encoder.startswith(PAIR):  # maybe what auto means here
-        auto = default_towers()
+        auto = default_towers(cfg.device)
     line = f"tflocal quickstart: encoder {cfg.encoder}"
     if cfg.encoder.startswith("towers:"):
         line += f" ({_towers_precision(cfg.encoder, native)})"
@@ -395,7 +399,7 @@ def workers_for_render() -> int:
 
 def run_quickstart(cfg: QuickstartConfig) -> list[Any]:
     """Render ShapesWorld, then the pipeline (see the module docstring); returns the rows."""
-    auto = default_towers() if cfg.encoder == AUTO else None
+    auto = default_towers(cfg.device) if cfg.encoder == AUTO else None
     if auto is not None:
         cfg = replace(cfg, encoder=auto)
     print(plan(cfg, auto), flush=True)

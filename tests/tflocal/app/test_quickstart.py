@@ -165,3 +165,19 @@ def test_quickstart_world_defaults_and_bad_world():
     assert not QuickstartConfig().caches()[1].crops and QuickstartConfig().evaluation().bench == "shapesworld"
     with pytest.raises(UserError, match="--world"):
         QuickstartConfig(world="4d")
+
+
+def test_auto_towers_never_pick_int8_for_a_gpu(monkeypatch):
+    """The int8 text tower runs on a CPU only: ``auto`` for a CUDA device keeps fp32 (or bf16)."""
+    import torch
+
+    import tflocal.app.quickstart as qs
+
+    monkeypatch.setattr(qs, "int8_speedup", lambda: 2.4)
+    monkeypatch.setattr(qs, "native_bf16", lambda: False)
+    assert qs.default_towers("cpu").endswith("@text-int8")
+    assert qs.default_towers("cuda") == qs.PAIR
+    assert qs.QuickstartConfig(out="x", device="cuda").encoder_name() == qs.PAIR
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert qs.default_towers("auto") == qs.PAIR
+    assert qs.QuickstartConfig(out="x", device="cpu").encoder_name().endswith("@text-int8")
