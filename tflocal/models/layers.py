@@ -52,6 +52,37 @@ class Block(nn.Module):
         x = x + F.dropout(self.proj(attn.transpose(1, 2).reshape(B, S, d)), self.dropout, self.training)
         return x + self.mlp(self.ln2(x))
 
+    def forward_packed(self, x: torch.Tensor, real: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """The same block on the real positions only: x [N, d], the rows ``real`` [N] (long,
+        ascending) of a flattened [B, S] whose mask is ``key_mask`` [B, S] -> [N, d]. Every step
+        but attention works on the N real rows; attention runs on them scattered into [B, S]
+        (padded keys get zero weight, padded queries are dropped), so the outputs are those of
+        :meth:`forward` at the real positions, for less work where much of [B, S] is padding."""
+        B, S = key_mask.shape
+        d = x.shape[1]
+        qkv = self.qkv(self.ln1(x))  # [N, 3d]
+        spread = qkv.new_zeros(B * S, 3 * d).index_copy(0, real, qkv)
+        q, k, v = spread.view(B, S, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )  # [B, h, S, d/h]
+        attn = gather_rows(attn.transpose(1, 2).reshape(B * S, d), real)  # [N, d]
+        x = x + F.dropout(self.proj(attn), self.dropout, self.training)
+        return x + self.mlp(self.ln2(x))
+
+
+def norm_linear(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)`` for ``seq`` = Sequential(LayerNorm(D), Linear(D, d)) and x [..., D] -> [..., d],
+    written as ``Linear(W * gamma, b + W @ beta)`` of the normalized x: the same function, whose
+    backward needs no gradient of the normalized input when x needs none (frozen features: the
+    [rows, D] product and the norm's backward are skipped). Otherwise ``seq(x)`` as it is."""
+    norm, lin = seq[0], seq[1]
+    if x.requires_grad or norm.weight is None or norm.bias is None:
+        return seq(x)
+    normalized = F.layer_norm(x, norm.normalized_shape, None, None, norm.eps)
+    bias = lin.weight @ norm.bias if lin.bias is None else lin.bias + lin.weight @ norm.bias
+    return F.linear(normalized, lin.weight * norm.weight, bias)
+
 
 def sinusoid_table(n: int, width: int) -> torch.Tensor:
     """[n, width] fixed sin/cos position table (Vaswani et al.)."""

@@ -68,9 +68,24 @@ from tflocal.errors import UserError
 from tflocal.models.base import Head
 from tflocal.models.config import ModelConfig
 from tflocal.models.global_path import GlobalPath, add_global_needs
-from tflocal.models.layers import Block, GridPositions, PositionTable, gather_rows, once_per_caption
+from tflocal.models.layers import (
+    Block,
+    GridPositions,
+    PositionTable,
+    gather_rows,
+    norm_linear,
+    once_per_caption,
+)
 from tflocal.models.maxsim import maxsim_score
 from tflocal.pairs.batch import PairBatch
+
+
+def sharpened(scale: torch.Tensor, sim: torch.Tensor) -> torch.Tensor:
+    """``scale * sim`` [..., P] (a softmax's logits) with sim's -inf (padded regions) kept -inf
+    outside the product: the same values, but the gradient of ``scale`` stays finite where
+    ``scale * (-inf)`` would give it 0 x -inf = nan (batches with padded patches)."""
+    finite = torch.isfinite(sim)
+    return (scale.float() * sim.masked_fill(~finite, 0.0)).masked_fill(~finite, float("-inf"))
 
 
 def grid_coordinates(grid: tuple[int, int], n_patches: int) -> torch.Tensor:
@@ -216,7 +231,7 @@ class SegmentHead(Head):
     def encode_image(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
         """patches [N, P, D_img], patch_mask [N, P] -> unit-norm region vectors [N, P, d]."""
         w = self.patch_in[1].weight
-        x = self.patch_in(patches.to(w.dtype)) + self.patch_pos(patches.shape[1])
+        x = norm_linear(self.patch_in, patches.to(w.dtype)) + self.patch_pos(patches.shape[1])
         for block in self.image_blocks:
             x = block(x, patch_mask)
         return F.normalize(self.image_out(x).float(), dim=-1)
@@ -228,22 +243,23 @@ class SegmentHead(Head):
         return once_per_caption(self._encode_text, tokens, token_mask)
 
     def _encode_text(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T, D_txt], token_mask [B, T] -> [B, T, d]: computed on the real tokens only
+        (packed; attention through :meth:`Block.forward_packed`), zeros at padded positions, which
+        nothing downstream reads."""
+        B, T = token_mask.shape
+        if self.text_blocks and T > self.max_text and bool(token_mask[:, self.max_text :].any()):
+            raise ValueError(
+                f"caption with more than {self.max_text} real tokens: raise model.max_text_tokens and retrain"
+            )
         w = self.token_in[1].weight
-        x = self.token_in(tokens.to(w.dtype))
+        real = token_mask.reshape(-1).nonzero().squeeze(1)  # [N] ascending
+        x = norm_linear(self.token_in, gather_rows(tokens.reshape(B * T, -1), real).to(w.dtype))  # [N, d]
         if self.text_blocks:
-            T = tokens.shape[1]
-            if T > self.max_text:
-                if bool(token_mask[:, self.max_text :].any()):
-                    raise ValueError(
-                        f"caption with more than {self.max_text} real tokens: raise model.max_text_tokens and retrain"
-                    )
-                x, token_mask = x[:, : self.max_text], token_mask[:, : self.max_text]
-            x = x + self.token_pos(torch.arange(x.shape[1], device=x.device))
+            x = x + self.token_pos(real % T)
             for block in self.text_blocks:
-                x = block(x, token_mask)
-            if x.shape[1] < T:
-                x = torch.cat([x, x.new_zeros(x.shape[0], T - x.shape[1], x.shape[2])], dim=1)
-        return self.text_out(x).float()
+                x = block.forward_packed(x, real, token_mask)
+        out = self.text_out(x).float()
+        return out.new_zeros(B * T, out.shape[1]).index_copy(0, real, out).view(B, T, -1)
 
     # -- scoring ---------------------------------------------------------------------------
     def _regions(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,7 +331,7 @@ class SegmentHead(Head):
             if bool((n_obj == 0).any())
             else torch.zeros_like(objects)
         )
-        att = torch.softmax(self.sharpness.float() * sim, dim=-1)  # [B, K, P]
+        att = torch.softmax(sharpened(self.sharpness, sim), dim=-1)  # [B, K, P]
         relations = torch.zeros_like(objects)
         if self.relation_in is not None:
             relations = self.relation_scale.float() * self._relations(batch, sim, pmask, att)
@@ -370,7 +386,7 @@ class SegmentHead(Head):
         """Mean over a caption's relations of w(predicate) · (where subject − where object): [B].
         ``att``: the phrases' attention over regions [B, K, P] when already computed."""
         if att is None:
-            att = torch.softmax(self.sharpness.float() * sim, dim=-1)  # [B, K, P]
+            att = torch.softmax(sharpened(self.sharpness, sim), dim=-1)  # [B, K, P]
         xy = grid_coordinates(self.grid, sim.shape[-1]).to(att.device)
         where = att @ xy  # [B, K, 2]
         direction = once_per_caption(
@@ -500,7 +516,7 @@ class SegmentHead(Head):
         w = self.compare_in(pred[rows].to(self.compare_in[1].weight.dtype)).float()  # [B', R, H]
         w, has_rel, idx = w[:, :n_rel], has_rel[:, :n_rel], idx[:, :n_rel]
         h = torch.einsum("brh,bhpq->brpq", w, cmp)  # [B', R', P, P]
-        log_att = torch.log_softmax(self.sharpness.float() * sim[rows], dim=-1)  # [B', K, P]
+        log_att = torch.log_softmax(sharpened(self.sharpness, sim[rows]), dim=-1)  # [B', K, P]
         ls = torch.gather(log_att, 1, idx[..., :1].expand(-1, -1, P))  # [B', R', P]
         lo = torch.gather(log_att, 1, idx[..., 1:].expand(-1, -1, P))
         joint = ls[..., :, None] + lo[..., None, :]  # [B', R', P, P]
@@ -537,11 +553,11 @@ class SegmentHead(Head):
         u = self.encode_text(batch.tokens, batch.token_mask)
         sharp = self.sharpness.float()
         sim, _ = self.phrase_similarity(batch, v, pmask, u)
-        phrase_att = torch.softmax(sharp * sim, dim=-1)  # [B, K, P]
+        phrase_att = torch.softmax(sharpened(sharp, sim), dim=-1)  # [B, K, P]
         tok = torch.einsum("btd,bpd->btp", F.normalize(u, dim=-1), v).masked_fill(
             ~pmask[:, None, :], float("-inf")
         )
-        att = torch.softmax(sharp * tok, dim=-1)  # [B, T, P]
+        att = torch.softmax(sharpened(sharp, tok), dim=-1)  # [B, T, P]
         seg = (batch.segments & batch.token_mask[:, None, :]).float()  # [B, K, T]
         in_phrase = seg.sum(1) > 0
         first = seg.argmax(1)  # the (first) phrase each token belongs to

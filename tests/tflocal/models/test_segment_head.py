@@ -69,6 +69,22 @@ def test_padding_does_not_change_scores(head):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+def test_padding_changes_no_gradient(head):
+    """Padded patches and tokens (filled with large noise) change neither the scores nor any
+    parameter's gradient in training: nothing of the head reads a padded position (its text side
+    runs on the real tokens only, packed)."""
+    b = with_layout(make_batch(TOWERS))
+    head.train()
+    grads = []
+    for batch in (b, padded(b, extra_p=3, extra_t=5)):
+        head.zero_grad()
+        (head(batch) * torch.tensor([1.0, -2.0, 0.5])).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in head.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "token_in.1.weight" in grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_deduplicated_images_score_the_same(head):
     b = with_layout(make_batch(TOWERS))
     dedup = PairBatch(**{**b.__dict__, "patches": b.patches[:1], "patch_mask": b.patch_mask[:1],
