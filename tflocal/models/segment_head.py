@@ -55,6 +55,12 @@ global head's score with a learned weight, and the word-level fallback gets its 
 plus only what word-level MaxSim earns on such captions in training.
 Image and caption are never attended to jointly, so patch projections can be computed once per
 image (``accepts_pair_image``) and cached for re-ranking, as in ColBERT.
+
+Work: the caption side runs on its real tokens only (packed [N, d] rows of the [B, T] batch;
+attention scatters them back, :meth:`tflocal.models.layers.Block.forward_packed`), and both input
+projections fold their norm's affine into the linear layer (:func:`tflocal.models.layers.norm_linear`),
+so training computes no gradient for the frozen features. The same function as the padded,
+unfolded form; ~1.4x faster training steps on the quickstart's batches (``bench/train_step.py``).
 """
 
 from __future__ import annotations

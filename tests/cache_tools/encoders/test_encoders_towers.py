@@ -145,17 +145,24 @@ def test_text_independent_of_batch_composition_and_order(towers):
     assert empty.tokens == [] and empty.global_.shape == (0, 384)
 
 
+def _text_variant(towers, suffix: str, text_precision: str):
+    """The towers with ``suffix`` (image fp32, text ``text_precision``, the name recorded) and
+    both encoders' outputs on three captions, whose token strings agree."""
+    enc = load_encoder("towers:effnet-lite0+minilm" + suffix)
+    assert (enc.precision, enc.text_precision) == ("fp32", text_precision)
+    assert enc.metadata()["encoder"] == "towers:effnet-lite0+minilm" + suffix
+    texts = ["a large red circle is above a blue striped diamond", "two dogs.", "a small green star"]
+    a, b = towers.encode_texts(texts), enc.encode_texts(texts)
+    assert a.token_strings == b.token_strings
+    return enc, a, b
+
+
 def test_text_bf16_variant_keeps_images_and_stays_close_on_text(towers):
     """``@text-bf16``: MiniLM under bf16 autocast, tokens within 0.05 of fp32 (cosine > 0.999),
     the image tower untouched; the suffix is part of the name the cache records."""
     from cache_tools.errors import UserError
 
-    fast = load_encoder("towers:effnet-lite0+minilm@text-bf16")
-    assert (fast.precision, fast.text_precision) == ("fp32", "bf16")
-    assert fast.metadata()["encoder"] == "towers:effnet-lite0+minilm@text-bf16"
-    texts = ["a large red circle is above a blue striped diamond", "two dogs.", "a small green star"]
-    a, b = towers.encode_texts(texts), fast.encode_texts(texts)
-    assert a.token_strings == b.token_strings
+    fast, a, b = _text_variant(towers, "@text-bf16", "bf16")
     for x, y in zip(a.tokens, b.tokens):
         assert float((x - y).abs().max()) < 0.05
         assert float(torch.nn.functional.cosine_similarity(x, y).min()) > 0.999
@@ -175,12 +182,7 @@ def test_text_int8_variant_keeps_images_and_stays_close_on_text(towers, monkeypa
     from cache_tools.errors import UserError
 
     monkeypatch.setattr(towers_module, "text_int8_timing", lambda model=None: (2.0, 1.0))  # no timing file
-    int8 = load_encoder("towers:effnet-lite0+minilm@text-int8")
-    assert (int8.precision, int8.text_precision) == ("fp32", "int8")
-    assert int8.metadata()["encoder"] == "towers:effnet-lite0+minilm@text-int8"
-    texts = ["a large red circle is above a blue striped diamond", "two dogs.", "a small green star"]
-    a, b = towers.encode_texts(texts), int8.encode_texts(texts)
-    assert a.token_strings == b.token_strings
+    int8, a, b = _text_variant(towers, "@text-int8", "int8")
     cos = torch.cat([torch.nn.functional.cosine_similarity(x, y) for x, y in zip(a.tokens, b.tokens)])
     assert float(cos.min()) > 0.95 and float(cos.mean()) > 0.98
     assert float(cos.min()) < 0.9999  # really int8 (bf16 stays above 0.999 on these)
