@@ -190,7 +190,7 @@ def test_headline_over_seeds_says_where_tflocal_is_below_in_a_seed(monkeypatch, 
         "65.0 ± 7.1 [60.0, 70.0] | 72.5 ± 10.6 [65.0, 80.0] | **no** | 18 |" in head
     assert "| test_id/swap | SWAP, seen combinations | 50.0 ± 0.0 [50.0, 50.0] | 65.0 ± 14.1 [55.0, 75.0] | yes |" in head
     assert "over 2 training seeds (Test CPU 9000, 2 cores;" in head
-    assert "on 1 of 2 SWAP and REPLACE subsets; not on test_ood/swap (seeds 1)." in head
+    assert "on 1 of 2 SWAP and REPLACE subsets; not on test_ood/swap (seed 1)." in head
 
 
 def test_headline_says_how_a_cpu_without_native_bf16_differs(monkeypatch, tmp_path):

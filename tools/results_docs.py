@@ -262,7 +262,12 @@ def seeds_headline() -> str:
     )
     missed = [s for s, ok in every.items() if not ok]
     line += (
-        "; not on " + ", ".join(f"{s} (seeds {', '.join(str(x) for x in below.get(s, []))})" for s in missed) + "."
+        "; not on "
+        + ", ".join(
+            f"{s} (seed{'s' if len(below.get(s, [])) > 1 else ''} {', '.join(str(x) for x in below.get(s, []))})"
+            for s in missed
+        )
+        + "."
         if missed
         else "."
     )

@@ -141,20 +141,21 @@ def quantized_int8(path: Path) -> Path:
     return out
 
 
-_SESSIONS: dict[tuple[str, int], Any] = {}
-"""(model file, threads) -> its session, made once a process (a session is safe to share)."""
+_RUNNERS: dict[tuple[str, int], Any] = {}
+"""(model file, threads) -> its runner, made once a process (ONNX Runtime's runners are safe to
+share between threads)."""
 
 
 def inference_runner(path: Path) -> Any:
     """An ONNX Runtime CPU InferenceSession on ``torch.get_num_threads()`` intra-op threads (one
     a process for each file and thread count)."""
     key = (str(path), torch.get_num_threads())
-    if key not in _SESSIONS:
-        _SESSIONS[key] = _new_session(path)
-    return _SESSIONS[key]
+    if key not in _RUNNERS:
+        _RUNNERS[key] = _new_runner(path)
+    return _RUNNERS[key]
 
 
-def _new_session(path: Path) -> Any:
+def _new_runner(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -242,6 +243,6 @@ def adopt_choices(choices: dict[str, str], threads: int) -> None:
 
 
 def forget_choices() -> None:
-    """Drop the per-process choices and sessions (tests)."""
+    """Drop the per-process choices and runners (tests)."""
     _CHOSEN.clear()
-    _SESSIONS.clear()
+    _RUNNERS.clear()

@@ -27,7 +27,7 @@ def test_train_step_bench_compares_the_text_sides_on_the_same_scores(tmp_path):
     out = run(["bench/train_step.py", "--cache", str(qs / "caches" / "train.h5"), "--steps", "2", "--rounds", "1"])
     lines = out.stdout.strip().splitlines()
     fig = json.loads(lines[-1])
-    assert fig["packed_max_score_diff"] == 0.0  # the same function, packed
+    assert fig["packed_max_score_diff"] < 1e-4  # the same function, packed (float rounding apart)
     assert fig["step_before_ms"] > 0 and fig["step_now_ms"] > 0
     ratio = fig["step_before_ms"] / fig["step_now_ms"]
     assert abs(fig["packed_step_speedup_ratio"] - ratio) < 0.01 * ratio + 0.01

@@ -276,15 +276,14 @@ def _stage(timings: dict[str, float]):
 
 
 WORLD_TITLES = {"2d": "ShapesWorld", "3d": "the 3D world"}
-EXPECTED_MINUTES = {PAIR + "@text-bf16": "4-7", PAIR + "@text-int8": "3-6", PAIR: "4-8"}
-"""Wall time of the default quickstart on 2 cores, by the towers ``auto`` picks there. Since the
-test splits are rendered and cached beside the training (docs/experiments.md): 4.9 min on a
-2-core AMD EPYC (Zen 4: avx512_bf16, no AMX) with ``@text-bf16``; there with torch limited to
-AVX2, 5.1 min with fp32 towers and 3.5 min with ``@text-int8`` (ONNX Runtime's int8 kernels use
-VNNI there, which an AVX2-only CPU lacks: expect it slower there). Earlier code took 4.6 min on a
-fresh clone of a Sapphire Rapids (docs/results/quickstart.md); a 2-core AVX2-only AMD EPYC,
-which took 12 min before the towers ran on ONNX Runtime, is expected near the upper end (not
-re-measured)."""
+EXPECTED_MINUTES = {PAIR + "@text-bf16": "3-6", PAIR + "@text-int8": "3-6", PAIR: "4-8"}
+"""Wall time of the default quickstart on 2 cores, by the towers ``auto`` picks there. On a 2-core
+AMD EPYC (Zen 4: avx512_bf16, no AMX), with the test splits built beside the training and the
+packed training step (docs/experiments.md): 3.6 min with ``@text-bf16``; there with torch limited
+to AVX2, 3.1 min with ``@text-int8`` (3.6 from a fresh clone with set-up; ONNX Runtime's int8
+kernels use VNNI there, which an AVX2-only CPU lacks: expect it slower there) and 5.1 min with
+fp32 text before the int8 tower and the packed step. A 2-core AVX2-only AMD EPYC, which took 12
+min before the towers ran on ONNX Runtime, was not re-measured."""
 EXPECTED_MINUTES_3D = {PAIR + "@text-bf16": "10-14"}
 """The same for ``--world 3d``: fresh-clone runs on a 2-core Sapphire Rapids (README); not yet
 measured on a CPU without native bf16."""
