@@ -146,7 +146,14 @@ def test_one_caption_runs_its_text_side_once_and_scores_as_the_copies(cache_and_
     images = images_from_cache(cache, np.arange(4), needs)
     pair_image = torch.tensor([0, 1, 2, 3, 1])
     rows_seen = []
-    head.text_blocks[0].register_forward_hook(lambda m, args, out: rows_seen.append(out.shape[0]))
+    block = head.text_blocks[0]  # its caption rows, as the text side runs it (packed)
+    packed = block.forward_packed
+
+    def spy(x, real, key_mask):
+        rows_seen.append(key_mask.shape[0])
+        return packed(x, real, key_mask)
+
+    block.forward_packed = spy
     with torch.inference_mode():
         for rows in ([9], [9, 1]):
             texts = texts_from_cache(cache, np.array(rows), needs)
