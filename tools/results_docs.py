@@ -474,7 +474,7 @@ SEEDS_TITLES = {
     "quickstart_seeds_no_bf16": "Quickstart over training seeds, on a CPU without native bf16",
 }
 """The seeds benches' data names and their docs' titles: the quickstart's default on the machine
-that ran it, and the same on a CPU without native bf16 (fp32 towers)."""
+that ran it, and the same on a CPU without native bf16 (the towers its default picks there)."""
 
 
 def render_quickstart_seeds(name: str = "quickstart_seeds") -> str:

@@ -207,8 +207,19 @@ The suffix is part of the encoder name, so the cache records it and raw scoring 
 towers."""
 
 
+def variant_suffix(spec: str) -> str:
+    """The :data:`VARIANTS` suffix ``spec`` (or a whole encoder name) ends with ("" for none)."""
+    return max((s for s in VARIANTS if spec.endswith(s)), key=len)
+
+
+def tower_precisions(spec: str, precision: str = "fp32") -> tuple[str, str]:
+    """(image, text) precision the towers named ``spec`` run in, given the ``precision`` argument."""
+    image, text = VARIANTS[variant_suffix(spec)]
+    return image or precision, text or precision
+
+
 def load(spec: str, device: torch.device, precision: str, name: str) -> TowersEncoder:
-    suffix = max((s for s in VARIANTS if spec.endswith(s)), key=len)
+    suffix = variant_suffix(spec)
     pair = spec[: len(spec) - len(suffix)]
     if pair not in TOWER_PAIRS:
         choices = ", ".join(p + s for p in TOWER_PAIRS for s in VARIANTS)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cache_tools.config import CacheConfig
-from cache_tools.encoders.towers import native_bf16
+from cache_tools.encoders.towers import native_bf16, tower_precisions
 from tflocal.app.pipeline import run_pipeline
 from tflocal.app.serve import serve_command
 from tflocal.errors import UserError
@@ -293,8 +293,7 @@ native bf16."""
 
 def _towers_precision(encoder: str, native: bool) -> str:
     """What the towers ``encoder`` runs in on this CPU, in words for the plan line."""
-    text = "bf16" if "bf16" in encoder else "int8" if encoder.endswith("@text-int8") else "fp32"
-    kinds = {"image": "bf16" if encoder.endswith("@bf16") else "fp32", "text": text}
+    kinds = dict(zip(("image", "text"), tower_precisions(encoder)))
     words = "this CPU runs bf16 natively" if native else "no native bf16 here"
     parts = []
     for kind in ("bf16", "int8", "fp32"):
