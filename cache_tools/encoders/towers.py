@@ -378,13 +378,7 @@ class TowersEncoder(Encoder):
         """input_ids / attention_mask / token_type_ids [g, width] -> hidden states
         [g, width, 384], on the runtime picked for this CPU (as :meth:`_image_forward`)."""
         if self._text_onnx is None and self.text_precision == "int8":
-            fp32_s, int8_s = text_int8_timing(self.text_model)
-            if int8_s >= fp32_s:
-                _say_once(
-                    f"{self.name}: its int8 text tower is not faster than fp32 on this CPU "
-                    f"({int8_s * 1e3:.0f} against {fp32_s * 1e3:.0f} ms a batch); the name without the suffix runs fp32"
-                )
-            self._text_onnx = _onnx_text(self.text_model, int8=True)  # int8 exists only there
+            self._text_onnx = self._int8_text()
         if self._text_onnx is None:
             self._text_onnx = False
             onnx = (
@@ -403,6 +397,25 @@ class TowersEncoder(Encoder):
         if self._text_onnx:
             return self._text_onnx(*[batch[k] for k in TEXT_INPUTS])
         return self._torch_text(batch)
+
+    def _int8_text(self) -> Any:
+        """The int8 text forward (it exists only on ONNX Runtime: a failure to build it is a
+        UserError, not a fall-back), saying once if it is not faster than fp32 here."""
+        try:
+            fp32_s, int8_s = text_int8_timing(self.text_model)
+            forward = _onnx_text(self.text_model, int8=True)
+        except Exception as err:  # the exporter, the quantizer and the runtime raise many kinds
+            raise UserError(
+                f"{self.name}: the int8 text tower cannot run on ONNX Runtime here ({error_line(err)}); "
+                f"if the towers' folder {onnx_dir()} is not writable, set TFLOCAL_CACHE_DIR to one that is, "
+                f"or use {self.name.removesuffix('@text-int8')!r}"
+            ) from None
+        if int8_s >= fp32_s:
+            _say_once(
+                f"{self.name}: its int8 text tower is not faster than fp32 on this CPU "
+                f"({int8_s * 1e3:.0f} against {fp32_s * 1e3:.0f} ms a batch); the name without the suffix runs fp32"
+            )
+        return forward
 
     def _onnx_eligible(self, precision: str) -> bool:
         """ONNX Runtime is a candidate for an fp32 forward on CPU, when installed (or asked for)."""
@@ -486,6 +499,11 @@ class _Hidden(nn.Module):
         ).last_hidden_state
 
 
+def error_line(err: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
+
+
 def _onnx_or_none(build: Callable[[nn.Module], Any], model: nn.Module, tower: str) -> Any:
     """``build(model)`` (the tower on ONNX Runtime), or None with a one-line warning when exporting
     or loading it fails here (e.g. an unwritable cache folder): that tower then runs in torch.
@@ -493,7 +511,7 @@ def _onnx_or_none(build: Callable[[nn.Module], Any], model: nn.Module, tower: st
     try:
         return build(model)
     except Exception as err:  # the exporter and the runtime raise many kinds; torch always works
-        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
+        reason = error_line(err)
         if runtime_override() == "onnx":
             raise UserError(
                 f"TFLOCAL_RUNTIME=onnx: the {tower} tower cannot run on ONNX Runtime here ({reason})"

@@ -63,7 +63,7 @@ def int8_speedup() -> float | None:
     :func:`cache_tools.encoders.towers.text_int8_timing`; asked once a process), or None where
     ONNX Runtime is unusable here."""
     from cache_tools.encoders.onnx_runtime import onnx_available
-    from cache_tools.encoders.towers import text_int8_timing
+    from cache_tools.encoders.towers import error_line, text_int8_timing
 
     if "x" in _SPEEDUP:
         return _SPEEDUP["x"]
@@ -73,8 +73,7 @@ def int8_speedup() -> float | None:
             fp32_s, int8_s = text_int8_timing()
             speedup = fp32_s / int8_s
         except Exception as err:  # noqa: BLE001 - export or runtime failures of many kinds: fp32 then
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
-            print(f"warning: the int8 text tower cannot run here ({reason}); the towers run fp32", file=sys.stderr)
+            print(f"warning: the int8 text tower cannot run here ({error_line(err)}); the towers run fp32", file=sys.stderr)
     _SPEEDUP["x"] = speedup
     return speedup
 

@@ -208,6 +208,20 @@ def test_text_int8_asked_for_where_it_is_not_faster_says_so_once(monkeypatch, ca
     assert "the name without the suffix runs fp32" in err
 
 
+def test_text_int8_that_cannot_be_built_is_a_user_error(monkeypatch, tmp_path):
+    """int8 exists only on ONNX Runtime: where its export cannot be written (a cache folder under
+    a file), encoding stops with a UserError naming the folder and the fp32 name, no traceback."""
+    pytest.importorskip("onnxruntime")
+    from cache_tools.errors import UserError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("TFLOCAL_CACHE_DIR", str(blocker / "cache"))
+    int8 = load_encoder("towers:effnet-lite0+minilm@text-int8")
+    with pytest.raises(UserError, match="cannot run on ONNX Runtime here .*NotADirectoryError.*TFLOCAL_CACHE_DIR.*'towers:effnet-lite0\\+minilm'"):
+        int8.encode_texts(["a red cube"])
+
+
 def test_bf16_variant_runs_both_towers_in_bf16_close_to_fp32(towers):
     """``@bf16``: both towers under bf16 autocast. On a real photo the image patches stay close to
     fp32 (cosine per patch > 0.97, global vector cosine > 0.995); texts as with ``@text-bf16``."""
