@@ -64,12 +64,15 @@ def caption_batch(
 
 def train(head: torch.nn.Module, world, steps: int = 300, n: int = 32) -> torch.nn.Module:
     """Train ``head`` on ``world(n, seed)``'s candidate sets of 3 captions per image (the true one
-    first), Adam 3e-3, one fresh world a step; returns it in eval mode."""
+    first), Adam 3e-3, one fresh world a step, plus the head's auxiliary losses as the training
+    loop adds them; returns it in eval mode."""
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     head.train()
+    positive = (torch.arange(3 * n) % 3) == 0
     for step in range(steps):
         scores = head(world(n, seed=1000 + step)).view(n, 3)
         loss = F.cross_entropy(scores, torch.zeros(n, dtype=torch.long))
+        loss = loss + sum(head.auxiliary_losses(positive).values())
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -98,6 +98,12 @@ class Head(nn.Module, metaclass=ABCMeta):
         global path's {'global': g}), then forgotten; {} when there are none."""
         return {}
 
+    def auxiliary_losses(self, positive: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scalar losses of the last training-mode forward besides the candidate sets' (e.g. a
+        count regression on the true pairs), then forgotten; ``positive`` [B] bool marks the
+        forward's true pairs. {} when there are none."""
+        return {}
+
     def global_path_head(self) -> Head | None:
         """The global head inside this head's global path (:mod:`tflocal.models.global_path`);
         None for a head without one."""

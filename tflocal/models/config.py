@@ -12,7 +12,7 @@ GLOBAL_FORMS = ("mlp", "dual")
 RELATION_FORMS = ("direction", "pair", "both")
 PAIR_FEATURES = ("full", "relational")
 NUMBER_WORDS = ("keep", "count", "drop")
-COUNT_FORMS = ("classes", "ordinal")
+COUNT_FORMS = ("classes", "ordinal", "density")
 
 
 @dataclass
@@ -78,8 +78,13 @@ class ModelConfig:
     """``segments`` read-out, with ``count_term``: how the count MLP's output gives p(n).
     'classes' (the default): one logit per count 1..8; 'ordinal': a count estimate ``μ`` and a
     confidence ``g`` with logits ``−g (n − μ)²``, so a count the MLP never saw for a phrase is
-    still nearer to the counts around its estimate. Checkpoints saved before this key existed
-    load with 'classes'."""
+    still nearer to the counts around its estimate; 'density': no MLP: each region carries a
+    learned non-negative density for the phrase (softplus of a bilinear form of the region and
+    the phrase without its number words), the count estimate is their sum ``ĉ``, the term
+    ``−(n − ĉ)²`` with a learned weight starting at 0, and training also regresses ``ĉ`` on the
+    true captions (the stated n for "two cubes", at least 1 for "a cube"): counting is additive
+    over the image, so a count never stated of a shape is the sum of densities trained on the
+    counts that were. Checkpoints saved before this key existed load with 'classes'."""
     number_words: str = "keep"
     """``segments`` read-out: what a phrase stating a number ("three spheres") pools. 'keep' (the
     default): all its tokens; 'count': the count term pools it without its number words

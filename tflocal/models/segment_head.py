@@ -117,6 +117,9 @@ MAX_COUNT = 8
 """Counts the count term tells apart: 1..MAX_COUNT, the last one meaning "MAX_COUNT or more"."""
 COUNT_HIDDEN = 64
 """Hidden width of the count term's MLP."""
+COUNT_DIM = 32
+"""Width of the bilinear form that gives a region's count density for a phrase (count_form
+'density')."""
 COMPARE_HEADS = 8
 """Learned subspaces in which the compare term takes the cosine of two regions."""
 COMPARE_DIM = 8
@@ -204,7 +207,17 @@ class SegmentHead(Head):
             )
             self.pair_scale = nn.Parameter(torch.tensor(1.0))
         self.count_mlp: nn.Sequential | None = None
-        if cfg.count_term:  # count term: exactly 0 until trained
+        self.count_density = cfg.count_term and cfg.count_form == "density"
+        self._count_fit: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        if self.count_density:  # additive count: exactly 0 until its weight is trained
+            self.count_sharpness = nn.Parameter(torch.full((COUNT_THRESHOLDS,), 20.0))
+            self.count_thresholds = nn.Parameter(torch.linspace(0.2, 0.8, COUNT_THRESHOLDS))
+            self.peak_sharpness = nn.Parameter(torch.tensor(20.0))
+            self.count_weights = nn.Parameter(torch.full((2 * COUNT_THRESHOLDS,), 0.5 / COUNT_THRESHOLDS))
+            self.count_offset = nn.Parameter(torch.tensor(0.0))
+            self.count_scale = nn.Parameter(torch.tensor(0.0))
+            self.needs = (*self.needs, "counts", "number_tokens")
+        elif cfg.count_term:  # count term: exactly 0 until trained
             self.count_sharpness = nn.Parameter(torch.full((COUNT_THRESHOLDS,), 20.0))
             self.count_thresholds = nn.Parameter(torch.linspace(0.2, 0.8, COUNT_THRESHOLDS))
             self.count_mlp = _zero_last(
@@ -223,7 +236,7 @@ class SegmentHead(Head):
                 self.count_mlp[0] = nn.Linear(n_in, COUNT_HIDDEN)
         # which phrases leave their number words out: none ('keep'), the count term's, or all
         self.number_words = cfg.number_words if (cfg.number_words == "drop" or cfg.count_term) else "keep"
-        if self.number_words != "keep":
+        if self.number_words != "keep" and "number_tokens" not in self.needs:
             self.needs = (*self.needs, "number_tokens")
         self.compare_in: nn.Sequential | None = None
         if cfg.compare_term:  # compare term: exactly 0 until trained
@@ -346,7 +359,9 @@ class SegmentHead(Head):
         if self.compare_in is not None:
             relations = relations + self.compare_scale.float() * self._compare(batch, sim, v)
         matched = self.scale.float() * objects
-        if self.count_mlp is not None:
+        if self.count_density:
+            matched = matched + self.count_scale.float() * self._density_term(batch, v, pmask, u)
+        elif self.count_mlp is not None:
             count_sim = sim
             if self.number_words == "count":  # the counted noun phrase, without its number words
                 count_sim, _ = self.phrase_similarity(
@@ -365,7 +380,7 @@ class SegmentHead(Head):
             out["mix/relations"] = float(self.relation_scale.detach())
         if self.pair_mlp is not None:
             out["mix/pair_relations"] = float(self.pair_scale.detach())
-        if self.count_mlp is not None:
+        if self.count_mlp is not None or self.count_density:
             out["mix/counts"] = float(self.count_scale.detach())
         if self.compare_in is not None:
             out["mix/compare"] = float(self.compare_scale.detach())
@@ -381,6 +396,72 @@ class SegmentHead(Head):
     def auxiliary_scores(self) -> dict[str, torch.Tensor]:
         """Scores [B] of the last training forward that get their own loss ({'global': g} or {})."""
         return {} if self.global_path is None else self.global_path.auxiliary_scores()
+
+    def auxiliary_losses(self, positive: torch.Tensor) -> dict[str, torch.Tensor]:
+        """With ``count_form: density``: {'counts': mean over the object phrases of the true pairs
+        of the last training forward (``positive`` [B] bool) of (ĉ − n)² where the phrase states
+        n >= 2, relu(1 − ĉ)² where it states none (a true "a cube" has at least one)}; else {}."""
+        if self._count_fit is None:
+            return {}
+        est, n, has_obj = self._count_fit
+        self._count_fit = None
+        pos = has_obj & positive.to(est.device)[:, None]
+        exact, exists = pos & (n >= 2), pos & (n < 2)
+        err = torch.where(exact, (est - n.float()).square(), F.relu(1.0 - est).square())
+        err = torch.where(exact | exists, err, torch.zeros_like(err))
+        return {"counts": err.sum() / pos.sum().clamp(min=1)}
+
+    def count_estimates(self, batch: PairBatch) -> torch.Tensor:
+        """With ``count_form: density``: how many of each object phrase (without its number words)
+        the head sees in each pair's image, ``ĉ`` [B, K] (0 where there is no phrase k)."""
+        if not self.count_density:
+            raise UserError("count_estimates needs a head trained with model.count_form 'density'")
+        self._check(batch)
+        v, pmask = self._regions(batch)
+        u = batch.text_states if batch.text_states is not None else self.encode_text(batch.tokens, batch.token_mask)
+        return self._densities(batch, v, pmask, u)[0]
+
+    def _densities(
+        self, batch: PairBatch, v: torch.Tensor, pmask: torch.Tensor, u: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ĉ [B, K], has_object [B, K]): ĉ = w · [soft counts, soft peak counts] + w_0, linear in
+        counts that add over regions (module docstring), of each phrase pooled without its number
+        words. v [B, P, d], pmask [B, P], u [B, T, d]."""
+        segs = without_numbers(batch.segments, batch.number_tokens)
+        sim, has_obj = self.phrase_similarity(batch, v, pmask, u, segs)
+        cos = sim.float().masked_fill(~pmask[:, None, :], -1.0)  # [B, K, P]
+        est = self._count_readout(cos)
+        return torch.where(has_obj, est, torch.zeros_like(est)), has_obj
+
+    def _count_readout(self, cos: torch.Tensor) -> torch.Tensor:
+        """cos [B, K, P] (-1 at padded patches) -> ĉ [B, K] (:meth:`_densities`)."""
+        gh, gw = int(self.grid[0]), int(self.grid[1])
+        B, K, P = cos.shape
+        n = gh * gw
+        on_grid = cos[..., :n] if P >= n else torch.cat([cos, cos.new_full((B, K, n - P), -1.0)], -1)
+        x = F.pad(on_grid.reshape(B * K, 1, gh, gw), (1, 1, 1, 1), value=-2.0)
+        nbr = F.unfold(x, 3).view(B * K, 9, n)
+        nbr = torch.cat([nbr[:, :4], nbr[:, 5:]], 1).amax(1).view(B, K, n)  # max of the 8 neighbours
+        peak = torch.sigmoid(self.peak_sharpness.float() * (on_grid - nbr))  # [B, K, n]
+        above = torch.sigmoid(
+            self.count_sharpness.float() * (on_grid[..., None] - self.count_thresholds.float())
+        )  # [B, K, n, J]
+        feats = torch.cat([above.sum(2), (above * peak[..., None]).sum(2)], -1)  # [B, K, 2J]
+        return feats @ self.count_weights.float() + self.count_offset.float()
+
+    def _density_term(self, batch: PairBatch, v: torch.Tensor, pmask: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Mean over a caption's phrases stating n >= 2 of −(n − ĉ)², 0 without one: [B]. Keeps
+        (ĉ, n, has_object) for :meth:`auxiliary_losses` in training mode."""
+        segs = without_numbers(batch.segments, batch.number_tokens)
+        sim, has_obj = self.phrase_similarity(batch, v, pmask, u, segs)
+        cos = sim.float().masked_fill(~pmask[:, None, :], -1.0)  # [B, K, P]
+        est = self._count_readout(cos)
+        n = batch.counts.to(est.device)
+        if self.training:
+            self._count_fit = (est, n, has_obj)
+        counted = has_obj & (n >= 2)
+        term = torch.where(counted, -(n.float() - est).square(), torch.zeros_like(est))
+        return term.sum(-1) / counted.sum(-1).clamp(min=1)
 
     def global_path_head(self) -> Head | None:
         """The global head inside the global path (None without ``global_path``)."""

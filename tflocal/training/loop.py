@@ -231,6 +231,8 @@ def train_step(run: Run, batch: CandidateBatch, epoch: int) -> tuple[float, floa
     loss, stats = candidate_loss(scores, batch, cfg.temperature, cfg.data.t2i_weight)
     for aux in run.raw.auxiliary_scores().values():  # e.g. a read-out's global path
         loss = loss + set_cross_entropy(aux, batch, cfg.temperature, cfg.data.t2i_weight)[0]
+    for extra in run.raw.auxiliary_losses(batch.cols == 0).values():  # e.g. a count regression
+        loss = loss + extra
     finite = torch.isfinite(loss.detach())
     if acc.num_processes > 1:  # every process stops together
         finite = acc.reduce((~finite).float(), reduction="max") == 0

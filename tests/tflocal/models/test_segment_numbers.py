@@ -102,6 +102,39 @@ def test_new_terms_score_exactly_as_the_count_head_at_init(global_path, count_fo
         assert moved[0] != want[0] and torch.equal(moved[1:], want[1:])  # only row 0 states a number
 
 
+@pytest.mark.parametrize("global_path", [False, True], ids=["local-only", "global-path"])
+def test_the_density_count_scores_as_no_count_term_at_init_and_fits_only_true_pairs(global_path):
+    plain = head_of(global_path=global_path)
+    dens = head_of(global_path=global_path, count_term=True, count_form="density")
+    for k, v in plain.state_dict().items():  # built first, from the same seed
+        assert torch.equal(dens.state_dict()[k], v), k
+    b = numbered_batch()
+    with torch.no_grad():
+        assert torch.equal(dens(b), plain(b))  # its weight starts at 0
+        assert dens.auxiliary_losses(torch.ones(len(b), dtype=torch.bool)) == {}  # eval: nothing kept
+        est = dens.count_estimates(b)
+    assert est.shape == b.counts.shape and bool((est[b.segments.any(-1) == 0] == 0).all())
+    assert {"counts", "number_tokens"} <= set(dens.needs) and "mix/counts" in dens.mix_weights()
+    dens.train()
+    dens(b)
+    none = dens.auxiliary_losses(torch.zeros(len(b), dtype=torch.bool))["counts"]
+    assert float(none.detach()) == 0.0  # no true pair: nothing to fit
+    dens(b)
+    positive = torch.zeros(len(b), dtype=torch.bool)
+    positive[0] = True  # row 0 states "two" and "three"
+    loss = dens.auxiliary_losses(positive)["counts"]
+    with torch.no_grad():
+        est0, n0, has0 = dens.count_estimates(b)[0], b.counts[0], b.segments[0].any(-1)
+    want = torch.where(n0 >= 2, (est0 - n0).square(), torch.relu(1 - est0).square())[has0].sum() / has0.sum()
+    assert bool((n0[has0] >= 2).any()) and torch.allclose(loss.detach(), want)
+    assert dens.auxiliary_losses(positive) == {}  # forgotten once read
+    loss.backward()
+    assert dens.count_weights.grad is not None and dens.count_weights.grad.abs().sum() > 0
+    assert dens.token_in[1].weight.grad.abs().sum() > 0  # and the phrases' cosines it counts with
+    with pytest.raises(UserError, match="count_form 'density'"):
+        plain.count_estimates(b)
+
+
 def test_count_phrases_leave_their_number_words_out():
     """'count': the count term reads the phrases without their number words, the best-region
     match keeps them; 'drop': both leave them out, as a head given the shortened phrases."""
@@ -186,6 +219,8 @@ def test_a_count_never_stated_of_an_object_is_read_without_its_number_word(one_t
     assert relative > 0.9, relative
     ordinal = held_out_accuracy(train(tiny(count_term=True, count_form="ordinal"), held_out_count_world))
     assert ordinal > 0.9, ordinal
+    density = held_out_accuracy(train(tiny(count_term=True, count_form="density"), held_out_count_world))
+    assert density > 0.9, density
     # with its number word the phrase "3 kind-0" was never seen: the count term reads it badly
     kept = held_out_accuracy(train(tiny(count_term=True), held_out_count_world))
     assert kept < 0.62, kept

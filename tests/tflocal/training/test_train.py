@@ -280,3 +280,29 @@ def test_segments_readout_binds_and_carries_over_to_a_held_out_pair(tmp_path):
         sp = model(from_cache(test, test.image_index[pos], pos, model.needs).batch)
         sn = model(from_cache(test, test.image_index[neg], neg, model.needs).batch)
     assert bool((sp > sn).all())
+
+
+def test_the_loop_adds_a_heads_auxiliary_losses_on_its_true_pairs(bind_path, tmp_path, monkeypatch):
+    """A head's ``auxiliary_losses`` get the forward's true pairs (column 0 of each candidate
+    set) and their sum joins the loss that is logged and minimized."""
+    seen: list[tuple[int, int]] = []
+    real_step = train_mod.train_step
+
+    def spy_step(run, batch, epoch):
+        head = run.raw
+
+        def losses(positive):
+            seen.append((int(positive.sum()), int((batch.cols == 0).sum())))
+            assert torch.equal(positive.cpu(), (batch.cols == 0).cpu())
+            return {"probe": torch.tensor(100.0)}
+
+        monkeypatch.setattr(head, "auxiliary_losses", losses)
+        return real_step(run, batch, epoch)
+
+    monkeypatch.setattr(train_mod, "train_step", spy_step)
+    common = ["model.readout=segments", "model.depth=1", "model.width=32", "epochs=1", "data.batch_size=16",
+              "data.n_neg=1", "log_every=1", "progress=false"]  # fmt: skip
+    train(config(bind_path, tmp_path / "aux", *common))
+    assert seen and all(p == n and p > 0 for p, n in seen)
+    losses = [r["loss"] for r in read_log(tmp_path / "aux", "train")]
+    assert losses and min(losses) > 100.0  # the constant 100 is inside every logged loss
