@@ -43,6 +43,7 @@ from tflocal.evaluate.coverage import report_coverage
 from tflocal.evaluate.report import Row, write_json, write_markdown
 from tflocal.scoring.head import HeadScorer
 from tflocal.scoring.load import is_sgi, load_scorer
+from tflocal.scoring.prior import strip_prior
 from tflocal.training.config import TrainConfig
 from tflocal.training.loop import train
 
@@ -80,7 +81,7 @@ def data_spec(cfg: EvalConfig) -> str:
 
 def _uses_sgi(cfg: EvalConfig) -> bool:
     """An SGI scorer is asked for (``sgi``, ``sgi:W``, ``sgi@CKPT``, ``sgi:W@CKPT``): crops and an encoder."""
-    return any(is_sgi(s) for s in cfg.scorers)
+    return any(is_sgi(strip_prior(s)) for s in cfg.scorers)
 
 
 def benchmark_cache_path(cfg: EvalConfig) -> Path:

@@ -29,7 +29,9 @@ class EvalConfig:
     """Encoder registry name used to build a missing cache (and by SGI / raw-input scoring)."""
     scorers: list[str] = field(default_factory=lambda: ["cosine"])
     """Scorers compared side by side: cosine, maxsim, sgi, sgi:W, sgi@CKPT / sgi:W@CKPT (SGI
-    scoring with a trained global head, for towers whose globals are not aligned), or checkpoint paths."""
+    scoring with a trained global head, for towers whose globals are not aligned), or checkpoint paths;
+    ``prior@NAME`` / ``prior:N@NAME`` takes each caption's mean score over N reference images out of
+    NAME's (see :mod:`tflocal.scoring.prior`)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Names shown in the report for some scorers, e.g. ``{runs/global/best.pt: global head}``."""
     baselines: bool = False

@@ -78,9 +78,9 @@ class ModelConfig:
     """``segments`` read-out, with ``count_term``: how the count MLP's output gives p(n).
     'classes' (the default): one logit per count 1..8; 'ordinal': a count estimate ``μ`` and a
     confidence ``g`` with logits ``−g (n − μ)²``, so a count the MLP never saw for a phrase is
-    still nearer to the counts around its estimate; 'density': no MLP: each region carries a
-    learned non-negative density for the phrase (softplus of a bilinear form of the region and
-    the phrase without its number words), the count estimate is their sum ``ĉ``, the term
+    still nearer to the counts around its estimate; 'density': no MLP: the count estimate ``ĉ`` is
+    linear in soft counts that add over regions (regions whose cosine with the phrase, pooled
+    without its number words, passes learned thresholds; the same of local peaks), the term
     ``−(n − ĉ)²`` with a learned weight starting at 0, and training also regresses ``ĉ`` on the
     true captions (the stated n for "two cubes", at least 1 for "a cube"): counting is additive
     over the image, so a count never stated of a shape is the sum of densities trained on the

@@ -117,9 +117,6 @@ MAX_COUNT = 8
 """Counts the count term tells apart: 1..MAX_COUNT, the last one meaning "MAX_COUNT or more"."""
 COUNT_HIDDEN = 64
 """Hidden width of the count term's MLP."""
-COUNT_DIM = 32
-"""Width of the bilinear form that gives a region's count density for a phrase (count_form
-'density')."""
 COMPARE_HEADS = 8
 """Learned subspaces in which the compare term takes the cosine of two regions."""
 COMPARE_DIM = 8
@@ -140,6 +137,25 @@ def without_numbers(segments: torch.Tensor, number_tokens: torch.Tensor | None) 
         return segments
     out = segments & ~number_tokens.to(segments.device)
     return torch.where(out.any(-1, keepdim=True), out, segments)
+
+
+def _on_grid(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """x [B, K, P] over P patches -> [B, K, gh·gw]: the grid's patches (-1 where P is short)."""
+    B, K, P = x.shape
+    n = int(grid[0]) * int(grid[1])
+    return x[..., :n] if P >= n else torch.cat([x, x.new_full((B, K, n - P), -1.0)], -1)
+
+
+def _neighbour_max(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """x [B, K, P] -> [B, K, P]: the max of each grid patch's 8 neighbours (-2 off the grid; -2 at
+    patches past the grid's)."""
+    gh, gw = int(grid[0]), int(grid[1])
+    B, K, P = x.shape
+    n = gh * gw
+    g = F.pad(_on_grid(x, grid).reshape(B * K, 1, gh, gw), (1, 1, 1, 1), value=-2.0)
+    nbr = F.unfold(g, 3).view(B * K, 9, n)
+    out = torch.cat([nbr[:, :4], nbr[:, 5:]], 1).amax(1).view(B, K, n)
+    return out[..., :P] if P <= n else torch.cat([out, out.new_full((B, K, P - n), -2.0)], -1)
 
 
 def _phrases(
@@ -427,22 +443,22 @@ class SegmentHead(Head):
         """(ĉ [B, K], has_object [B, K]): ĉ = w · [soft counts, soft peak counts] + w_0, linear in
         counts that add over regions (module docstring), of each phrase pooled without its number
         words. v [B, P, d], pmask [B, P], u [B, T, d]."""
+        est, has_obj = self._estimate(batch, v, pmask, u)
+        return torch.where(has_obj, est, torch.zeros_like(est)), has_obj
+
+    def _estimate(
+        self, batch: PairBatch, v: torch.Tensor, pmask: torch.Tensor, u: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ĉ [B, K] of each phrase pooled without its number words, has_object [B, K])."""
         segs = without_numbers(batch.segments, batch.number_tokens)
         sim, has_obj = self.phrase_similarity(batch, v, pmask, u, segs)
         cos = sim.float().masked_fill(~pmask[:, None, :], -1.0)  # [B, K, P]
-        est = self._count_readout(cos)
-        return torch.where(has_obj, est, torch.zeros_like(est)), has_obj
+        return self._count_readout(cos), has_obj
 
     def _count_readout(self, cos: torch.Tensor) -> torch.Tensor:
         """cos [B, K, P] (-1 at padded patches) -> ĉ [B, K] (:meth:`_densities`)."""
-        gh, gw = int(self.grid[0]), int(self.grid[1])
-        B, K, P = cos.shape
-        n = gh * gw
-        on_grid = cos[..., :n] if P >= n else torch.cat([cos, cos.new_full((B, K, n - P), -1.0)], -1)
-        x = F.pad(on_grid.reshape(B * K, 1, gh, gw), (1, 1, 1, 1), value=-2.0)
-        nbr = F.unfold(x, 3).view(B * K, 9, n)
-        nbr = torch.cat([nbr[:, :4], nbr[:, 5:]], 1).amax(1).view(B, K, n)  # max of the 8 neighbours
-        peak = torch.sigmoid(self.peak_sharpness.float() * (on_grid - nbr))  # [B, K, n]
+        on_grid = _on_grid(cos, self.grid)
+        peak = torch.sigmoid(self.peak_sharpness.float() * (on_grid - _neighbour_max(on_grid, self.grid)))
         above = torch.sigmoid(
             self.count_sharpness.float() * (on_grid[..., None] - self.count_thresholds.float())
         )  # [B, K, n, J]
@@ -452,10 +468,7 @@ class SegmentHead(Head):
     def _density_term(self, batch: PairBatch, v: torch.Tensor, pmask: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Mean over a caption's phrases stating n >= 2 of −(n − ĉ)², 0 without one: [B]. Keeps
         (ĉ, n, has_object) for :meth:`auxiliary_losses` in training mode."""
-        segs = without_numbers(batch.segments, batch.number_tokens)
-        sim, has_obj = self.phrase_similarity(batch, v, pmask, u, segs)
-        cos = sim.float().masked_fill(~pmask[:, None, :], -1.0)  # [B, K, P]
-        est = self._count_readout(cos)
+        est, has_obj = self._estimate(batch, v, pmask, u)
         n = batch.counts.to(est.device)
         if self.training:
             self._count_fit = (est, n, has_obj)
@@ -561,14 +574,8 @@ class SegmentHead(Head):
         m_j))``; the same counting only local peaks, each times ``sigmoid(c (cos_p − max of its 8
         grid neighbours))`` so that an object covering several regions counts about once), both
         [B, K, J]."""
-        gh, gw = int(self.grid[0]), int(self.grid[1])
-        B, K, P = cos.shape
-        n = gh * gw
-        on_grid = cos[..., :n] if P >= n else torch.cat([cos, cos.new_full((B, K, n - P), -1.0)], -1)
-        x = F.pad(on_grid.reshape(B * K, 1, gh, gw), (1, 1, 1, 1), value=-2.0)
-        nbr = F.unfold(x, 3).view(B * K, 9, n)  # the 3x3 neighbourhood of each region
-        nbr = torch.cat([nbr[:, :4], nbr[:, 5:]], 1).amax(1).view(B, K, n)  # the 8 neighbours
-        peak = torch.sigmoid(self.peak_sharpness.float() * (on_grid - nbr))  # [B, K, n]
+        on_grid = _on_grid(cos, self.grid)
+        peak = torch.sigmoid(self.peak_sharpness.float() * (on_grid - _neighbour_max(on_grid, self.grid)))
         below_best = on_grid - on_grid.amax(-1, keepdim=True)  # <= 0
         near = torch.sigmoid(
             self.count_sharpness.float() * (below_best[..., None] + self.count_margins.float())

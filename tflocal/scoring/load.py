@@ -1,5 +1,5 @@
 """``load_scorer``: a scorer by name (``cosine``, ``maxsim``, ``sgi`` / ``sgi:W`` / ``sgi@CKPT`` /
-``sgi:W@CKPT``) or checkpoint path.
+``sgi:W@CKPT``) or checkpoint path, optionally with a caption prior taken out (``prior@NAME``).
 
 Every scorer offers ``score(image_idx [B], text_idx [B]) -> [B]`` and ``score_matrix(image_idx [I],
 text_idx [J]) -> [I, J]`` over a cache's rows, and ``score_pairs(images, captions) -> [B]`` on PIL
@@ -17,6 +17,7 @@ from tflocal.errors import UserError
 from tflocal.models.checkpoint import load_head
 from tflocal.scoring.base import Scorer
 from tflocal.scoring.head import CosineScorer, checkpoint_scorer, maxsim_scorer
+from tflocal.scoring.prior import CaptionPriorScorer, is_prior, parse_prior
 from tflocal.scoring.sgi import SGIScorer
 
 
@@ -75,13 +76,21 @@ def load_scorer(
         name_or_ckpt: ``cosine`` | ``maxsim`` | ``sgi`` | ``sgi:W`` (W = weight of the global
             score) | ``sgi@CKPT`` / ``sgi:W@CKPT`` (SGI scoring with the trained global head in
             CKPT, for caches whose image and text globals are not in one space) | a checkpoint
-            file written by ``tflocal train``.
+            file written by ``tflocal train`` | ``prior@NAME`` / ``prior:N@NAME``: NAME's score
+            minus each caption's mean over N reference images of the cache
+            (:mod:`tflocal.scoring.prior`).
         encoder: used by ``score_pairs`` and SGI (default: loaded from the cache's ``encoder``).
         segmenter: SGI's caption splitter (default :func:`tflocal.concepts.segments`).
         precision: ``fp32`` | ``bf16`` | ``fp16``, autocast of a trained head's forward (see
             :class:`Scorer`); the built-in scorers are baselines and always run in fp32.
     """
     check_precision(precision)
+    if is_prior(name_or_ckpt):
+        references, spec = parse_prior(name_or_ckpt)
+        if cache is None:
+            raise UserError(f"scorer {name_or_ckpt!r}: a caption prior is taken over a cache's images; pass cache=")
+        base = load_scorer(spec, cache, encoder, device, batch_size, progress, segmenter, precision)
+        return CaptionPriorScorer(base, references)
     if is_sgi(name_or_ckpt):
         name = str(name_or_ckpt)
         base, arg = "sgi", name[4:] if name.startswith("sgi:") else name[3:]

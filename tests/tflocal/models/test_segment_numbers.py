@@ -217,7 +217,11 @@ def test_a_count_never_stated_of_an_object_is_read_without_its_number_word(one_t
         train(tiny(count_term=True, number_words="count", count_peaks=True), held_out_count_world)
     )
     assert relative > 0.9, relative
-    ordinal = held_out_accuracy(train(tiny(count_term=True, count_form="ordinal"), held_out_count_world))
+    # the ordinal form learns more slowly: 300 steps gave 0.93 on an AMD EPYC but 0.84 on a Xeon
+    # (float paths differ by CPU); 600 give 0.92 on the Xeon
+    ordinal = held_out_accuracy(
+        train(tiny(count_term=True, count_form="ordinal"), held_out_count_world, steps=600)
+    )
     assert ordinal > 0.9, ordinal
     density = held_out_accuracy(train(tiny(count_term=True, count_form="density"), held_out_count_world))
     assert density > 0.9, density
