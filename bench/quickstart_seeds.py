@@ -20,6 +20,7 @@ test_novel (by operator and by kind); the smallest TFLocal - global head gap ove
 test_ood/swap (points). The last line is a JSON object of the figures.
 
     python bench/quickstart_seeds.py --run runs/quickstart --seeds 0,1,2 [--work runs/quickstart_seeds]
+        [--set optim.scalar_lr=1]
 """
 
 from __future__ import annotations
@@ -73,6 +74,28 @@ def run_config(run: Path) -> dict[str, Any]:
         if not need.is_file():
             raise UserError(f"{need} not found: --run must be a finished `tflocal quickstart --out DIR`")
     return json.loads(qs.read_text())["config"]
+
+
+def with_settings(base: dict[str, Any], settings: list[str]) -> dict[str, Any]:
+    """``base`` with each ``KEY=VALUE`` of ``settings`` set (dotted keys into sections; VALUE read
+    as JSON where it parses, else as a string); the config's own checks run in :func:`seed_config`."""
+    out = json.loads(json.dumps(base))
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: give KEY=VALUE, e.g. optim.scalar_lr=1")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *path, last = key.strip().split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {part!r} is not a section of the quickstart config")
+        node[last] = value
+    return out
 
 
 def seed_config(base: dict[str, Any], out: Path, seed: int, progress: bool) -> QuickstartConfig:
@@ -222,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         help="train both heads this many epochs instead of the run's (default work folder RUN/seeds_eN; "
         "no seed then reproduces the run)",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a quickstart config key for every seed, dotted (e.g. optim.scalar_lr=1; repeatable; "
+        "default work folder RUN/seeds_KEY-VALUE)",
+    )
     args = ap.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
@@ -232,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.epochs < 1:
                 raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
             base = {**base, "epochs": args.epochs}
-        work = (args.work or run / ("seeds" if same_as_run else f"seeds_e{args.epochs}")).resolve()
+        name = "seeds" if same_as_run else f"seeds_e{args.epochs}"
+        base = with_settings(base, args.set)
+        same_as_run = same_as_run and not args.set
+        if args.set:
+            name += "_" + "_".join(re.sub(r"[^A-Za-z0-9.]+", "-", kv) for kv in args.set)
+        work = (args.work or run / name).resolve()
         per_seed, records = {}, {}
         for seed in seeds:
             per_seed[seed], records[seed] = run_seed(base, run, work, seed, args.progress)

@@ -110,3 +110,19 @@ def test_quickstart_seeds_bench_bad_input_is_one_clear_line(tmp_path, seeds, mes
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [out.stderr.strip()]
     assert out.stderr.startswith("quickstart_seeds: error: ") and message in out.stderr
+
+
+def test_set_changes_one_key_of_the_run_config_and_refuses_what_is_not_a_setting():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quickstart_seeds", ROOT / "bench" / "quickstart_seeds.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    base = {"epochs": 5, "optim": {"lr": 0.002, "warmup_steps": 100}}
+    got = bench.with_settings(base, ["optim.scalar_lr=1", "epochs=3", "encoder=towers:x"])
+    assert got == {"epochs": 3, "optim": {"lr": 0.002, "warmup_steps": 100, "scalar_lr": 1}, "encoder": "towers:x"}
+    assert base == {"epochs": 5, "optim": {"lr": 0.002, "warmup_steps": 100}}  # the run's own, unchanged
+    with pytest.raises(bench.UserError, match="give KEY=VALUE"):
+        bench.with_settings(base, ["optim.scalar_lr"])
+    with pytest.raises(bench.UserError, match="'epochs' is not a section"):
+        bench.with_settings(base, ["epochs.x=1"])

@@ -21,18 +21,29 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay on matrices, none on biases, norms, embeddings and position tables."""
-    decay, no_decay = [], []
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, lr: float | None = None, scalar_lr: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW groups: decay on matrices, none on biases, norms, embeddings and position tables;
+    with ``scalar_lr`` != 1 (and ``lr``) the single-number parameters (0-d) get their own group at
+    ``lr * scalar_lr``, no decay."""
+    decay, no_decay, scalars = [], [], []
+    split = scalar_lr != 1.0 and lr is not None
     for name, p in model.named_parameters():
         if not p.requires_grad:
+            continue
+        if split and p.ndim == 0:
+            scalars.append(p)
             continue
         (
             decay
             if p.ndim >= 2 and "table" not in name and "modality" not in name and "summary" not in name
             else no_decay
         ).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if scalars:
+        groups.append({"params": scalars, "weight_decay": 0.0, "lr": float(lr) * scalar_lr})
+    return groups
 
 
 def make_optimizer(
@@ -45,7 +56,7 @@ def make_optimizer(
     # the CPU default, and as deterministic; other devices keep the default
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     opt = torch.optim.AdamW(
-        param_groups(model, optim.weight_decay),
+        param_groups(model, optim.weight_decay, optim.lr, optim.scalar_lr),
         lr=optim.lr,
         betas=(optim.beta1, optim.beta2),
         fused=fused or None,

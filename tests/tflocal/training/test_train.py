@@ -13,6 +13,7 @@ import tflocal.training.loop as train_mod
 from cache_tools.store.reader import open_cache
 from cache_tools.store.schema import ENCODER_KEYS
 from cache_tools.write.arrays import write_arrays
+from helpers.pair_batches import TOWERS
 from helpers.train_setup import SMALL, binding_cache, config, read_log
 from tflocal.config import load_config
 from tflocal.errors import UserError
@@ -20,7 +21,7 @@ from tflocal.models import ModelConfig, build_head
 from tflocal.models.checkpoint import load_head, save_checkpoint
 from tflocal.pairs.candidates import build_units, make_batch
 from tflocal.training.loop import NonFiniteLossError, TrainConfig, train
-from tflocal.training.optim import WarmupCosine
+from tflocal.training.optim import WarmupCosine, make_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
@@ -150,6 +151,35 @@ def test_warmup_cosine_by_hand():
     assert (
         s(4) == pytest.approx(1.0) and s(8) == pytest.approx(0.1 + 0.9 * 0.5) and s(12) == pytest.approx(0.1)
     )
+
+
+def test_scalar_lr_moves_the_single_number_parameters_faster_and_nothing_else():
+    """optim.scalar_lr: the 0-d parameters (term weights such as a count term's, which start at 0)
+    step scalar_lr times further under AdamW; every other parameter steps as with scalar_lr 1."""
+    cfg = dict(width=32, depth=1, heads=4, readout="segments", count_term=True, count_form="density")
+
+    def one_step(scalar_lr: float) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        head = build_head("tflocal", cfg, TOWERS)
+        before = {k: v.detach().clone() for k, v in head.named_parameters()}
+        over = [f"optim.scalar_lr={scalar_lr}", "optim.warmup_steps=0"]
+        optim = load_config(TrainConfig, None, over, cache="x.h5").optim
+        opt, _ = make_optimizer(head, optim, total_steps=10)
+        for p in head.parameters():
+            p.grad = torch.ones_like(p)
+        opt.step()
+        return {k: (v.detach() - before[k]).abs() for k, v in head.named_parameters()}
+
+    plain, fast = one_step(1.0), one_step(10.0)
+    assert plain["count_scale"].item() == pytest.approx(3e-4, rel=1e-3)  # AdamW's first step: lr
+    assert fast["count_scale"].item() == pytest.approx(3e-3, rel=1e-3)
+    scalars = [k for k, v in plain.items() if v.ndim == 0]
+    assert {"count_scale", "scale", "count_offset"} <= set(scalars)
+    for k in plain:
+        if k not in scalars:  # matrices (also with their decay) and vectors: unchanged
+            torch.testing.assert_close(fast[k], plain[k])
+    with pytest.raises(UserError, match="scalar_lr"):
+        load_config(TrainConfig, None, ["optim.scalar_lr=0"], cache="x.h5")
 
 
 def test_train_config_validation_and_recipes():
