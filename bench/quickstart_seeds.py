@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from cache_tools.encoders.towers import native_bf16  # noqa: E402
 from cache_tools.infra.machine import cpu_model  # noqa: E402
 from tflocal.app.pipeline import run_pipeline  # noqa: E402
-from tflocal.app.quickstart import HEADS, QuickstartConfig  # noqa: E402
+from tflocal.app.quickstart import HEADS, SGI_LABEL, QuickstartConfig  # noqa: E402
 from tflocal.config import from_dict  # noqa: E402
 from tflocal.errors import UserError  # noqa: E402
 
@@ -182,23 +182,24 @@ def same_rows(a: list[dict], b: list[dict]) -> bool:
 
 
 def summarise(per_seed: dict[int, list[dict]]) -> list[dict[str, Any]]:
-    """One row per (subset, scorer) in the first seed's order: pair accuracy (%) over the seeds."""
-    values: dict[tuple[str, str], list[float]] = {}
-    meta: dict[tuple[str, str], dict[str, Any]] = {}
+    """One row per (subset, scorer, metric) in the first seed's order: the metric (%) over the
+    seeds (pair accuracy; in the 3D world also text, image and group scores)."""
+    values: dict[tuple[str, str, str], list[float]] = {}
+    meta: dict[tuple[str, str, str], dict[str, Any]] = {}
     for rows in per_seed.values():
         for r in rows:
-            key = (r["subset"], r["scorer"])
+            key = (r["subset"], r["scorer"], r["metric"])
             values.setdefault(key, []).append(100 * r["value"])
             meta.setdefault(key, {"metric": r["metric"], "n": r["n"]})
     out = []
-    for (subset, scorer), vals in values.items():
+    for (subset, scorer, metric), vals in values.items():
         if len(vals) != len(per_seed):
-            raise UserError(f"{subset} / {scorer}: {len(vals)} values for {len(per_seed)} seeds")
+            raise UserError(f"{subset} / {scorer} / {metric}: {len(vals)} values for {len(per_seed)} seeds")
         out.append(
             {
                 "subset": subset,
                 "scorer": scorer,
-                **meta[(subset, scorer)],
+                **meta[(subset, scorer, metric)],
                 "mean": round(statistics.fmean(vals), 4),
                 "min": round(min(vals), 4),
                 "max": round(max(vals), 4),
@@ -214,7 +215,7 @@ def claims(per_seed: dict[int, list[dict]]) -> tuple[dict[str, bool], dict[str, 
     min over seeds of TFLocal - global head on test_ood/swap in points)."""
     gaps: dict[str, dict[int, float]] = {}
     for seed, rows in per_seed.items():
-        table = {(r["subset"], r["scorer"]): r["value"] for r in rows}
+        table = {(r["subset"], r["scorer"]): r["value"] for r in rows if r["metric"] == "accuracy"}
         for subset in dict.fromkeys(r["subset"] for r in rows):
             if CLAIM.match(subset) and (subset, GLOBAL) in table and (subset, TFLOCAL) in table:
                 gaps.setdefault(subset, {})[seed] = table[(subset, TFLOCAL)] - table[(subset, GLOBAL)]
@@ -224,12 +225,28 @@ def claims(per_seed: dict[int, list[dict]]) -> tuple[dict[str, bool], dict[str, 
     return every, below, (round(100 * min(ood.values()), 4) if ood else None)
 
 
+def group_gaps(per_seed: dict[int, list[dict]]) -> dict[str, dict[str, float]]:
+    """3D world: per ``SPLIT/CATEGORY`` with a group score, the smallest TFLocal - baseline group
+    score over the seeds (points), for the global head and SGI: {subset: {"vs_global_min": ..,
+    "vs_sgi_min": ..}}; {} for a world without group scores."""
+    gaps: dict[str, dict[str, list[float]]] = {}
+    for rows in per_seed.values():
+        table = {(r["subset"], r["scorer"]): r["value"] for r in rows if r["metric"] == "group"}
+        for (subset, scorer), value in table.items():
+            if scorer != TFLOCAL:
+                continue
+            for key, base in (("vs_global_min", GLOBAL), ("vs_sgi_min", SGI_LABEL)):
+                if (subset, base) in table:
+                    gaps.setdefault(subset, {}).setdefault(key, []).append(100 * (value - table[(subset, base)]))
+    return {s: {k: round(min(v), 4) for k, v in by.items()} for s, by in gaps.items()}
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print("\n| subset | scorer | mean | min | max | std | n |\n|---|---|---:|---:|---:|---:|---:|")
+    print("\n| subset | scorer | metric | mean | min | max | std | n |\n|---|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['subset']} | {r['scorer']} | {r['mean']:.1f} | {r['min']:.1f} | {r['max']:.1f} | "
-            f"{r['std']:.2f} | {r['n']} |"
+            f"| {r['subset']} | {r['scorer']} | {r['metric']} | {r['mean']:.1f} | {r['min']:.1f} | "
+            f"{r['max']:.1f} | {r['std']:.2f} | {r['n']} |"
         )
 
 
@@ -282,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     for subset, ok in every.items():
         print(f"  {subset}: {str(ok).lower()}" + ("" if ok else f" (below in seeds {below[subset]})"))
     print(f"test_ood/swap: min over seeds of TFLocal - global head: {gain} points")
+    groups = group_gaps(per_seed)
+    if groups:
+        print("\ngroup score, min over seeds of TFLocal - global head / TFLocal - SGI (points):")
+        for subset, by in groups.items():
+            print(f"  {subset}: {by.get('vs_global_min')} / {by.get('vs_sgi_min')}")
     run_rows = json.loads((run / "report" / "results.json").read_text())
     matches = same_rows(per_seed[base["seed"]], run_rows) if same_as_run and base["seed"] in per_seed else None
     print(f"seed{base['seed']}_matches_run: {json.dumps(matches)}")
@@ -296,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "tflocal_ge_global_every_seed": every,
         "tflocal_below_global_seeds": below,
         "test_ood_swap_min_gain_points": gain,
+        "group_min_gain_points": groups,
         "seed0_matches_run": matches,
         "seconds_per_seed": [records[s]["seconds"] for s in seeds],
         "seeds_run_now": [s for s in seeds if records[s]["run_now"]],

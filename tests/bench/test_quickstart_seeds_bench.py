@@ -112,12 +112,44 @@ def test_quickstart_seeds_bench_bad_input_is_one_clear_line(tmp_path, seeds, mes
     assert out.stderr.startswith("quickstart_seeds: error: ") and message in out.stderr
 
 
-def test_set_changes_one_key_of_the_run_config_and_refuses_what_is_not_a_setting():
+def load_bench():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("quickstart_seeds", ROOT / "bench" / "quickstart_seeds.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_3d_rows_keep_their_metrics_apart_and_give_the_group_score_gaps():
+    bench = load_bench()
+
+    def row(subset, scorer, metric, value):
+        return {"subset": subset, "scorer": scorer, "metric": metric, "value": value, "n": 33}
+
+    def seed(tfl_group, glob_group, sgi_group):
+        return [
+            row("test_ood/size", "TFLocal", "text", 0.9),
+            row("test_ood/size", "TFLocal", "group", tfl_group),
+            row("test_ood/size", "global head", "group", glob_group),
+            row("test_ood/size", bench.SGI_LABEL, "group", sgi_group),
+            row("test_ood/swap", "TFLocal", "accuracy", 0.8),
+            row("test_ood/swap", "global head", "accuracy", 0.5),
+        ]
+
+    per_seed = {0: seed(0.6, 0.1, 0.3), 1: seed(0.4, 0.2, 0.5)}
+    rows = {(r["subset"], r["scorer"], r["metric"]): r for r in bench.summarise(per_seed)}
+    assert rows[("test_ood/size", "TFLocal", "group")]["values"] == [60.0, 40.0]
+    assert rows[("test_ood/size", "TFLocal", "text")]["values"] == [90.0, 90.0]
+    gaps = bench.group_gaps(per_seed)
+    assert gaps == {"test_ood/size": {"vs_global_min": 20.0, "vs_sgi_min": -10.0}}
+    every, below, gain = bench.claims(per_seed)
+    assert every == {"test_ood/swap": True} and below == {} and gain == 30.0
+    assert bench.group_gaps({0: seed(0.6, 0.1, 0.3)[4:]}) == {}  # ShapesWorld: no group scores
+
+
+def test_set_changes_one_key_of_the_run_config_and_refuses_what_is_not_a_setting():
+    bench = load_bench()
     base = {"epochs": 5, "optim": {"lr": 0.002, "warmup_steps": 100}}
     got = bench.with_settings(base, ["optim.scalar_lr=1", "epochs=3", "encoder=towers:x"])
     assert got == {"epochs": 3, "optim": {"lr": 0.002, "warmup_steps": 100, "scalar_lr": 1}, "encoder": "towers:x"}

@@ -58,10 +58,17 @@ def model_config(cfg: ModelConfig | dict[str, Any] | None) -> ModelConfig:
     return from_dict(ModelConfig, cfg, prefix="model.") if isinstance(cfg, dict) else cfg
 
 
+UNSET_MEANS = {"count_term": False, "count_form": "classes", "number_words": "keep"}
+"""What a ModelConfig key left at None builds (a caller such as the 3D quickstart fills in its own
+first)."""
+
+
 def resolve_config(cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec) -> ModelConfig:
     """A ModelConfig (from a dict, or defaults for None) with what the cache decides filled in:
     ``max_text_tokens`` = the cache's context length when unset; no ``global_path`` for a spec
-    without global embeddings (a dimension of 0); ``local_loss`` None -> on for ``segments`` only."""
+    without global embeddings (a dimension of 0); ``local_loss`` None -> on for ``segments`` only;
+    ``block_init`` None -> 'zero' for ``segments``, 'default' for the joint read-outs;
+    ``count_term`` / ``count_form`` / ``number_words`` None -> off / 'classes' / 'keep'."""
     cfg = model_config(cfg)
     if cfg.max_text_tokens is None:
         cfg = replace(cfg, max_text_tokens=int(spec.context_length))
@@ -69,6 +76,11 @@ def resolve_config(cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec) ->
         cfg = replace(cfg, global_path=False)
     if cfg.local_loss is None:
         cfg = replace(cfg, local_loss=cfg.readout == "segments")
+    unset = {k: v for k, v in UNSET_MEANS.items() if getattr(cfg, k) is None}
+    if unset:
+        cfg = replace(cfg, **unset)
+    if cfg.block_init is None:
+        cfg = replace(cfg, block_init="zero" if cfg.readout == "segments" else "default")
     return cfg
 
 
@@ -85,9 +97,9 @@ def build_head(name: str, cfg: ModelConfig | dict[str, Any] | None, spec: CacheS
     cfg = model_config(cfg)
     if name == "tflocal-joint" and cfg.readout == "segments":  # the default: the joint read-out's is summary
         cfg = replace(cfg, readout="summary")
-    cfg = resolve_config(cfg, spec)
     if name == "tflocal-segments" and cfg.readout != "segments":  # the name says which read-out
         cfg = replace(cfg, readout="segments")
+    cfg = resolve_config(cfg, spec)
     name = head_name(name, cfg)
     if name == "global":
         return global_head(cfg, spec)

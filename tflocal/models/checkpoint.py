@@ -38,13 +38,15 @@ LEGACY_MODEL_KEYS = {
     "count_form": "classes",
     "count_peaks": False,
     "compare_term": False,
+    "block_init": "default",
 }
 """Model config keys a checkpoint may lack, with what a head saved without them was: saved
 before read-outs had a global path (``global_path``, ``local_loss``), before there was a
 choice of read-out (``readout``: the joint summary read-out, the only one then), or before the
 ``segments`` read-out had its pair relation, count and compare terms (``relation_form``: the
 plane direction alone; ``count_term``, ``count_peaks``, ``compare_term``: off; ``number_words``:
-'keep'; ``count_form``: 'classes'). A checkpoint
+'keep'; ``count_form``: 'classes'), or before blocks could start as the identity
+(``block_init``: 'default'). A checkpoint
 stores its resolved config in full (``model_cfg``), so one saved with a key at its default
 holds the key and is loaded as it was, whatever the default is now."""
 

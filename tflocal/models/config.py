@@ -13,6 +13,9 @@ RELATION_FORMS = ("direction", "pair", "both")
 PAIR_FEATURES = ("full", "relational")
 NUMBER_WORDS = ("keep", "count", "drop")
 COUNT_FORMS = ("classes", "ordinal", "density")
+BLOCK_INITS = ("default", "zero")
+RESOLVED_LATER = ("count_form", "number_words", "block_init")
+"""Keys whose None is filled in when a head is built (:func:`tflocal.models.resolve_config`)."""
 
 
 @dataclass
@@ -31,6 +34,15 @@ class ModelConfig:
     the same as one transformer layer with mlp_ratio 4, so both heads have about the same budget."""
     dropout: float = 0.0
     """Dropout in attention, feed-forward and projections."""
+    block_init: str | None = None
+    """TFLocal transformer blocks: 'zero' (each block's attention and feed-forward output
+    projections start at 0, so every block starts as the identity and a token or region vector
+    starts as its own projection, without the mean of the caption or image that random attention
+    adds; the blocks then learn what context to add) or 'default' (PyTorch's initialization).
+    None: 'zero' for ``segments`` (on the 3D world it took away a plateau at the start of training
+    that some seeds sat on for 2-4 of 10 epochs; on ShapesWorld better or within 1 point on every
+    subset over 3 seeds: docs/training.md), 'default' for the joint read-outs (not measured).
+    Checkpoints saved before this key existed load with 'default'."""
     pos: str = "learned"
     """2-D patch and 1-D caption positions: 'learned' (row + column tables) or 'sinusoidal' (fixed)."""
     readout: str = "segments"
@@ -68,13 +80,13 @@ class ModelConfig:
     """What the pair relation term reads of its two objects: 'full' (both attended region vectors,
     their product and cosine) or 'relational' (their product and cosine only: nothing that
     names either object alone); both add locations, offset, extents and the predicate."""
-    count_term: bool = False
+    count_term: bool | None = None
     """``segments`` read-out: score an object phrase that states a number >= 2 ("two red cubes")
     also by how many regions carry it (soft counts at learned cosine thresholds and its top
     cosines -> a small MLP -> log-probability of the stated count), so "two" and "three" differ.
-    Reads ``PairBatch.counts``; starts at exactly 0. Checkpoints saved before this key existed
-    load with False."""
-    count_form: str = "classes"
+    Reads ``PairBatch.counts``; starts at exactly 0. None: off (what a head is built with; the 3D
+    quickstart fills in on). Checkpoints saved before this key existed load with False."""
+    count_form: str | None = None
     """``segments`` read-out, with ``count_term``: how the count MLP's output gives p(n).
     'classes' (the default): one logit per count 1..8; 'ordinal': a count estimate ``μ`` and a
     confidence ``g`` with logits ``−g (n − μ)²``, so a count the MLP never saw for a phrase is
@@ -84,13 +96,15 @@ class ModelConfig:
     ``−(n − ĉ)²`` with a learned weight starting at 0, and training also regresses ``ĉ`` on the
     true captions (the stated n for "two cubes", at least 1 for "a cube"): counting is additive
     over the image, so a count never stated of a shape is the sum of densities trained on the
-    counts that were. Checkpoints saved before this key existed load with 'classes'."""
-    number_words: str = "keep"
+    counts that were. None: 'classes' (the 3D quickstart fills in 'density'). Checkpoints saved
+    before this key existed load with 'classes'."""
+    number_words: str | None = None
     """``segments`` read-out: what a phrase stating a number ("three spheres") pools. 'keep' (the
     default): all its tokens; 'count': the count term pools it without its number words
     ("spheres"), so that a count never stated of a shape in training is read from a phrase that
     was; 'drop': every term does (best-region match, relations, counts). Reads
-    ``PairBatch.number_tokens``. Checkpoints saved before this key existed load with 'keep'."""
+    ``PairBatch.number_tokens``. None: 'keep' (the 3D quickstart fills in 'drop'). Checkpoints
+    saved before this key existed load with 'keep'."""
     count_peaks: bool = False
     """``segments`` read-out, with ``count_term``: the count MLP also reads counts relative to
     the phrase's best region (regions within learned margins of its cosine; the same of local
@@ -129,9 +143,10 @@ class ModelConfig:
             ("pair_features", PAIR_FEATURES),
             ("count_form", COUNT_FORMS),
             ("number_words", NUMBER_WORDS),
+            ("block_init", BLOCK_INITS),
         ):
             value = getattr(self, name)
-            if value not in choices:
+            if value not in choices and not (value is None and name in RESOLVED_LATER):
                 raise UserError(f"model.{name}={value!r} unknown; choices: {', '.join(choices)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")

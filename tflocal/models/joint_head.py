@@ -50,7 +50,7 @@ class TFLocalHead(Head):
         self.modality = nn.Parameter(torch.randn(2, d) * 0.02)  # 0: image, 1: text
         self.summary = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.block_init) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d)
         self.score = nn.Linear(d, 1)
         self.align = None

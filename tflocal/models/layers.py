@@ -17,7 +17,11 @@ class Block(nn.Module):
     zero attention weight, so padding never changes the outputs at real positions.
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, init: str = "default"
+    ):
+        """``init`` 'zero': the attention and feed-forward output projections start at 0, so the
+        block starts as the identity; 'default': PyTorch's initialization."""
         super().__init__()
         self.heads = heads
         self.dropout = dropout
@@ -33,6 +37,10 @@ class Block(nn.Module):
             nn.Linear(hidden, width),
             nn.Dropout(dropout),
         )
+        if init == "zero":
+            for out in (self.proj, self.mlp[3]):
+                nn.init.zeros_(out.weight)
+                nn.init.zeros_(out.bias)
 
     def attention_weights(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """The attention probabilities of this block's forward: x [B, S, d] -> [B, heads, S, S]

@@ -194,10 +194,10 @@ class SegmentHead(Head):
         self.patch_pos = GridPositions(self.grid, d, cfg.pos)
         self.token_pos = PositionTable(self.max_text, d, cfg.pos) if cfg.depth > 0 else None
         self.image_blocks = nn.ModuleList(
-            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)
+            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.block_init) for _ in range(cfg.depth)
         )
         self.text_blocks = nn.ModuleList(
-            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)
+            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.block_init) for _ in range(cfg.depth)
         )
         self.image_out = nn.Linear(d, d)
         self.text_out = nn.Linear(d, d)

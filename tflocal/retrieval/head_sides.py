@@ -188,6 +188,7 @@ ADDED_CONFIG_KEYS = {
     "count_form": "classes",
     "count_peaks": False,
     "compare_term": False,
+    "block_init": "default",
 }
 """Config keys added after indexes were first written, with the value every earlier head had:
 they enter the fingerprint only when set otherwise, so an index built before stays valid."""

@@ -37,21 +37,21 @@ class OptimConfig:
     """Final learning rate as a fraction of lr."""
     grad_clip: float = 1.0
     """Max global gradient norm (0 = no clipping)."""
-    scalar_lr: float = 1.0
+    scalar_lr: float | None = None
     """Learning-rate multiplier of the head's single-number parameters (the weights of the score's
     terms, temperatures, offsets). AdamW moves a parameter by about lr per step whatever its size,
     so a term weight that starts at 0 can reach at most about lr x steps (about 2 in the
-    quickstarts' recipes)."""
+    quickstarts' recipes). None: 1 (the 3D quickstart fills in 10)."""
 
     def __post_init__(self) -> None:
-        bad = [k for k, v in dataclasses.asdict(self).items() if not math.isfinite(v)]
+        bad = [k for k, v in dataclasses.asdict(self).items() if v is not None and not math.isfinite(v)]
         if bad:
             raise UserError(
                 f"optim.{bad[0]}={getattr(self, bad[0])} is not a finite number: give a real value"
             )
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise UserError("optim: lr must be > 0; weight_decay, warmup_steps and grad_clip >= 0")
-        if self.scalar_lr <= 0:
+        if self.scalar_lr is not None and self.scalar_lr <= 0:
             raise UserError(f"optim.scalar_lr={self.scalar_lr} must be > 0 (1 = the lr of the rest)")
         if not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")

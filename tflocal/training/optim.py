@@ -56,7 +56,7 @@ def make_optimizer(
     # the CPU default, and as deterministic; other devices keep the default
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     opt = torch.optim.AdamW(
-        param_groups(model, optim.weight_decay, optim.lr, optim.scalar_lr),
+        param_groups(model, optim.weight_decay, optim.lr, 1.0 if optim.scalar_lr is None else optim.scalar_lr),
         lr=optim.lr,
         betas=(optim.beta1, optim.beta2),
         fused=fused or None,

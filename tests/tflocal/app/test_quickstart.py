@@ -167,6 +167,22 @@ def test_quickstart_world_defaults_and_bad_world():
         QuickstartConfig(world="4d")
 
 
+def test_the_3d_world_fills_in_its_count_recipe_where_the_config_leaves_it():
+    from tflocal.app.quickstart import QuickstartConfig
+    from tflocal.config import load_config
+
+    three = QuickstartConfig(world="3d")
+    m, o = three.model, three.optim
+    assert (m.count_term, m.count_form, m.number_words, o.scalar_lr) == (True, "density", "drop", 10.0)
+    assert (m.width, m.depth, o.lr) == (64, 1, 2e-3)  # the rest as for ShapesWorld
+    two = QuickstartConfig()
+    assert (two.model.count_term, two.model.number_words, two.optim.scalar_lr) == (None, None, None)
+    # what a user sets wins, also where it is what ShapesWorld would build
+    mine = load_config(QuickstartConfig, None, ["optim.scalar_lr=1"], world="3d", **{"model.count_term": False})
+    assert (mine.model.count_term, mine.model.count_form, mine.optim.scalar_lr) == (False, "density", 1.0)
+    assert three.heads()[1].model.count_term and three.heads()[1].optim.scalar_lr == 10.0
+
+
 def test_auto_towers_never_pick_int8_for_a_gpu(monkeypatch):
     """The int8 text tower runs on a CPU only: ``auto`` for a CUDA device keeps fp32 (or bf16)."""
     import torch

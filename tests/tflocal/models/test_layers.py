@@ -53,3 +53,24 @@ def test_packed_block_equals_the_padded_block_at_real_positions():
     g_out = _grads(block, ((block.forward_packed(x.reshape(B * S, 32)[real], real, mask) - target) ** 2).sum())
     for name in g_ref:
         torch.testing.assert_close(g_out[name], g_ref[name], atol=1e-4, rtol=1e-4)
+
+
+def test_a_zero_initialized_block_starts_as_the_identity_and_learns_past_it():
+    torch.manual_seed(0)
+    block = Block(32, heads=4, init="zero")
+    mask = torch.tensor([[True] * 5 + [False] * 2, [True] * 7])
+    x = torch.randn(2, 7, 32)
+    torch.testing.assert_close(block(x, mask), x)  # no mean of the other positions added
+    torch.manual_seed(0)
+    default = Block(32, heads=4)
+    assert not torch.allclose(default(x, mask), x)
+    # every other weight is as the default initialization drew it, and the zeroed outputs get a
+    # gradient, so one step leaves the identity
+    for (name, p), (_, q) in zip(block.named_parameters(), default.named_parameters()):
+        if not name.startswith(("proj.", "mlp.3.")):
+            torch.testing.assert_close(p, q)
+    target = x + torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(1))
+    ((block(x, mask) - target) ** 2).sum().backward()
+    assert block.proj.weight.grad.abs().sum() > 0 and block.mlp[3].weight.grad.abs().sum() > 0
+    torch.optim.SGD(block.parameters(), lr=0.1).step()
+    assert not torch.allclose(block(x, mask), x)

@@ -51,10 +51,24 @@ def test_layout_marks_the_number_words_of_counted_phrases_only():
     assert not out["number_tokens"][1].any()
 
 
+def test_segments_blocks_start_as_the_identity_by_default_and_the_joint_ones_do_not():
+    seg = head_of(depth=1)
+    assert seg.cfg.block_init == "zero" and len(seg.text_blocks) == 1
+    for block in (*seg.image_blocks, *seg.text_blocks):
+        assert not block.proj.weight.any() and not block.mlp[3].weight.any()
+    assert head_of(depth=1, block_init="default").image_blocks[0].proj.weight.any()
+    joint = build_head("tflocal-joint", {**CFG, "depth": 1}, TOWERS)
+    assert joint.cfg.block_init == "default" and joint.blocks[0].proj.weight.any()
+    with pytest.raises(UserError, match="block_init"):
+        ModelConfig(block_init="ones")
+
+
 def test_new_options_are_off_by_default_and_read_nothing_new():
     cfg = ModelConfig()
-    assert (cfg.number_words, cfg.count_peaks, cfg.compare_term) == ("keep", False, False)
+    assert (cfg.number_words, cfg.count_term, cfg.count_form) == (None, None, None)  # filled in when built
+    assert (cfg.count_peaks, cfg.compare_term) == (False, False)
     head = head_of()
+    assert (head.cfg.number_words, head.cfg.count_term, head.cfg.count_form) == ("keep", False, "classes")
     assert "number_tokens" not in head.needs and head.compare_in is None
     assert "mix/compare" not in head.mix_weights()
     # 'count' without the count term changes nothing either
@@ -63,7 +77,7 @@ def test_new_options_are_off_by_default_and_read_nothing_new():
         ModelConfig(number_words="none")
     with pytest.raises(UserError, match="model.count_form='gauss' unknown"):
         ModelConfig(count_form="gauss")
-    assert ModelConfig().count_form == "classes" and head.count_mlp is None
+    assert head.count_mlp is None and not head.count_density
 
 
 @pytest.mark.parametrize("count_form", ["classes", "ordinal"])
@@ -160,12 +174,13 @@ def test_checkpoints_saved_before_the_new_keys_load_as_before(tmp_path):
     old = head_of(global_path=True)
     path = save_checkpoint(tmp_path / "old.pt", old, "tflocal", old.cfg, None, dict(TOWERS), step=1)
     ckpt = torch.load(path, weights_only=True)
-    for k in ("number_words", "count_peaks", "compare_term", "count_form"):
+    assert ckpt["model_cfg"]["block_init"] == "zero"  # resolved when built, and stored so
+    for k in ("number_words", "count_peaks", "compare_term", "count_form", "block_init"):
         del ckpt["model_cfg"][k]
     torch.save(ckpt, path)
     legacy = load_checkpoint(path)["model_cfg"]
     assert (legacy["number_words"], legacy["count_peaks"], legacy["compare_term"]) == ("keep", False, False)
-    assert legacy["count_form"] == "classes"
+    assert legacy["count_form"] == "classes" and legacy["block_init"] == "default"
     model, _ = load_head(path)
     b = numbered_batch()
     with torch.no_grad():
