@@ -118,8 +118,9 @@ WORLD_HEADS = {
 """World -> (model keys, optim keys) it fills in where the config leaves them at None. The 3D
 world states counts ("two small metal spheres"): the additive count term, phrases matched without
 their number words, and the term weights trained 10x faster (a weight starting at 0 moves about lr
-per step); over three training seeds test_ood quantity 36-45 against 0-3 without them
-(docs/world3d.md). ShapesWorld states no counts."""
+per step); with the blocks starting as the identity (``model.block_init``), test_ood quantity
+24.2 / 36.4 / 21.2 over three training seeds against 0-3 without them (docs/world3d.md).
+ShapesWorld states no counts."""
 
 
 @dataclass
