@@ -4,7 +4,6 @@ docs/results/data/*.json (as docs/bad_inputs.md is what tests/helpers/bad_inputs
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "results_docs.py"
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("results_docs", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tools/results_docs.py")
 
 
 def test_generated_docs_match_their_data():

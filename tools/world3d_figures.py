@@ -2,10 +2,14 @@
 
     .venv/bin/python tools/world3d_figures.py RENDER_DIR [--split test_ood] [--out docs/world3d_pairs.png]
     .venv/bin/python tools/world3d_figures.py --report runs/quickstart3d/report [--metrics group]
+    .venv/bin/python tools/world3d_figures.py --seeds SEEDS_LOG [--split test_ood]
 
 The figure: the first pair of each of ``--categories`` in the split, its two images side by side,
 each with its caption (caption 0 of its manifest line) under it. ``--report``: markdown tables of
 a world3d report's ``results.json``, one per split, a row per category, a column per scorer.
+``--seeds``: the group score of one split over training seeds from ``bench/quickstart_seeds.py``'s
+output (its last line, a JSON object): mean [min, max] per scorer and the smallest TFLocal lead
+over each baseline.
 """
 
 from __future__ import annotations
@@ -105,16 +109,46 @@ def compact_table(report: Path, metric: str = "group") -> str:
     return "\n".join(out)
 
 
+def seeds_table(log: Path, split: str = "test_ood", metric: str = "group") -> str:
+    """Markdown: a row per category of ``split``, mean [min, max] over the seeds per scorer and the
+    smallest TFLocal - baseline over the seeds (points), from the seeds bench's JSON line."""
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    if not lines:
+        raise SystemExit(f"{log}: no JSON line; give the output of bench/quickstart_seeds.py")
+    figures = json.loads(lines[-1])
+    rows = {(r["subset"], r["scorer"]): r for r in figures["rows"] if r["metric"] == metric}
+    scorers = list(dict.fromkeys(sc for (sub, sc) in rows if sub.startswith(split + "/")))
+    head = "TFLocal"
+    others = [sc for sc in scorers if sc != head]
+    out = [
+        "| category | " + " | ".join(scorers) + " | " + " | ".join(f"min {head} − {sc}" for sc in others) + " | n |",
+        "|---|" + "---:|" * (len(scorers) + len(others) + 1),
+    ]
+    for cat in CATEGORY_ROWS:
+        cells = [rows.get((f"{split}/{cat}", sc)) for sc in scorers]
+        if any(c is None for c in cells):
+            continue
+        shown = [f"{c['mean']:.1f} [{c['min']:.1f}, {c['max']:.1f}]" for c in cells]
+        mine = rows[(f"{split}/{cat}", head)]["values"]
+        gaps = [min(a - b for a, b in zip(mine, rows[(f"{split}/{cat}", sc)]["values"])) for sc in others]
+        out.append(f"| {cat} | " + " | ".join(shown) + " | " + " | ".join(f"{g:+.1f}" for g in gaps) + f" | {cells[0]['n']} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("render", type=Path, nargs="?")
     p.add_argument("--report", type=Path, help="print the tables of this world3d report instead")
     p.add_argument("--metrics", default="group", help="comma-separated: text, image, group")
     p.add_argument("--compact", action="store_true", help="with --report: the README's one table")
+    p.add_argument("--seeds", type=Path, help="print the group scores over seeds of this seeds-bench output")
     p.add_argument("--split", default="test_ood")
     p.add_argument("--categories", default="color,material,size,quantity,depth,support,comparative,equality")
     p.add_argument("--out", type=Path, default=Path("docs/world3d_pairs.png"))
     a = p.parse_args(argv)
+    if a.seeds is not None:
+        print(seeds_table(a.seeds, a.split))
+        return 0
     if a.report is not None:
         print(compact_table(a.report) if a.compact else report_tables(a.report, a.metrics.split(",")))
         return 0

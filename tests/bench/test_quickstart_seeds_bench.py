@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, subprocess_pythonpath
+from helpers import ROOT, load_script, subprocess_pythonpath
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
@@ -113,12 +113,7 @@ def test_quickstart_seeds_bench_bad_input_is_one_clear_line(tmp_path, seeds, mes
 
 
 def load_bench():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("quickstart_seeds", ROOT / "bench" / "quickstart_seeds.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_script("bench/quickstart_seeds.py")
 
 
 def test_3d_rows_keep_their_metrics_apart_and_give_the_group_score_gaps():

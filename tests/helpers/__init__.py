@@ -6,7 +6,9 @@ on disk (recipes, docs, bench scripts) or start subprocesses that import ``helpe
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import types
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -44,3 +46,13 @@ def subprocess_pythonpath() -> str:
     root, ``tests/``, then whatever ``PYTHONPATH`` this process was given."""
     extra = os.environ.get("PYTHONPATH", "")
     return os.pathsep.join([str(ROOT), str(TESTS), *([extra] if extra else [])])
+
+
+def load_script(relative: str, name: str | None = None) -> types.ModuleType:
+    """A script of the repository that is not a package module (``bench/x.py``, ``tools/x.py``),
+    imported from its file: ``relative`` to the repository root."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

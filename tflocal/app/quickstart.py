@@ -301,10 +301,10 @@ kernels use VNNI there, which an AVX2-only CPU lacks: expect it slower there) an
 fp32 text before the int8 tower and the packed step. A 2-core AVX2-only AMD EPYC, which took 12
 min before the towers ran on ONNX Runtime, was not re-measured."""
 EXPECTED_MINUTES_3D = {PAIR + "@text-bf16": "8-14"}
-"""The same for ``--world 3d``: 8.9 min on the 2-core AMD EPYC above (the test cache, 13 grid
-crops an image for SGI, built beside the training, is its longest path there); 10.0-13.6 min from
-fresh clones of earlier code on a 2-core Sapphire Rapids (README); not measured on a CPU without
-native bf16."""
+"""The same for ``--world 3d``: 8.4 min on a 2-core Intel Xeon (Sapphire Rapids) with the count
+recipe of ``WORLD_HEADS`` (its TFLocal training 292 s of it; 7.3 min before it); 8.9 min on the
+2-core AMD EPYC above with earlier heads (the test cache, 13 grid crops an image for SGI, built
+beside the training, is its longest path there); not measured on a CPU without native bf16."""
 
 
 def _towers_precision(encoder: str, native: bool) -> str:

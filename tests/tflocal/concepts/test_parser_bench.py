@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from helpers import ROOT, TESTS
+from helpers import TESTS, load_script
 
 DATA = TESTS / "data" / "captions_labelled.jsonl"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_parser", ROOT / "bench" / "parser.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/parser.py", "bench_parser")
 
 
 def test_labelled_set_is_large_and_covers_several_domains():
