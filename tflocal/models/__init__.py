@@ -17,7 +17,7 @@ from cache_tools.store.schema import CacheSpec
 from tflocal.config import from_dict
 from tflocal.errors import UserError
 from tflocal.models.base import Head
-from tflocal.models.config import ModelConfig
+from tflocal.models.config import UNSET_MEANS, ModelConfig
 from tflocal.models.cosine import CosineHead, cosine_score
 from tflocal.models.global_head import DualGlobalHead, GlobalHead, global_head
 from tflocal.models.joint_head import TFLocalHead
@@ -56,11 +56,6 @@ def model_config(cfg: ModelConfig | dict[str, Any] | None) -> ModelConfig:
     if cfg is None:
         return ModelConfig()
     return from_dict(ModelConfig, cfg, prefix="model.") if isinstance(cfg, dict) else cfg
-
-
-UNSET_MEANS = {"count_term": False, "count_form": "classes", "number_words": "keep"}
-"""What a ModelConfig key left at None builds (a caller such as the 3D quickstart fills in its own
-first)."""
 
 
 def resolve_config(cfg: ModelConfig | dict[str, Any] | None, spec: CacheSpec) -> ModelConfig:

@@ -14,8 +14,12 @@ PAIR_FEATURES = ("full", "relational")
 NUMBER_WORDS = ("keep", "count", "drop")
 COUNT_FORMS = ("classes", "ordinal", "density")
 BLOCK_INITS = ("default", "zero")
-RESOLVED_LATER = ("count_form", "number_words", "block_init")
-"""Keys whose None is filled in when a head is built (:func:`tflocal.models.resolve_config`)."""
+UNSET_MEANS = {"count_term": False, "count_form": "classes", "number_words": "keep"}
+"""What a key left at None builds, whatever the read-out (a caller such as the 3D quickstart fills
+in its own first)."""
+RESOLVED_LATER = (*UNSET_MEANS, "block_init")
+"""Keys whose None is filled in when a head is built (:func:`tflocal.models.resolve_config`;
+``block_init`` by read-out)."""
 
 
 @dataclass
